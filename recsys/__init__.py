@@ -1,0 +1,1 @@
+"""recsys: per-market subscription plan recommendations on Apache Spark."""

@@ -1,0 +1,129 @@
+"""The `recsys` command: one subcommand per step of the flow, plus `pipeline` and `sql`.
+
+    recsys generate-world --conf conf/local.yaml --set world.users=50000
+    recsys pipeline --conf conf/local.yaml
+    recsys sql "select market, count(*) from recsys.users group by market"
+
+`spark-submit jobs/<step>.py --conf ...` runs the same function (see jobs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
+
+from recsys.config import Config, load_config
+from recsys.errors import RecsysError
+from recsys.progress import setup_logging, step
+from recsys.session import build_session
+from recsys.world import job as world_job
+
+log = logging.getLogger("recsys.cli")
+
+Step = Callable[[SparkSession, Config], None]
+
+# The flow of DESIGN.md section 2, in order; `pipeline` runs all of them.
+STEPS: dict[str, Step] = {
+    "generate-world": world_job.run,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--conf", default="conf/local.yaml", help="config file (default: %(default)s)"
+    )
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set world.users=50000 (repeatable)",
+    )
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in STEPS:
+        commands.add_parser(name, parents=[common], help=f"run the {name} step")
+    commands.add_parser("pipeline", parents=[common], help="run every step in order")
+    sql = commands.add_parser("sql", parents=[common], help="query the configured catalog")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=("table", "json"), default="table")
+    sql.add_argument("--limit", type=int, default=1000, help="rows to print (default 1000)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.conf, args.overrides)
+        setup_logging(config.logging.level)
+        if args.command == "sql":
+            return _sql(config, args.query, args.format, args.limit)
+        steps = list(STEPS) if args.command == "pipeline" else [args.command]
+        return _run_steps(config, steps)
+    except RecsysError as exc:
+        print(f"recsys: error: {exc}", file=sys.stderr)
+        return 2
+    except PySparkException as exc:
+        print(f"recsys: spark error: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("recsys: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_steps(config: Config, steps: list[str]) -> int:
+    started = time.perf_counter()
+    spark = build_session(config, app_name=f"recsys {' + '.join(steps)}")
+    try:
+        for name in steps:
+            with step(name):
+                STEPS[name](spark, config)
+    finally:
+        spark.stop()
+    log.info("finished %s in %.1fs", ", ".join(steps), time.perf_counter() - started)
+    return 0
+
+
+def _sql(config: Config, query: str, fmt: str, limit: int) -> int:
+    spark = build_session(config, app_name="recsys sql")
+    try:
+        spark.sql(f"USE {config.catalog.database}")
+        result_df = spark.sql(query)
+        rows = result_df.limit(limit + 1).collect()
+        if fmt == "json":
+            for row in rows[:limit]:
+                print(json.dumps(row.asDict(recursive=True), default=str, ensure_ascii=False))
+        else:
+            _print_table(result_df.columns, [list(r) for r in rows[:limit]])
+        if len(rows) > limit:
+            print(f"(first {limit} rows shown; raise --limit for more)", file=sys.stderr)
+    finally:
+        spark.stop()
+    return 0
+
+
+def _print_table(columns: list[str], rows: list[list[object]]) -> None:
+    cells = [[("NULL" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print(" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for row in cells:
+        print(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Typed configuration: YAML files validated into pydantic models before any Spark work.
+
+A config file may name a parent with ``extends: base.yaml`` (resolved next to the file);
+mappings merge key by key, the child winning. ``--set dotted.key=value`` overrides are applied
+last, their values parsed as YAML scalars (``--set world.users=50_000`` is an int).
+Unknown keys and out-of-range values raise :class:`ConfigError` naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from recsys.errors import ConfigError, describe_validation_error
+from recsys.markets import MarketCatalog, load_markets
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Section):
+    master: str | None = Field(
+        default="local[*]",
+        description="Spark master; ignored when spark-submit already chose one.",
+    )
+    app_name: str = "recsys"
+    shuffle_partitions: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = "auto"
+    driver_memory: str | None = Field(default=None, pattern=r"^\d+[kmgt]?$")
+    hive: bool = Field(default=True, description="Hive-format catalog (persistent tables).")
+    checkpoint_dir: str | None = None
+    extra: dict[str, str] = Field(default_factory=dict, description="Any other spark.* setting.")
+
+    @field_validator("extra")
+    @classmethod
+    def _spark_keys(cls, extra: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in extra if not k.startswith("spark.")]
+        if bad:
+            raise ValueError(f"keys must start with 'spark.': {bad}")
+        return extra
+
+
+class CatalogConfig(_Section):
+    database: str = Field(default="recsys", pattern=r"^[a-z_][a-z0-9_]*$")
+    warehouse_dir: str = ".recsys/warehouse"
+    metastore_dir: str | None = Field(
+        default=".recsys/metastore",
+        description="Embedded Derby metastore folder; null on a cluster with its own metastore.",
+    )
+    keep_versions: Annotated[int, Field(ge=1, le=100)] = 2
+
+
+class MlflowConfig(_Section):
+    tracking_uri: str = "sqlite:///.recsys/mlflow.db"
+    experiment: str = "recsys"
+
+
+class WorldConfig(_Section):
+    """The synthetic subscription world (DESIGN.md section 5)."""
+
+    users: Annotated[int, Field(ge=100, le=2_000_000_000)] = 100_000
+    seed: int = 42
+    end_date: dt.date = dt.date(2026, 11, 1)
+    days: Annotated[int, Field(ge=14, le=730)] = 90
+    users_per_partition: Annotated[int, Field(ge=1_000)] = 250_000
+    prior_trial_share: Annotated[float, Field(ge=0, le=1)] = 0.3
+    noise: Annotated[float, Field(ge=0, le=5)] = Field(
+        default=0.8, description="Std-dev of each user's idiosyncratic taste per offer (logits)."
+    )
+    legacy_policy: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = Field(
+        description="Logged legacy exposure policy: current plan -> offer -> relative weight."
+    )
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    spark_level: Literal["INFO", "WARN", "ERROR", "FATAL"] = "ERROR"
+
+
+class Config(_Section):
+    spark: SparkConfig = SparkConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    world: WorldConfig
+    logging: LoggingConfig = LoggingConfig()
+    markets_file: str = "markets.yaml"
+
+    # Filled by load_config, not by the YAML.
+    markets: MarketCatalog | None = Field(default=None, exclude=True)
+    source: str | None = Field(default=None, exclude=True)
+
+    def table(self, name: str) -> str:
+        """Fully qualified name of a catalog table."""
+        return f"{self.catalog.database}.{name}"
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Load, merge, override and validate a config file, and its market catalogue.
+
+    Relative paths in ``catalog`` and the SQLite tracking URI are made absolute against the
+    current directory, so every process of a run (and a later ``mlflow ui``) agrees on them.
+    """
+    path = Path(path)
+    raw = _read_with_parents(path, seen=())
+    for item in overrides:
+        _apply_override(raw, item)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            describe_validation_error(exc, f"invalid configuration ({path})")
+        ) from None
+
+    markets_path = (path.parent / config.markets_file).resolve()
+    markets = load_markets(markets_path)
+    _check_policy_offers(config.world, markets)
+    catalog = config.catalog.model_copy(
+        update={
+            "warehouse_dir": _absolute(config.catalog.warehouse_dir),
+            "metastore_dir": config.catalog.metastore_dir
+            and _absolute(config.catalog.metastore_dir),
+        }
+    )
+    mlflow = config.mlflow.model_copy(
+        update={"tracking_uri": _absolute_sqlite(config.mlflow.tracking_uri)}
+    )
+    return config.model_copy(
+        update={"catalog": catalog, "mlflow": mlflow, "markets": markets, "source": str(path)}
+    )
+
+
+def _read_with_parents(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'extends' forms a cycle")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    base = _read_with_parents(path.parent / parent, (*seen, path.resolve()))
+    return _merge(base, data)
+
+
+def _merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in child.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value is not valid YAML: {exc}") from None
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parents[: depth + 1])} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _check_policy_offers(world: WorldConfig, markets: MarketCatalog) -> None:
+    plans = {t.plan_id for t in markets.offer_types.values()}
+    for plan, weights in world.legacy_policy.items():
+        if plan not in plans:
+            raise ConfigError(f"world.legacy_policy.{plan}: unknown plan (plans: {sorted(plans)})")
+        for offer in weights:
+            if offer not in markets.offer_types:
+                raise ConfigError(f"world.legacy_policy.{plan}.{offer}: unknown offer type")
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def _absolute_sqlite(uri: str) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
