@@ -14,7 +14,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
@@ -80,22 +81,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+@contextmanager
+def _session(config: Config, app_name: str) -> Iterator[SparkSession]:
+    """The job's session; stopped at the end unless it was already running (a notebook's,
+    or a test's), since stopping it would pull it from under its owner."""
+    owned = SparkSession.getActiveSession() is None
+    spark = build_session(config, app_name=app_name)
+    try:
+        yield spark
+    finally:
+        if owned:
+            spark.stop()
+
+
 def _run_steps(config: Config, steps: list[str]) -> int:
     started = time.perf_counter()
-    spark = build_session(config, app_name=f"recsys {' + '.join(steps)}")
-    try:
+    with _session(config, f"recsys {' + '.join(steps)}") as spark:
         for name in steps:
             with step(name):
                 STEPS[name](spark, config)
-    finally:
-        spark.stop()
     log.info("finished %s in %.1fs", ", ".join(steps), time.perf_counter() - started)
     return 0
 
 
 def _sql(config: Config, query: str, fmt: str, limit: int) -> int:
-    spark = build_session(config, app_name="recsys sql")
-    try:
+    with _session(config, "recsys sql") as spark:
         spark.sql(f"USE {config.catalog.database}")
         result_df = spark.sql(query)
         rows = result_df.limit(limit + 1).collect()
@@ -106,8 +116,6 @@ def _sql(config: Config, query: str, fmt: str, limit: int) -> int:
             _print_table(result_df.columns, [list(r) for r in rows[:limit]])
         if len(rows) > limit:
             print(f"(first {limit} rows shown; raise --limit for more)", file=sys.stderr)
-    finally:
-        spark.stop()
     return 0
 
 

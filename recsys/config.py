@@ -117,8 +117,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
             describe_validation_error(exc, f"invalid configuration ({path})")
         ) from None
 
-    markets_path = (path.parent / config.markets_file).resolve()
-    markets = load_markets(markets_path)
+    markets = load_markets(config.markets_file)
     _check_policy_offers(config.world, markets)
     catalog = config.catalog.model_copy(
         update={
@@ -146,6 +145,10 @@ def _read_with_parents(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    if isinstance(data.get("markets_file"), str):
+        # Relative to the file that names it, so a config extending base.yaml from
+        # elsewhere still finds conf/markets.yaml.
+        data["markets_file"] = str((path.parent / data["markets_file"]).resolve())
     parent = data.pop("extends", None)
     if parent is None:
         return data

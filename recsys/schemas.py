@@ -111,6 +111,6 @@ WORLD_TRUTH_SCHEMA = T.StructType(
         T.StructField("price_sensitivity", T.DoubleType(), False),
         T.StructField("initial_plan", T.StringType(), False),
         T.StructField("converted_offer", T.StringType(), True),
-        T.StructField("p_accept", T.MapType(T.StringType(), T.DoubleType(), False), False),
+        T.StructField("p_accept", T.MapType(T.StringType(), T.DoubleType()), False),
     ]
 )

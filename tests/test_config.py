@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recsys.cli import main
+from recsys.config import load_config
+from recsys.errors import ConfigError
+from tests.conftest import LOCAL_CONF, ROOT
+
+
+def test_local_config_is_the_embedded_default():
+    config = load_config(LOCAL_CONF)
+    assert config.spark.master == "local[*]"
+    assert config.spark.hive is True
+    assert config.catalog.warehouse_dir == str(Path(".recsys/warehouse").resolve())
+    assert config.catalog.metastore_dir == str(Path(".recsys/metastore").resolve())
+    assert config.mlflow.tracking_uri == f"sqlite:///{Path('.recsys/mlflow.db').resolve()}"
+    assert config.world.end_date == dt.date(2026, 11, 1)
+    assert len(config.markets.markets) >= 12
+
+
+def test_cluster_config_validates():
+    config = load_config(ROOT / "conf" / "cluster.yaml")
+    assert config.spark.master.startswith("spark://")
+    assert config.catalog.metastore_dir is None
+    assert config.mlflow.tracking_uri.startswith("http")
+
+
+def test_overrides_are_typed_yaml_scalars():
+    config = load_config(
+        LOCAL_CONF, ["world.users=50_000", "world.end_date=2026-06-30", "spark.hive=false"]
+    )
+    assert config.world.users == 50_000
+    assert config.world.end_date == dt.date(2026, 6, 30)
+    assert config.spark.hive is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["world.users=-5"], "world.users: Input should be greater than or equal to 100"),
+        (["world.userz=5"], "world.userz: unknown key"),
+        (["spark.shuffle_partitions=0"], "spark.shuffle_partitions"),
+        (["catalog.keep_versions=many"], "catalog.keep_versions"),
+        (["world.legacy_policy.free.no_such_offer=1"], "world.legacy_policy.free.no_such_offer"),
+        (["spark.extra.executor.memory=4g"], "spark.extra"),
+        (["world"], "--set expects dotted.key=value"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(LOCAL_CONF, overrides)
+    assert message in str(err.value)
+
+
+def test_unknown_key_in_a_file_names_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"extends: {LOCAL_CONF}\nworld:\n  seed: 1\n  colour: blue\n")
+    with pytest.raises(ConfigError, match=r"world\.colour: unknown key"):
+        load_config(path)
+
+
+def test_missing_file_and_bad_yaml_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def _markets_copy(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load((ROOT / "conf" / "markets.yaml").read_text(encoding="utf-8"))
+    edit(raw)
+    (tmp_path / "markets.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"extends: {LOCAL_CONF}\nmarkets_file: markets.yaml\n")
+    return conf
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m: m["markets"]["JP"]["offers"].update(premium_individual=1080.5),
+            "markets.JP: Value error, offers.premium_individual: price 1080.5 has more "
+            "decimals than JPY allows (0)",
+        ),
+        (lambda m: m["markets"]["SE"].update(currency="SEX"), "currency 'SEX' is not an ISO"),
+        (lambda m: m["markets"]["SE"].update(locale="xx_QQ"), "locale 'xx_QQ'"),
+        (lambda m: m["markets"]["SE"].update(user_share=0.5), "user_share must sum to 1"),
+        (
+            lambda m: m["markets"]["NG"]["offers"].update(premium_student=900),
+            "markets.NG.offers.premium_student: needs student verification",
+        ),
+        (lambda m: m["offer_types"]["premium_family"]["names"].pop("ja"), "no name in 'ja'"),
+    ],
+)
+def test_bad_market_catalogue_names_the_problem(tmp_path, edit, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_markets_copy(tmp_path, edit))
+    assert message in str(err.value)
+
+
+def test_cli_reports_bad_config_without_a_stack_trace(capsys):
+    assert main(["generate-world", "--conf", str(LOCAL_CONF), "--set", "world.users=0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recsys: error: invalid configuration")
+    assert "world.users" in err
+    assert "Traceback" not in err
