@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 
 from recsys.config import Config, load_config
 from recsys.errors import RecsysError
+from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
 from recsys.session import build_session
 from recsys.world import job as world_job
@@ -33,6 +34,7 @@ Step = Callable[[SparkSession, Config], None]
 # The flow of DESIGN.md section 2, in order; `pipeline` runs all of them.
 STEPS: dict[str, Step] = {
     "generate-world": world_job.run,
+    "build-interactions": interactions_job.run,
 }
 
 

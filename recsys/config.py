@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recsys.errors import ConfigError, describe_validation_error
 from recsys.markets import MarketCatalog, load_markets
+from recsys.schemas import EVENT_TYPES
 
 
 class _Section(BaseModel):
@@ -78,6 +86,49 @@ class WorldConfig(_Section):
     )
 
 
+class SourceConfig(_Section):
+    """Where raw events come from: a catalog table, or CSV/Parquet files with the events schema."""
+
+    table: str | None = "events"
+    path: str | None = None
+    format: Literal["csv", "parquet"] = "parquet"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceConfig:
+        if (self.table is None) == (self.path is None):
+            raise ValueError("set exactly one of table and path")
+        return self
+
+
+class InteractionsConfig(_Section):
+    """Building the user-item matrices (DESIGN.md section 6)."""
+
+    snapshot_date: dt.date | None = Field(
+        default=None, description="Events strictly before this day (UTC) count; null: today."
+    )
+    holdout_days: Annotated[int, Field(ge=1, le=365)] = 21
+    half_life_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    aggregation: Literal["log", "cap"] = "log"
+    cap: Annotated[float, Field(gt=0)] = 10.0
+    weights: dict[str, Annotated[float, Field(ge=0, le=1000)]]
+    max_values: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        description="Largest plausible value per event type; larger is quarantined as absurd."
+    )
+    max_bad_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    source: SourceConfig = SourceConfig()
+
+    @field_validator("weights", "max_values")
+    @classmethod
+    def _known_event_types(cls, mapping: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(mapping) - set(EVENT_TYPES) - {"default"})
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+        return mapping
+
+    def snapshot(self) -> dt.date:
+        return self.snapshot_date or dt.datetime.now(dt.UTC).date()
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     spark_level: Literal["INFO", "WARN", "ERROR", "FATAL"] = "ERROR"
@@ -88,6 +139,7 @@ class Config(_Section):
     catalog: CatalogConfig = CatalogConfig()
     mlflow: MlflowConfig = MlflowConfig()
     world: WorldConfig
+    interactions: InteractionsConfig
     logging: LoggingConfig = LoggingConfig()
     markets_file: str = "markets.yaml"
 

@@ -13,6 +13,9 @@ USERS = "users"
 EVENTS = "events"
 CATALOG = "catalog"
 WORLD_TRUTH = "world_truth"
+EVENTS_QUARANTINE = "events_quarantine"
+INTERACTIONS = "interactions"
+INTERACTION_STATS = "interaction_stats"
 
 # Event types. Behaviour events carry a behaviour token as item_id; subscription events an
 # offer_id of the user's market. `value` is minutes for `listen`, the logging propensity of the

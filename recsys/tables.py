@@ -88,3 +88,55 @@ def _is_physical_table(spark: SparkSession, qualified: str) -> bool:
         spark.catalog.tableExists(qualified)
         and spark.catalog.getTable(qualified).tableType != "VIEW"
     )
+
+
+def publish_partition(
+    spark: SparkSession,
+    config: Config,
+    df: DataFrame,
+    name: str,
+    *,
+    partition_column: str,
+    value: object,
+) -> str:
+    """Replace one partition of a partitioned table, atomically for readers.
+
+    ``df`` holds the rows of that partition (including ``partition_column``, all equal to
+    ``value``). The rows are written to a fresh folder; only then is the partition pointed at
+    it with one metastore call (``ADD PARTITION`` or ``SET LOCATION``). Older folders of the
+    partition beyond ``keep_versions`` are deleted. Returns the folder written.
+    """
+    qualified = config.table(name)
+    data_columns = [c for c in df.columns if c != partition_column]
+    if not spark.catalog.tableExists(qualified):
+        (df.limit(0).write.format("parquet").partitionBy(partition_column).saveAsTable(qualified))
+    root = _table_location(spark, qualified)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dt%H%M%S%f")
+    folder = f"{root}__versions/{partition_column}={value}/v{stamp}"
+    started = time.perf_counter()
+    df.select(*data_columns).write.format("parquet").mode("errorifexists").save(folder)
+
+    spec = f"{partition_column}='{value}'"
+    exists = spark.sql(f"SHOW PARTITIONS {qualified} PARTITION ({spec})").count() > 0
+    if exists:
+        spark.sql(f"ALTER TABLE {qualified} PARTITION ({spec}) SET LOCATION '{folder}'")
+    else:
+        spark.sql(f"ALTER TABLE {qualified} ADD PARTITION ({spec}) LOCATION '{folder}'")
+    spark.catalog.refreshTable(qualified)
+    log.info("published %s partition %s in %.1fs", qualified, spec, time.perf_counter() - started)
+    _drop_old_folders(spark, f"{root}__versions/{partition_column}={value}", config)
+    return folder
+
+
+def _table_location(spark: SparkSession, qualified: str) -> str:
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {qualified}").collect()
+    return next(r["data_type"] for r in rows if r["col_name"] == "Location").rstrip("/")
+
+
+def _drop_old_folders(spark: SparkSession, parent: str, config: Config) -> None:
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(parent)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    folders = sorted(str(status.getPath()) for status in fs.listStatus(path))
+    for old in folders[: -config.catalog.keep_versions]:
+        fs.delete(jvm.org.apache.hadoop.fs.Path(old), True)

@@ -1,0 +1,1 @@
+"""build-interactions: from raw events to per-market user-item matrices."""

@@ -1,0 +1,121 @@
+"""The interaction rows of one snapshot: a training matrix, a full matrix and holdout labels.
+
+- ``train``: events before the split point (snapshot - holdout_days), decayed to the split;
+  what models are fitted on for evaluation.
+- ``holdout``: the offers users converted to (trial or paid) between the split and the
+  snapshot; the evaluation labels. Never used for fitting.
+- ``full``: all events before the snapshot, decayed to the snapshot; what the serving model
+  is fitted on.
+
+User and item indices are shared by the three, per market.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.config import InteractionsConfig
+from recsys.interactions.confidence import with_confidence
+from recsys.interactions.index import contiguous_index
+
+TRAIN, HOLDOUT, FULL = "train", "holdout", "full"
+
+
+def cutoffs(snapshot: dt.date, holdout_days: int) -> tuple[dt.datetime, dt.datetime]:
+    """(split, cutoff): UTC midnights; events at or after ``cutoff`` are in the future."""
+    cutoff = dt.datetime.combine(snapshot, dt.time(), tzinfo=dt.UTC)
+    return cutoff - dt.timedelta(days=holdout_days), cutoff
+
+
+def _ts(moment: dt.datetime) -> Column:
+    return F.lit(moment)  # timezone-aware, so Spark does not read it as the machine's local time
+
+
+def build_interactions(
+    events_df: DataFrame,
+    known_items_df: DataFrame,
+    settings: InteractionsConfig,
+    *,
+    snapshot: dt.date,
+    partitions: int,
+) -> DataFrame:
+    """Interaction rows with the ``interactions`` table's columns (snapshot_date last).
+
+    ``events_df``: valid events (the output of validation); ``known_items_df``: (market,
+    item_id, is_offer).
+    """
+    split, cutoff = cutoffs(snapshot, settings.holdout_days)
+    split_ts, cutoff_ts = _ts(split), _ts(cutoff)
+    confidence = {
+        "weights": settings.weights,
+        "half_life_days": settings.half_life_days,
+        "aggregation": settings.aggregation,
+        "cap": settings.cap,
+    }
+    train_df = with_confidence(
+        events_df.where(F.col("event_ts") < split_ts), reference=split_ts, **confidence
+    ).withColumn("split", F.lit(TRAIN))
+    full_df = with_confidence(
+        events_df.where(F.col("event_ts") < cutoff_ts), reference=cutoff_ts, **confidence
+    ).withColumn("split", F.lit(FULL))
+    holdout_df = (
+        events_df.where(
+            (F.col("event_ts") >= split_ts)
+            & (F.col("event_ts") < cutoff_ts)
+            & F.col("event_type").isin(S.CONVERSION, S.TRIAL_START)
+        )
+        .select("market", "user_id", "item_id")
+        .distinct()
+        .withColumn("confidence", F.lit(1.0))
+        .withColumn("split", F.lit(HOLDOUT))
+    )
+    rows_df = train_df.unionByName(full_df).unionByName(holdout_df)
+    users_df = contiguous_index(rows_df, key="user_id", index="user_idx", partitions=partitions)
+    items_df = contiguous_index(rows_df, key="item_id", index="item_idx", partitions=partitions)
+    return (
+        rows_df.join(users_df, on=["market", "user_id"], how="inner")
+        .join(items_df, on=["market", "item_id"], how="inner")
+        .join(F.broadcast(known_items_df), on=["market", "item_id"], how="inner")
+        .select(
+            "market",
+            "user_idx",
+            "item_idx",
+            "user_id",
+            "item_id",
+            "is_offer",
+            "confidence",
+            "split",
+            F.lit(snapshot).alias("snapshot_date"),
+        )
+    )
+
+
+def matrix_stats(interactions_df: DataFrame) -> DataFrame:
+    """Per (split, market): users, items, nnz, density, share of users with an offer row.
+
+    ``items`` counts the market's items in the snapshot index, so density is comparable
+    between splits.
+    """
+    items_df = interactions_df.groupBy("market").agg(F.countDistinct("item_id").alias("items"))
+    return (
+        interactions_df.groupBy("split", "market")
+        .agg(
+            F.countDistinct("user_id").alias("users"),
+            F.count(F.lit(1)).alias("nnz"),
+            F.countDistinct(F.when(F.col("is_offer"), F.col("user_id"))).alias("offer_users"),
+        )
+        .join(items_df, on="market", how="inner")
+        .select(
+            "split",
+            "market",
+            "users",
+            "items",
+            "nnz",
+            (F.col("nnz") / (F.col("users") * F.col("items"))).alias("density"),
+            (F.col("offer_users") / F.col("users")).alias("offer_user_share"),
+        )
+    )

@@ -1,0 +1,58 @@
+"""Confidence weights: event-type weight x time decay, with repeated events damped.
+
+For a user u, item i and event type t with events at times s_1..s_n before a reference time r:
+
+    decayed(u, i, t) = sum_k 0.5 ** ((r - s_k) / half_life)
+    confidence(u, i) = sum_t weight(t) * damp(decayed(u, i, t))
+
+where damp is log1p (``log``) or min(., cap) (``cap``): one user's 10,000 page views count
+like a handful, never like 10,000.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+DAY_SECONDS = 86_400.0
+
+
+def decay(ts: Column, reference: Column, half_life_days: float) -> Column:
+    age_days = (reference.cast("double") - ts.cast("double")) / DAY_SECONDS
+    return F.pow(F.lit(0.5), age_days / F.lit(half_life_days))
+
+
+def damp(decayed: Column, aggregation: Literal["log", "cap"], cap: float) -> Column:
+    return F.log1p(decayed) if aggregation == "log" else F.least(decayed, F.lit(cap))
+
+
+def with_confidence(
+    events_df: DataFrame,
+    *,
+    reference: Column,
+    weights: dict[str, float],
+    half_life_days: float,
+    aggregation: Literal["log", "cap"],
+    cap: float,
+) -> DataFrame:
+    """Aggregate events into (market, user_id, item_id, confidence).
+
+    ``events_df``: valid events (user_id, market, event_type, item_id, event_ts), all before
+    ``reference``. Event types without a positive weight are left out.
+    """
+    counted = {t: w for t, w in weights.items() if w > 0}
+    weight_of = F.create_map(*[x for t, w in counted.items() for x in (F.lit(t), F.lit(w))])
+    return (
+        events_df.where(F.col("event_type").isin(*counted))
+        .groupBy("market", "user_id", "item_id", "event_type")
+        .agg(F.sum(decay(F.col("event_ts"), reference, half_life_days)).alias("decayed"))
+        .groupBy("market", "user_id", "item_id")
+        .agg(
+            F.sum(weight_of[F.col("event_type")] * damp(F.col("decayed"), aggregation, cap)).alias(
+                "confidence"
+            )
+        )
+        .select("market", "user_id", "item_id", "confidence")
+    )

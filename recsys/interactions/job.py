@@ -1,0 +1,181 @@
+"""The `build-interactions` step: validate events, quarantine bad rows, write the matrices."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.config import Config
+from recsys.errors import RecsysError
+from recsys.interactions.build import HOLDOUT, TRAIN, build_interactions, cutoffs, matrix_stats
+from recsys.interactions.validate import known_items_df, validate_events
+from recsys.progress import step
+from recsys.session import shuffle_partitions
+from recsys.tables import publish_partition, read_table
+
+log = logging.getLogger(__name__)
+
+
+class BadInputError(RecsysError):
+    """Too large a share of a market's events failed validation."""
+
+
+def read_source(spark: SparkSession, config: Config) -> DataFrame:
+    source = config.interactions.source
+    if source.table:
+        return read_table(spark, config, source.table)
+    reader = spark.read.format(source.format)
+    if source.format == "csv":
+        # Everything as strings: unparseable values must reach the quarantine, not vanish.
+        reader = reader.option("header", True).schema(
+            ", ".join(f"{c} STRING" for c in S.EVENTS_SCHEMA.fieldNames())
+        )
+    return reader.load(source.path)
+
+
+def run(spark: SparkSession, config: Config) -> None:
+    settings = config.interactions
+    snapshot = settings.snapshot()
+    split, cutoff = cutoffs(snapshot, settings.holdout_days)
+    log.info(
+        "snapshot %s: training on events before %s, holdout %s .. %s",
+        snapshot,
+        split.date(),
+        split.date(),
+        cutoff.date(),
+    )
+    catalog_df = read_table(spark, config, S.CATALOG)
+    validated = validate_events(
+        read_source(spark, config),
+        catalog_df,
+        cutoff=F.lit(cutoff),
+        max_values=settings.max_values,
+    )
+    with step("build-interactions: validate"):
+        tally = _tally(validated.tally_df)
+        _log_tally(tally)
+        quarantine_df = validated.quarantine_df.withColumn("snapshot_date", F.lit(snapshot))
+        publish_partition(
+            spark,
+            config,
+            quarantine_df,
+            S.EVENTS_QUARANTINE,
+            partition_column="snapshot_date",
+            value=snapshot,
+        )
+        _check_bad_share(tally, settings.max_bad_share, set(config.markets.markets))
+
+    with step("build-interactions: matrices"):
+        interactions_df = build_interactions(
+            validated.events_df,
+            known_items_df(catalog_df),
+            settings,
+            snapshot=snapshot,
+            partitions=shuffle_partitions(config),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            publish_partition(
+                spark,
+                config,
+                interactions_df,
+                S.INTERACTIONS,
+                partition_column="snapshot_date",
+                value=snapshot,
+            )
+            stats_df = matrix_stats(interactions_df).withColumn("snapshot_date", F.lit(snapshot))
+            publish_partition(
+                spark,
+                config,
+                stats_df,
+                S.INTERACTION_STATS,
+                partition_column="snapshot_date",
+                value=snapshot,
+            )
+        finally:
+            interactions_df.unpersist()
+    _log_stats(spark, config, snapshot)
+
+
+def _tally(tally_df: DataFrame) -> dict[str, dict[str | None, int]]:
+    """market -> reason (None for valid) -> rows. Markets x reasons: small."""
+    tally: dict[str, dict[str | None, int]] = defaultdict(dict)
+    for row in tally_df.collect():
+        tally[row["market"]][row["reject_reason"]] = row["rows"]
+    return tally
+
+
+def _log_tally(tally: dict[str, dict[str | None, int]]) -> None:
+    total = sum(sum(r.values()) for r in tally.values())
+    bad = sum(n for r in tally.values() for reason, n in r.items() if reason)
+    log.info(
+        "validated %s events: %s quarantined (%.3f%%)",
+        f"{total:,}",
+        f"{bad:,}",
+        100 * bad / max(total, 1),
+    )
+    for market, reasons in sorted(tally.items(), key=lambda kv: str(kv[0])):
+        rejected = {k: v for k, v in reasons.items() if k}
+        if rejected:
+            log.info("  quarantined in %s: %s", market, _describe(rejected))
+
+
+def _describe(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(reasons.items()))
+
+
+def _check_bad_share(
+    tally: dict[str, dict[str | None, int]], threshold: float, markets: set[str]
+) -> None:
+    """Fail when a configured market, or all rows together, pass the bad-row threshold.
+
+    Rows naming no configured market count towards the overall share only.
+    """
+    failures = []
+    for market in sorted(markets & set(tally)):
+        reasons = tally[market]
+        rows = sum(reasons.values())
+        rejected = {k: v for k, v in reasons.items() if k}
+        share = sum(rejected.values()) / rows
+        if share > threshold:
+            failures.append(f"{market}: {share:.1%} of {rows:,} rows ({_describe(rejected)})")
+    total = sum(sum(r.values()) for r in tally.values())
+    bad = sum(n for r in tally.values() for reason, n in r.items() if reason)
+    if total and bad / total > threshold:
+        failures.append(f"all markets: {bad / total:.1%} of {total:,} rows")
+    if failures:
+        raise BadInputError(
+            f"bad-row share above interactions.max_bad_share={threshold:.1%}; nothing was "
+            "written to interactions (rejected rows are in events_quarantine):\n  "
+            + "\n  ".join(failures)
+        )
+
+
+def _log_stats(spark: SparkSession, config: Config, snapshot: dt.date) -> None:
+    stats_df = read_table(spark, config, S.INTERACTION_STATS).where(
+        F.col("snapshot_date") == F.lit(snapshot)
+    )
+    by_market: dict[str, dict[str, Row]] = defaultdict(dict)
+    for row in stats_df.collect():  # splits x markets rows
+        by_market[row["market"]][row["split"]] = row
+    for market, splits in sorted(by_market.items()):
+        train, holdout = splits.get(TRAIN), splits.get(HOLDOUT)
+        if train is None:
+            log.warning("  %s: no training interactions", market)
+            continue
+        log.info(
+            "  %s: train %s users x %d items, nnz %s (density %.3f, %.0f%% with an offer row); "
+            "holdout %s users",
+            market,
+            f"{train['users']:,}",
+            train["items"],
+            f"{train['nnz']:,}",
+            train["density"],
+            100 * train["offer_user_share"],
+            f"{holdout['users']:,}" if holdout else 0,
+        )

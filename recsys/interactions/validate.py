@@ -1,0 +1,184 @@
+"""Validation of raw events: every row is either valid or quarantined with a reason.
+
+Rows are checked in a fixed order and get the first reason that applies, so each bad row is
+counted once. Exact duplicates of a valid row are kept once; the copies are quarantined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recsys import schemas as S
+
+MISSING_USER_ID = "missing_user_id"
+UNKNOWN_MARKET = "unknown_market"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+MISSING_TIMESTAMP = "missing_timestamp"
+UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
+FUTURE_TIMESTAMP = "future_timestamp"
+UNKNOWN_ITEM = "unknown_item"
+UNPARSEABLE_VALUE = "unparseable_value"
+NEGATIVE_VALUE = "negative_value"
+ABSURD_VALUE = "absurd_value"
+DUPLICATE = "duplicate"
+
+REJECT_REASONS = (
+    MISSING_USER_ID,
+    UNKNOWN_MARKET,
+    UNKNOWN_EVENT_TYPE,
+    MISSING_TIMESTAMP,
+    UNPARSEABLE_TIMESTAMP,
+    FUTURE_TIMESTAMP,
+    UNKNOWN_ITEM,
+    UNPARSEABLE_VALUE,
+    NEGATIVE_VALUE,
+    ABSURD_VALUE,
+    DUPLICATE,
+)
+
+RAW_COLUMNS = [f.name for f in S.EVENTS_SCHEMA.fields]
+
+
+@dataclass(frozen=True)
+class Validated:
+    """``events_df``: valid events with the events schema, each distinct row once.
+    ``quarantine_df``: rejected rows as they came (strings) with ``reject_reason``.
+    ``tally_df``: rows per (market, reject_reason), reason null for valid rows."""
+
+    events_df: DataFrame
+    quarantine_df: DataFrame
+    tally_df: DataFrame
+
+
+def known_items_df(catalog_df: DataFrame) -> DataFrame:
+    """(market, item_id, is_offer): the market's offers plus the behaviour tokens.
+
+    Grain: market x item. Config-sized.
+    """
+    markets_df = catalog_df.select("market").distinct()
+    tokens_df = markets_df.crossJoin(
+        catalog_df.sparkSession.createDataFrame(
+            [(t,) for t in S.BEHAVIOUR_TOKENS],
+            T.StructType([T.StructField("item_id", T.StringType())]),
+        )
+    ).withColumn("is_offer", F.lit(False))
+    offers_df = catalog_df.select(
+        "market", F.col("offer_id").alias("item_id"), F.lit(True).alias("is_offer")
+    )
+    return offers_df.unionByName(tokens_df)
+
+
+def _parsed_ts(column: Column, dtype: T.DataType) -> Column:
+    if isinstance(dtype, T.TimestampType | T.TimestampNTZType):
+        return column.cast("timestamp")
+    if isinstance(dtype, T.DateType):
+        return column.cast("timestamp")
+    return F.try_to_timestamp(F.trim(column.cast("string")))
+
+
+def with_parsed_columns(raw_df: DataFrame) -> DataFrame:
+    """Adds ``ts`` and ``num`` (parsed timestamp and value; null when unparseable) and keeps
+    the raw columns as strings for the quarantine."""
+    types = {f.name: f.dataType for f in raw_df.schema.fields}
+    missing = [c for c in RAW_COLUMNS if c not in types]
+    if missing:
+        raise ValueError(f"events source lacks columns {missing}; expected {RAW_COLUMNS}")
+    return raw_df.select(
+        *[F.col(c).cast("string").alias(c) for c in RAW_COLUMNS],
+        _parsed_ts(F.col("event_ts"), types["event_ts"]).alias("ts"),
+        F.col("value").cast("string").try_cast("double").alias("num"),
+    )
+
+
+def reject_reason(cutoff: Column, max_value: Column) -> Column:
+    """The first rule a parsed row breaks, or null. Needs columns from ``with_parsed_columns``
+    joined with ``known_items_df`` (``is_offer``, null when the item is unknown there) and
+    ``market_known``."""
+    user, event_type, ts, num = F.col("user_id"), F.col("event_type"), F.col("ts"), F.col("num")
+    offer_event = event_type.isin(*S.OFFER_EVENTS)
+    return (
+        F.when(user.isNull() | (F.trim(user) == ""), F.lit(MISSING_USER_ID))
+        .when(~F.coalesce(F.col("market_known"), F.lit(False)), F.lit(UNKNOWN_MARKET))
+        .when(event_type.isNull() | ~event_type.isin(*S.EVENT_TYPES), F.lit(UNKNOWN_EVENT_TYPE))
+        .when(F.col("event_ts").isNull(), F.lit(MISSING_TIMESTAMP))
+        .when(ts.isNull(), F.lit(UNPARSEABLE_TIMESTAMP))
+        .when(ts >= cutoff, F.lit(FUTURE_TIMESTAMP))
+        .when(F.col("is_offer").isNull() | (F.col("is_offer") != offer_event), F.lit(UNKNOWN_ITEM))
+        .when(num.isNull() | F.isnan(num), F.lit(UNPARSEABLE_VALUE))
+        .when(num < 0, F.lit(NEGATIVE_VALUE))
+        .when(num > max_value, F.lit(ABSURD_VALUE))
+    )
+
+
+def validate_events(
+    raw_df: DataFrame,
+    catalog_df: DataFrame,
+    *,
+    cutoff: Column,
+    max_values: dict[str, float],
+) -> Validated:
+    """Split raw events into valid rows and quarantined rows with a reason.
+
+    ``raw_df`` has the events columns (any of them may be strings); ``catalog_df`` the catalog
+    table's; ``cutoff`` is the first instant after the snapshot.
+    """
+    default_max = max_values.get("default", float("inf"))
+    limits = F.create_map(
+        *[x for t, v in max_values.items() if t != "default" for x in (F.lit(t), F.lit(v))]
+    )
+    max_value = F.coalesce(limits[F.col("event_type")], F.lit(default_max))
+    markets_df = catalog_df.select("market").distinct().withColumn("market_known", F.lit(True))
+    labelled_df = (
+        raw_df.transform(with_parsed_columns)
+        .join(F.broadcast(markets_df), on="market", how="left")
+        .join(F.broadcast(known_items_df(catalog_df)), on=["market", "item_id"], how="left")
+        .withColumn("reject_reason", reject_reason(cutoff, max_value))
+    )
+    # One row per distinct event with its multiplicity: duplicates found without a sort.
+    grouped_df = labelled_df.groupBy(*RAW_COLUMNS, "ts", "num", "reject_reason").agg(
+        F.count(F.lit(1)).alias("n")
+    )
+    is_valid = F.col("reject_reason").isNull()
+    events_df = grouped_df.where(is_valid).select(
+        "user_id",
+        "market",
+        "event_type",
+        "item_id",
+        F.col("ts").alias("event_ts"),
+        F.col("num").alias("value"),
+    )
+    copies = F.when(is_valid, F.col("n") - 1).otherwise(F.col("n"))
+    quarantine_df = (
+        grouped_df.where(copies > 0)
+        .select(
+            *RAW_COLUMNS,
+            F.coalesce("reject_reason", F.lit(DUPLICATE)).alias("reject_reason"),
+            F.explode(F.array_repeat(F.lit(1), copies.cast("int"))).alias("_copy"),
+        )
+        .drop("_copy")
+    )
+    tally_df = (
+        grouped_df.select(
+            "market",
+            F.explode(
+                F.array(
+                    F.struct(
+                        F.col("reject_reason").alias("reason"),
+                        F.when(is_valid, 1).otherwise(F.col("n")).alias("rows"),
+                    ),
+                    F.struct(
+                        F.lit(DUPLICATE).alias("reason"),
+                        F.when(is_valid, F.col("n") - 1).otherwise(0).alias("rows"),
+                    ),
+                )
+            ).alias("t"),
+        )
+        .where(F.col("t.rows") > 0)
+        .groupBy("market", F.col("t.reason").alias("reject_reason"))
+        .agg(F.sum("t.rows").alias("rows"))
+    )
+    return Validated(events_df=events_df, quarantine_df=quarantine_df, tally_df=tally_df)

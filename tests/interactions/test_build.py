@@ -1,0 +1,110 @@
+"""The three row sets of a snapshot, and that nothing after the split reaches training."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from chispa import assert_approx_df_equality
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.catalog import catalog_df
+from recsys.interactions.build import build_interactions, matrix_stats
+from recsys.interactions.validate import known_items_df
+
+SNAPSHOT = dt.date(2026, 11, 1)  # holdout_days 21: split at 2026-10-11
+
+
+@pytest.fixture(scope="module")
+def rows_df(spark, config):
+    events = [
+        ("u1", "SE", "plan_page_view", "premium_family", dt.datetime(2026, 10, 1), 1.0),
+        ("u1", "SE", "conversion", "premium_family", dt.datetime(2026, 10, 20), 209.0),
+        ("u1", "SE", "listen", "genre:kids", dt.datetime(2026, 10, 25), 30.0),
+        ("u2", "SE", "listen", "genre:pop", dt.datetime(2026, 9, 1), 30.0),
+        ("u2", "SE", "trial_start", "trial_individual_1m", dt.datetime(2026, 10, 5), 0.0),
+    ]
+    settings = config.interactions.model_copy(
+        update={"holdout_days": 21, "half_life_days": 30.0, "aggregation": "log"}
+    )
+    return build_interactions(
+        spark.createDataFrame(events, S.EVENTS_SCHEMA),
+        known_items_df(catalog_df(spark, config.markets)),
+        settings,
+        snapshot=SNAPSHOT,
+        partitions=2,
+    ).cache()
+
+
+def _split(rows_df, split):
+    return rows_df.where(F.col("split") == split).select("user_id", "item_id", "confidence")
+
+
+def _decay(days: float) -> float:
+    return 0.5 ** (days / 30)
+
+
+def test_training_rows_see_only_events_before_the_split(spark, config, rows_df):
+    w = config.interactions.weights
+    expected = spark.createDataFrame(
+        [
+            ("u1", "premium_family", w["plan_page_view"] * math.log1p(_decay(10))),
+            ("u2", "genre:pop", w["listen"] * math.log1p(_decay(40))),
+            ("u2", "trial_individual_1m", w["trial_start"] * math.log1p(_decay(6))),
+        ],
+        "user_id string, item_id string, confidence double",
+    )
+    assert_approx_df_equality(
+        _split(rows_df, "train"), expected, 1e-9, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_holdout_is_the_conversions_after_the_split(spark, rows_df):
+    expected = spark.createDataFrame(
+        [("u1", "premium_family", 1.0)], "user_id string, item_id string, confidence double"
+    )
+    assert_approx_df_equality(
+        _split(rows_df, "holdout"), expected, 1e-9, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_full_rows_decay_to_the_snapshot(spark, config, rows_df):
+    w = config.interactions.weights
+    expected = spark.createDataFrame(
+        [
+            (
+                "u1",
+                "premium_family",
+                w["plan_page_view"] * math.log1p(_decay(31))
+                + w["conversion"] * math.log1p(_decay(12)),
+            ),
+            ("u1", "genre:kids", w["listen"] * math.log1p(_decay(7))),
+            ("u2", "genre:pop", w["listen"] * math.log1p(_decay(61))),
+            ("u2", "trial_individual_1m", w["trial_start"] * math.log1p(_decay(27))),
+        ],
+        "user_id string, item_id string, confidence double",
+    )
+    assert_approx_df_equality(
+        _split(rows_df, "full"), expected, 1e-9, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_indices_are_shared_by_the_splits_and_contiguous(rows_df):
+    users = rows_df.select("user_id", "user_idx").distinct().collect()
+    assert sorted((r["user_id"], r["user_idx"]) for r in users) == [("u1", 0), ("u2", 1)]
+    items = rows_df.select("item_id", "item_idx").distinct().collect()
+    assert sorted(r["item_idx"] for r in items) == list(range(len(items)))
+    assert {r["item_id"]: r["item_idx"] for r in items} == {
+        k: i for i, k in enumerate(sorted(r["item_id"] for r in items))
+    }
+
+
+def test_matrix_stats(rows_df):
+    stats = {r["split"]: r for r in matrix_stats(rows_df).collect()}
+    assert (stats["train"]["users"], stats["train"]["nnz"], stats["train"]["items"]) == (2, 3, 4)
+    assert stats["train"]["density"] == pytest.approx(3 / 8)
+    assert stats["train"]["offer_user_share"] == pytest.approx(1.0)
+    assert stats["full"]["nnz"] == 4
+    assert stats["holdout"]["users"] == 1

@@ -1,0 +1,96 @@
+"""Each reject reason, one row each, on raw string events as they come from a CSV file."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recsys import schemas as S
+from recsys.catalog import catalog_df
+from recsys.interactions import validate as V
+
+RAW = T.StructType([T.StructField(c, T.StringType()) for c in S.EVENTS_SCHEMA.fieldNames()])
+OK_TS = "2026-10-20 10:00:00"
+CUTOFF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+LIMITS = {"listen": 1440.0, "default": 1e6}
+
+GOOD = [
+    ("u1", "SE", "conversion", "premium_family", OK_TS, "209.0"),
+    ("u2", "SE", "listen", "genre:pop", "2026-10-01T08:00:00", "30"),
+]
+BAD = [
+    ((None, "SE", "listen", "genre:pop", OK_TS, "1"), V.MISSING_USER_ID),
+    (("  ", "SE", "listen", "genre:pop", OK_TS, "1"), V.MISSING_USER_ID),
+    (("u3", "XX", "listen", "genre:pop", OK_TS, "1"), V.UNKNOWN_MARKET),
+    (("u3", None, "listen", "genre:pop", OK_TS, "1"), V.UNKNOWN_MARKET),
+    (("u4", "SE", "teleport", "genre:pop", OK_TS, "1"), V.UNKNOWN_EVENT_TYPE),
+    (("u4", "SE", None, "genre:pop", OK_TS, "1"), V.UNKNOWN_EVENT_TYPE),
+    (("u5", "SE", "listen", "genre:pop", None, "1"), V.MISSING_TIMESTAMP),
+    (("u6", "SE", "listen", "genre:pop", "yesterday", "1"), V.UNPARSEABLE_TIMESTAMP),
+    (("u7", "SE", "listen", "genre:pop", "2026-11-01 00:00:00", "1"), V.FUTURE_TIMESTAMP),
+    (("u8", "SE", "conversion", "premium_mini", OK_TS, "1"), V.UNKNOWN_ITEM),  # not sold in SE
+    (("u8", "SE", "listen", "premium_family", OK_TS, "1"), V.UNKNOWN_ITEM),  # offer as behaviour
+    (("u8", "SE", "listen", None, OK_TS, "1"), V.UNKNOWN_ITEM),
+    (("u9", "SE", "listen", "genre:pop", OK_TS, "lots"), V.UNPARSEABLE_VALUE),
+    (("u9", "SE", "listen", "genre:pop", OK_TS, None), V.UNPARSEABLE_VALUE),
+    (("u10", "SE", "listen", "genre:pop", OK_TS, "-1"), V.NEGATIVE_VALUE),
+    (("u11", "SE", "listen", "genre:pop", OK_TS, "5000"), V.ABSURD_VALUE),
+    (("u12", "SE", "renewal", "premium_family", OK_TS, "2000000"), V.ABSURD_VALUE),
+]
+
+
+@pytest.fixture(scope="module")
+def validated(spark, config):
+    # The second good row comes three times: one is kept, two are duplicates.
+    rows = [*GOOD, GOOD[1], GOOD[1], *[row for row, _ in BAD]]
+    raw_df = spark.createDataFrame(rows, RAW)
+    return V.validate_events(
+        raw_df, catalog_df(spark, config.markets), cutoff=F.lit(CUTOFF), max_values=LIMITS
+    )
+
+
+def test_every_bad_row_is_quarantined_with_its_reason(spark, validated):
+    expected = [(*row, reason) for row, reason in BAD] + [(*GOOD[1], V.DUPLICATE)] * 2
+    expected_df = spark.createDataFrame(
+        expected, T.StructType([*RAW.fields, T.StructField("reject_reason", T.StringType())])
+    )
+    assert_df_equality(
+        validated.quarantine_df, expected_df, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_valid_rows_come_out_once_and_typed(spark, validated):
+    expected_df = spark.createDataFrame(
+        [
+            ("u1", "SE", "conversion", "premium_family", dt.datetime(2026, 10, 20, 10), 209.0),
+            ("u2", "SE", "listen", "genre:pop", dt.datetime(2026, 10, 1, 8), 30.0),
+        ],
+        S.EVENTS_SCHEMA,
+    )
+    assert_df_equality(
+        validated.events_df, expected_df, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_tally_counts_rows_by_market_and_reason(validated):
+    tally = {(r["market"], r["reject_reason"]): r["rows"] for r in validated.tally_df.collect()}
+    assert tally[("SE", None)] == 2
+    assert tally[("SE", V.DUPLICATE)] == 2
+    assert tally[("SE", V.ABSURD_VALUE)] == 2
+    assert tally[("XX", V.UNKNOWN_MARKET)] == 1
+    assert tally[(None, V.UNKNOWN_MARKET)] == 1
+    assert sum(tally.values()) == len(GOOD) + 2 + len(BAD)
+
+
+def test_missing_columns_are_named(spark, config):
+    with pytest.raises(ValueError, match=r"lacks columns \['value'\]"):
+        V.validate_events(
+            spark.createDataFrame([], RAW).drop("value"),
+            catalog_df(spark, config.markets),
+            cutoff=F.lit(CUTOFF),
+            max_values=LIMITS,
+        )
