@@ -27,7 +27,7 @@ test-slow: setup
 	$(BIN)/pytest -m slow
 
 bench: setup
-	$(BIN)/python bench/generate_world.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf .recsys

@@ -35,18 +35,12 @@ def _ts(moment: dt.datetime) -> Column:
     return F.lit(moment)  # timezone-aware, so Spark does not read it as the machine's local time
 
 
-def build_interactions(
-    events_df: DataFrame,
-    known_items_df: DataFrame,
-    settings: InteractionsConfig,
-    *,
-    snapshot: dt.date,
-    partitions: int,
+def interaction_rows(
+    events_df: DataFrame, settings: InteractionsConfig, *, snapshot: dt.date
 ) -> DataFrame:
-    """Interaction rows with the ``interactions`` table's columns (snapshot_date last).
+    """(market, user_id, item_id, confidence, split) for the three row sets of a snapshot.
 
-    ``events_df``: valid events (the output of validation); ``known_items_df``: (market,
-    item_id, is_offer).
+    ``events_df``: valid events (the output of validation).
     """
     split, cutoff = cutoffs(snapshot, settings.holdout_days)
     split_ts, cutoff_ts = _ts(split), _ts(cutoff)
@@ -73,12 +67,22 @@ def build_interactions(
         .withColumn("confidence", F.lit(1.0))
         .withColumn("split", F.lit(HOLDOUT))
     )
-    rows_df = train_df.unionByName(full_df).unionByName(holdout_df)
+    return train_df.unionByName(full_df).unionByName(holdout_df)
+
+
+def with_indices(
+    rows_df: DataFrame, known_items_df: DataFrame, *, snapshot: dt.date, partitions: int
+) -> DataFrame:
+    """The ``interactions`` table's rows (snapshot_date last): per-market contiguous user and
+    item indices shared by the splits. Reads ``rows_df`` three times: persist it first.
+
+    ``known_items_df``: (market, item_id, is_offer).
+    """
     users_df = contiguous_index(rows_df, key="user_id", index="user_idx", partitions=partitions)
     items_df = contiguous_index(rows_df, key="item_id", index="item_idx", partitions=partitions)
     return (
         rows_df.join(users_df, on=["market", "user_id"], how="inner")
-        .join(items_df, on=["market", "item_id"], how="inner")
+        .join(F.broadcast(items_df), on=["market", "item_id"], how="inner")
         .join(F.broadcast(known_items_df), on=["market", "item_id"], how="inner")
         .select(
             "market",
@@ -92,6 +96,19 @@ def build_interactions(
             F.lit(snapshot).alias("snapshot_date"),
         )
     )
+
+
+def build_interactions(
+    events_df: DataFrame,
+    known_items_df: DataFrame,
+    settings: InteractionsConfig,
+    *,
+    snapshot: dt.date,
+    partitions: int,
+) -> DataFrame:
+    """``interaction_rows`` then ``with_indices``, without caching: for small inputs."""
+    rows_df = interaction_rows(events_df, settings, snapshot=snapshot)
+    return with_indices(rows_df, known_items_df, snapshot=snapshot, partitions=partitions)
 
 
 def matrix_stats(interactions_df: DataFrame) -> DataFrame:

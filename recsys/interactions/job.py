@@ -13,7 +13,14 @@ from pyspark.sql import functions as F
 from recsys import schemas as S
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.interactions.build import HOLDOUT, TRAIN, build_interactions, cutoffs, matrix_stats
+from recsys.interactions.build import (
+    HOLDOUT,
+    TRAIN,
+    cutoffs,
+    interaction_rows,
+    matrix_stats,
+    with_indices,
+)
 from recsys.interactions.validate import known_items_df, validate_events
 from recsys.progress import step
 from recsys.session import shuffle_partitions
@@ -56,50 +63,58 @@ def run(spark: SparkSession, config: Config) -> None:
         catalog_df,
         cutoff=F.lit(cutoff),
         max_values=settings.max_values,
+    ).persist()
+    try:
+        with step("build-interactions: validate"):
+            tally = _tally(validated.tally_df)
+            _log_tally(tally)
+            publish_partition(
+                spark,
+                config,
+                validated.quarantine_df.withColumn("snapshot_date", F.lit(snapshot)),
+                S.EVENTS_QUARANTINE,
+                partition_column="snapshot_date",
+                value=snapshot,
+            )
+            _check_bad_share(tally, settings.max_bad_share, set(config.markets.markets))
+        with step("build-interactions: matrices"):
+            _write_matrices(spark, config, validated.events_df, known_items_df(catalog_df))
+    finally:
+        validated.unpersist()
+    _log_stats(spark, config, snapshot)
+
+
+def _write_matrices(
+    spark: SparkSession, config: Config, events_df: DataFrame, items_df: DataFrame
+) -> None:
+    snapshot = config.interactions.snapshot()
+    rows_df = interaction_rows(events_df, config.interactions, snapshot=snapshot).persist(
+        StorageLevel.MEMORY_AND_DISK
     )
-    with step("build-interactions: validate"):
-        tally = _tally(validated.tally_df)
-        _log_tally(tally)
-        quarantine_df = validated.quarantine_df.withColumn("snapshot_date", F.lit(snapshot))
+    interactions_df = with_indices(
+        rows_df, items_df, snapshot=snapshot, partitions=shuffle_partitions(config)
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
         publish_partition(
             spark,
             config,
-            quarantine_df,
-            S.EVENTS_QUARANTINE,
+            interactions_df,
+            S.INTERACTIONS,
             partition_column="snapshot_date",
             value=snapshot,
         )
-        _check_bad_share(tally, settings.max_bad_share, set(config.markets.markets))
-
-    with step("build-interactions: matrices"):
-        interactions_df = build_interactions(
-            validated.events_df,
-            known_items_df(catalog_df),
-            settings,
-            snapshot=snapshot,
-            partitions=shuffle_partitions(config),
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            publish_partition(
-                spark,
-                config,
-                interactions_df,
-                S.INTERACTIONS,
-                partition_column="snapshot_date",
-                value=snapshot,
-            )
-            stats_df = matrix_stats(interactions_df).withColumn("snapshot_date", F.lit(snapshot))
-            publish_partition(
-                spark,
-                config,
-                stats_df,
-                S.INTERACTION_STATS,
-                partition_column="snapshot_date",
-                value=snapshot,
-            )
-        finally:
-            interactions_df.unpersist()
-    _log_stats(spark, config, snapshot)
+        stats_df = matrix_stats(interactions_df).withColumn("snapshot_date", F.lit(snapshot))
+        publish_partition(
+            spark,
+            config,
+            stats_df,
+            S.INTERACTION_STATS,
+            partition_column="snapshot_date",
+            value=snapshot,
+        )
+    finally:
+        interactions_df.unpersist()
+        rows_df.unpersist()
 
 
 def _tally(tally_df: DataFrame) -> dict[str, dict[str | None, int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -45,13 +46,64 @@ RAW_COLUMNS = [f.name for f in S.EVENTS_SCHEMA.fields]
 
 @dataclass(frozen=True)
 class Validated:
-    """``events_df``: valid events with the events schema, each distinct row once.
-    ``quarantine_df``: rejected rows as they came (strings) with ``reject_reason``.
-    ``tally_df``: rows per (market, reject_reason), reason null for valid rows."""
+    """Every distinct raw row once, with its multiplicity ``n`` and ``reject_reason`` (null
+    for valid rows). The three frames below derive from it: persist it when using more
+    than one."""
 
-    events_df: DataFrame
-    quarantine_df: DataFrame
-    tally_df: DataFrame
+    grouped_df: DataFrame
+
+    def persist(self) -> Validated:
+        return Validated(self.grouped_df.persist(StorageLevel.MEMORY_AND_DISK))
+
+    def unpersist(self) -> None:
+        self.grouped_df.unpersist()
+
+    @property
+    def events_df(self) -> DataFrame:
+        """Valid events with the events schema, each distinct row once."""
+        return self.grouped_df.where(F.col("reject_reason").isNull()).select(
+            "user_id",
+            "market",
+            "event_type",
+            "item_id",
+            F.col("ts").alias("event_ts"),
+            F.col("num").alias("value"),
+        )
+
+    @property
+    def quarantine_df(self) -> DataFrame:
+        """Rejected rows as they came (strings) with ``reject_reason``; copies of a valid row
+        beyond the first are ``duplicate``."""
+        is_valid = F.col("reject_reason").isNull()
+        copies = F.when(is_valid, F.col("n") - 1).otherwise(F.col("n"))
+        return (
+            self.grouped_df.where(copies > 0)
+            .select(
+                *RAW_COLUMNS,
+                F.coalesce("reject_reason", F.lit(DUPLICATE)).alias("reject_reason"),
+                F.explode(F.array_repeat(F.lit(1), copies.cast("int"))).alias("_copy"),
+            )
+            .drop("_copy")
+        )
+
+    @property
+    def tally_df(self) -> DataFrame:
+        """Rows per (market, reject_reason), reason null for valid rows. Markets x reasons."""
+        is_valid = F.col("reject_reason").isNull()
+        kept = F.struct(
+            F.col("reject_reason").alias("reason"),
+            F.when(is_valid, 1).otherwise(F.col("n")).alias("rows"),
+        )
+        copies = F.struct(
+            F.lit(DUPLICATE).alias("reason"),
+            F.when(is_valid, F.col("n") - 1).otherwise(0).alias("rows"),
+        )
+        return (
+            self.grouped_df.select("market", F.explode(F.array(kept, copies)).alias("t"))
+            .where(F.col("t.rows") > 0)
+            .groupBy("market", F.col("t.reason").alias("reject_reason"))
+            .agg(F.sum("t.rows").alias("rows"))
+        )
 
 
 def known_items_df(catalog_df: DataFrame) -> DataFrame:
@@ -139,46 +191,8 @@ def validate_events(
         .withColumn("reject_reason", reject_reason(cutoff, max_value))
     )
     # One row per distinct event with its multiplicity: duplicates found without a sort.
-    grouped_df = labelled_df.groupBy(*RAW_COLUMNS, "ts", "num", "reject_reason").agg(
-        F.count(F.lit(1)).alias("n")
-    )
-    is_valid = F.col("reject_reason").isNull()
-    events_df = grouped_df.where(is_valid).select(
-        "user_id",
-        "market",
-        "event_type",
-        "item_id",
-        F.col("ts").alias("event_ts"),
-        F.col("num").alias("value"),
-    )
-    copies = F.when(is_valid, F.col("n") - 1).otherwise(F.col("n"))
-    quarantine_df = (
-        grouped_df.where(copies > 0)
-        .select(
-            *RAW_COLUMNS,
-            F.coalesce("reject_reason", F.lit(DUPLICATE)).alias("reject_reason"),
-            F.explode(F.array_repeat(F.lit(1), copies.cast("int"))).alias("_copy"),
+    return Validated(
+        labelled_df.groupBy(*RAW_COLUMNS, "ts", "num", "reject_reason").agg(
+            F.count(F.lit(1)).alias("n")
         )
-        .drop("_copy")
     )
-    tally_df = (
-        grouped_df.select(
-            "market",
-            F.explode(
-                F.array(
-                    F.struct(
-                        F.col("reject_reason").alias("reason"),
-                        F.when(is_valid, 1).otherwise(F.col("n")).alias("rows"),
-                    ),
-                    F.struct(
-                        F.lit(DUPLICATE).alias("reason"),
-                        F.when(is_valid, F.col("n") - 1).otherwise(0).alias("rows"),
-                    ),
-                )
-            ).alias("t"),
-        )
-        .where(F.col("t.rows") > 0)
-        .groupBy("market", F.col("t.reason").alias("reject_reason"))
-        .agg(F.sum("t.rows").alias("rows"))
-    )
-    return Validated(events_df=events_df, quarantine_df=quarantine_df, tally_df=tally_df)
