@@ -16,6 +16,8 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from recsys.columns import literal_map
+
 DAY_SECONDS = 86_400.0
 
 
@@ -43,7 +45,7 @@ def with_confidence(
     ``reference``. Event types without a positive weight are left out.
     """
     counted = {t: w for t, w in weights.items() if w > 0}
-    weight_of = F.create_map(*[x for t, w in counted.items() for x in (F.lit(t), F.lit(w))])
+    weight_of = literal_map(counted)
     return (
         events_df.where(F.col("event_type").isin(*counted))
         .groupBy("market", "user_id", "item_id", "event_type")

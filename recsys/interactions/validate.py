@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys import schemas as S
+from recsys.columns import literal_map
 
 MISSING_USER_ID = "missing_user_id"
 UNKNOWN_MARKET = "unknown_market"
@@ -179,9 +180,7 @@ def validate_events(
     table's; ``cutoff`` is the first instant after the snapshot.
     """
     default_max = max_values.get("default", float("inf"))
-    limits = F.create_map(
-        *[x for t, v in max_values.items() if t != "default" for x in (F.lit(t), F.lit(v))]
-    )
+    limits = literal_map({t: v for t, v in max_values.items() if t != "default"})
     max_value = F.coalesce(limits[F.col("event_type")], F.lit(default_max))
     markets_df = catalog_df.select("market").distinct().withColumn("market_known", F.lit(True))
     labelled_df = (

@@ -9,13 +9,13 @@ array, the first accepted one becomes the conversion, and every event type is an
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.columns import column_map, literal_map
 from recsys.config import WorldConfig
 from recsys.markets import MarketCatalog
 from recsys.world import response
@@ -27,11 +27,6 @@ IMPRESSIONS_FREE = 4.0  # per 90 days: paywalls and in-app messages shown to fre
 IMPRESSIONS_PAID = 1.5
 PAGE_VIEWS = 1.2
 ORGANIC_ACCEPT = 0.6  # a page view converts less often than a targeted offer
-
-
-def _literal_map(mapping: dict) -> Column:
-    pairs = itertools.chain.from_iterable((F.lit(k), F.lit(v)) for k, v in mapping.items())
-    return F.create_map(*pairs)
 
 
 def _indices(n: Column) -> Column:
@@ -65,10 +60,10 @@ class History:
         self.start = self.end - world.days * DAY
         self.scale = world.days / 90.0
         self.offers = markets.offer_types
-        self.plan_of = _literal_map({o: t.plan_id for o, t in self.offers.items()})
-        self.kind_of = _literal_map({o: t.kind for o, t in self.offers.items()})
-        self.period_of = _literal_map({o: t.period_days for o, t in self.offers.items()})
-        self.tier_of = _literal_map({o: t.tier for o, t in self.offers.items() if t.kind == "plan"})
+        self.plan_of = literal_map({o: t.plan_id for o, t in self.offers.items()})
+        self.kind_of = literal_map({o: t.kind for o, t in self.offers.items()})
+        self.period_of = literal_map({o: t.period_days for o, t in self.offers.items()})
+        self.tier_of = literal_map({o: t.tier for o, t in self.offers.items() if t.kind == "plan"})
 
     # -- time -----------------------------------------------------------------------------
     def ts_between(self, tag: str, lo: Column, hi: Column, *extra: Column) -> Column:
@@ -82,15 +77,15 @@ class History:
         """map<offer_id, P(accept)> for the offers the user's market sells, given a state."""
         plans = [o for o, t in self.offers.items() if t.kind == "plan"]
         current_fit = response.current_plan_fit(plan, plans)
-        entries = []
-        for offer_id, offer in self.offers.items():
-            utility = F.col(utility_col(offer_id))
-            feasible = response.is_feasible(offer, plan, tier, used_trial, addons, offer_id)
-            entries += [
-                F.lit(offer_id),
-                response.accept_probability(utility, current_fit, feasible),
-            ]
-        return F.map_filter(F.create_map(*entries), lambda _, v: v.isNotNull())
+        probabilities = {
+            offer_id: response.accept_probability(
+                F.col(utility_col(offer_id)),
+                current_fit,
+                response.is_feasible(offer, plan, tier, used_trial, addons, offer_id),
+            )
+            for offer_id, offer in self.offers.items()
+        }
+        return column_map(probabilities, drop_nulls=True)
 
     def legacy_weights(self) -> dict[str, Column]:
         """Relative weight of each offer under the legacy policy, null when not shown.
@@ -129,10 +124,7 @@ class History:
             F.lit(0.0),
             lambda acc, w: acc + w,
         )
-        weight_of = F.map_filter(
-            F.create_map(*itertools.chain.from_iterable((F.lit(o), w) for o, w in weights.items())),
-            lambda _, v: v.isNotNull(),
-        )
+        weight_of = column_map(weights, drop_nulls=True)
         rate = F.when(F.col("initial_plan") == response.FREE, IMPRESSIONS_FREE).otherwise(
             IMPRESSIONS_PAID
         )

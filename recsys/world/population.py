@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recsys.columns import literal_map
 from recsys.config import WorldConfig
 from recsys.markets import MarketCatalog
 from recsys.world import response
@@ -164,7 +164,7 @@ def with_initial_state(
     is_paid = plan != response.FREE
     return (
         users_df.withColumn("initial_plan", rng.choice("initial_plan", plan_weights))
-        .withColumn("initial_tier", _lookup(tiers, plan, "int"))
+        .withColumn("initial_tier", literal_map(tiers)[plan].cast("int"))
         .withColumn(
             "initial_addons",
             F.filter(F.array(*addon_columns), lambda a: a.isNotNull())
@@ -186,9 +186,3 @@ def with_initial_state(
             ),
         )
     )
-
-
-def _lookup(mapping: dict, key: Column, dtype: str) -> Column:
-    """A config-sized Python dict as a literal map, looked up by a column."""
-    pairs = itertools.chain.from_iterable((F.lit(k), F.lit(v)) for k, v in mapping.items())
-    return F.create_map(*pairs)[key].cast(dtype)
