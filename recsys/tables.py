@@ -47,6 +47,11 @@ def publish_table(
     the previous version readable.
     """
     database = config.catalog.database
+    view = f"{database}.{name}"
+    if _is_physical_table(spark, view):
+        raise RecsysError(
+            f"{view} is a physical table, not a view written by recsys; drop or rename it"
+        )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dt%H%M%S%f")
     physical = f"{database}.{name}__v{stamp}_{uuid.uuid4().hex[:6]}"
     started = time.perf_counter()
@@ -54,12 +59,6 @@ def publish_table(
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.saveAsTable(physical)
-
-    view = f"{database}.{name}"
-    if _is_physical_table(spark, view):
-        raise RecsysError(
-            f"{view} is a physical table, not a view written by recsys; drop or rename it"
-        )
     spark.sql(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {physical}")
     log.info("published %s -> %s in %.1fs", view, physical, time.perf_counter() - started)
     _drop_old_versions(spark, config, name)
