@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics and confidence intervals."""

@@ -1,0 +1,95 @@
+"""Spark ranking metrics against a pure-Python reference, and the bootstrap interval."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from chispa import assert_approx_df_equality
+from pyspark.sql import types as T
+
+from recsys.evaluation.metrics import METRICS, bootstrap_mean_ci, per_user_metrics, summarize
+
+RECS = "market string, user_id string, item_id string, rank int"
+LABELS = "market string, user_id string, item_id string, price double"
+OUT = T.StructType(
+    [T.StructField("market", T.StringType()), T.StructField("user_id", T.StringType())]
+    + [T.StructField(m, T.DoubleType()) for m in METRICS]
+)
+
+
+def reference(ranked: list[str], relevant: dict[str, float], k: int) -> tuple[float, ...]:
+    """The textbook definitions, one user at a time."""
+    top = ranked[:k]
+    rel = [1.0 if item in relevant else 0.0 for item in top]
+    hits = sum(rel)
+    dcg = sum(r / math.log2(i + 2) for i, r in enumerate(rel))
+    idcg = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), k)))
+    ap = sum(sum(rel[: i + 1]) / (i + 1) for i, r in enumerate(rel) if r)
+    return (
+        hits / k,
+        hits / len(relevant),
+        1.0 if hits else 0.0,
+        dcg / idcg,
+        ap / min(len(relevant), k),
+        float(sum(relevant[item] for item in top if item in relevant)),
+    )
+
+
+def test_a_hand_computed_user(spark):
+    recs = spark.createDataFrame(
+        [("SE", "u", "a", 1), ("SE", "u", "b", 2), ("SE", "u", "c", 3), ("SE", "u", "d", 4)], RECS
+    )
+    labels = spark.createDataFrame([("SE", "u", "a", 10.0), ("SE", "u", "c", 5.0)], LABELS)
+    row = per_user_metrics(recs, labels, 3, value_col="price").first()
+    assert row["precision"] == pytest.approx(2 / 3)
+    assert row["recall"] == pytest.approx(1.0)
+    assert row["hit_rate"] == 1.0
+    assert row["ndcg"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+    assert row["map"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert row["revenue"] == pytest.approx(15.0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_random_cases_match_the_reference(spark, k):
+    rng = random.Random(k)
+    items = [f"o{i}" for i in range(8)]
+    recs, labels, expected = [], [], []
+    for n in range(300):
+        market, user = rng.choice(["SE", "BR"]), f"user{n}"
+        relevant = {i: float(rng.randint(1, 99)) for i in rng.sample(items, rng.randint(1, 4))}
+        ranked = rng.sample(items, rng.randint(0, 7))  # some users get no list at all
+        recs += [(market, user, item, r + 1) for r, item in enumerate(ranked)]
+        labels += [(market, user, item, price) for item, price in relevant.items()]
+        expected.append((market, user, *reference(ranked, relevant, k)))
+    got = per_user_metrics(
+        spark.createDataFrame(recs, RECS),
+        spark.createDataFrame(labels, LABELS),
+        k,
+        value_col="price",
+    )
+    assert_approx_df_equality(
+        got,
+        spark.createDataFrame(expected, OUT),
+        1e-9,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    summary = {r["market"]: r for r in summarize(got, by=("market",)).collect()}
+    for market in ("SE", "BR"):
+        rows = [e for e in expected if e[0] == market]
+        assert summary[market]["users"] == len(rows)
+        assert summary[market]["ndcg"] == pytest.approx(sum(r[5] for r in rows) / len(rows))
+
+
+def test_bootstrap_interval_matches_normal_theory(spark):
+    rng = random.Random(1)
+    values = spark.createDataFrame(
+        [(f"u{i}", 1.0 if rng.random() < 0.3 else 0.0) for i in range(4000)],
+        "user_id string, x double",
+    )
+    mean, lower, upper = bootstrap_mean_ci(values, "x", replicates=300)
+    assert lower < mean < upper
+    half_width = 1.96 * math.sqrt(mean * (1 - mean) / 4000)
+    assert (upper - lower) / 2 == pytest.approx(half_width, rel=0.25)
