@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
@@ -78,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PySparkException as exc:
         print(f"recsys: spark error: {_first_line(exc)}", file=sys.stderr)
         return 1
+    except Py4JJavaError as exc:  # a failed Spark job: say what failed and its root cause
+        print(f"recsys: spark error: {_java_summary(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("recsys: interrupted", file=sys.stderr)
         return 130
@@ -129,6 +133,16 @@ def _print_table(columns: list[str], rows: list[list[object]]) -> None:
     for row in cells:
         print(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _java_summary(exc: Py4JJavaError) -> str:
+    """The failing call's first line and the root cause's message (a few lines at most)."""
+    error = exc.java_exception
+    top = str(error.getMessage() or error.toString()).strip().splitlines()[0]
+    while error.getCause() is not None:
+        error = error.getCause()
+    root = str(error.getMessage() or error.toString()).strip().splitlines()[:6]
+    return "\n  ".join([top, "caused by: " + root[0], *root[1:]]) if root else top
 
 
 def _first_line(exc: Exception) -> str:

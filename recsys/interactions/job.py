@@ -40,8 +40,12 @@ def read_source(spark: SparkSession, config: Config) -> DataFrame:
     reader = spark.read.format(source.format)
     if source.format == "csv":
         # Everything as strings: unparseable values must reach the quarantine, not vanish.
-        reader = reader.option("header", True).schema(
-            ", ".join(f"{c} STRING" for c in S.EVENTS_SCHEMA.fieldNames())
+        # enforceSchema off: the header's names are checked against the schema, so columns
+        # in another order or a missing column fail instead of being read by position.
+        reader = (
+            reader.option("header", True)
+            .option("enforceSchema", False)
+            .schema(", ".join(f"{c} STRING" for c in S.EVENTS_SCHEMA.fieldNames()))
         )
     return reader.load(source.path)
 

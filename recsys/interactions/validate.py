@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.columns import literal_map
+from recsys.errors import RecsysError
 
 MISSING_USER_ID = "missing_user_id"
 UNKNOWN_MARKET = "unknown_market"
@@ -139,7 +140,7 @@ def with_parsed_columns(raw_df: DataFrame) -> DataFrame:
     types = {f.name: f.dataType for f in raw_df.schema.fields}
     missing = [c for c in RAW_COLUMNS if c not in types]
     if missing:
-        raise ValueError(f"events source lacks columns {missing}; expected {RAW_COLUMNS}")
+        raise RecsysError(f"events source lacks columns {missing}; expected {RAW_COLUMNS}")
     return raw_df.select(
         *[F.col(c).cast("string").alias(c) for c in RAW_COLUMNS],
         _parsed_ts(F.col("event_ts"), types["event_ts"]).alias("ts"),

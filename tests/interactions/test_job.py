@@ -10,6 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.cli import main
 from recsys.config import SourceConfig
 from recsys.interactions import job as interactions_job
 from recsys.interactions import validate as V
@@ -170,3 +171,22 @@ def test_csv_files_are_a_source_too(spark, world_config, tmp_path):
         .collect()
     )
     assert sorted(tuple(r) for r in train) == [(user, "genre:pop"), (user, "premium_family")]
+
+
+def test_csv_with_columns_in_another_order_fails_clearly(world_config, conf_path, tmp_path, capsys):
+    (tmp_path / "events.csv").write_text(
+        "user_id,market,item_id,event_type,event_ts,value\n"
+        "u1,SE,genre:pop,listen,2026-10-01T10:00:00,12.5\n"
+    )
+    overrides = [
+        "interactions.source.table=null",
+        f"interactions.source.path={tmp_path}",
+        "interactions.source.format=csv",
+    ]
+    args = [x for o in overrides for x in ("--set", o)]
+    assert main(["build-interactions", "--conf", str(conf_path), *args]) == 1
+    err = capsys.readouterr().err
+    assert "recsys: spark error:" in err
+    assert "caused by: CSV header does not conform to the schema." in err
+    assert "Expected: event_type but found: item_id" in err
+    assert "Traceback" not in err

@@ -11,6 +11,7 @@ from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.catalog import catalog_df
+from recsys.errors import RecsysError
 from recsys.interactions import validate as V
 
 RAW = T.StructType([T.StructField(c, T.StringType()) for c in S.EVENTS_SCHEMA.fieldNames()])
@@ -87,7 +88,7 @@ def test_tally_counts_rows_by_market_and_reason(validated):
 
 
 def test_missing_columns_are_named(spark, config):
-    with pytest.raises(ValueError, match=r"lacks columns \['value'\]"):
+    with pytest.raises(RecsysError, match=r"lacks columns \['value'\]"):
         V.validate_events(
             spark.createDataFrame([], RAW).drop("value"),
             catalog_df(spark, config.markets),
