@@ -60,7 +60,7 @@ USERS_SCHEMA = T.StructType(
         T.StructField("user_id", T.StringType(), False),
         T.StructField("market", T.StringType(), False),
         T.StructField("current_plan", T.StringType(), False),
-        T.StructField("active_addons", T.ArrayType(T.StringType(), False), False),
+        T.StructField("active_addons", T.ArrayType(T.StringType()), False),
         T.StructField("signup_date", T.DateType(), False),
         T.StructField("is_student_verified", T.BooleanType(), False),
         T.StructField("household_size_hint", T.IntegerType(), True),

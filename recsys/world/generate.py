@@ -80,7 +80,9 @@ def with_history(state_df: DataFrame, world: WorldConfig, markets: MarketCatalog
         .withColumn("current_tier", h.tier_of[end_plan])
         .withColumn(
             "active_addons",
-            F.array_compact(F.array_union(F.col("initial_addons"), F.array(converted_addon))),
+            F.when(F.col("cancel_ts").isNotNull(), F.array().cast("array<string>")).otherwise(
+                F.array_compact(F.array_union(F.col("initial_addons"), F.array(converted_addon)))
+            ),
         )
         .withColumn("has_used_trial", F.col("prior_trial") | F.col("converted_is_trial"))
         .withColumn(

@@ -282,8 +282,24 @@ class History:
             ),
             lambda e: conv.isNotNull() & (e["ts"] < self.end),
         )
+        # Add-ons held from the start renew monthly until the subscription is cancelled.
+        addon_phase = F.floor(self.rng.uniform("addon_phase") * 30 * DAY)
+        addons = F.filter(
+            F.flatten(
+                F.transform(
+                    F.col("initial_addons"),
+                    lambda addon: F.transform(
+                        F.sequence(F.lit(0), F.lit(n_old)),
+                        lambda j: _event(
+                            S.RENEWAL, addon, self.start + addon_phase + j * 30 * DAY, price[addon]
+                        ),
+                    ),
+                )
+            ),
+            lambda e: e["ts"] < F.coalesce(F.col("cancel_ts"), F.lit(self.end)),
+        )
         cancellation = _only_if(
             F.col("cancel_ts").isNotNull(),
             _event(S.CANCELLATION, plan, F.col("cancel_ts"), F.lit(0.0)),
         )
-        return F.concat(impressions, views, conversion, old, new, cancellation)
+        return F.concat(impressions, views, conversion, old, new, addons, cancellation)
