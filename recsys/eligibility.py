@@ -32,7 +32,7 @@ TRIAL_USED = "trial_used"
 ADDON_NEEDS_PLAN = "addon_needs_plan"
 ADDON_HELD = "addon_held"
 
-FREE = "free"
+FREE = S.FREE_PLAN
 STATE_COLUMNS = (
     "market",
     "user_id",

@@ -108,8 +108,12 @@ class MarketCatalog(_Model):
                 raise ValueError(f"markets.{code}.offers: every market needs the free plan")
         return self
 
-    def plan_of(self, offer_id: str) -> str:
-        return self.offer_types[offer_id].plan_id
+    def plan_ids(self) -> list[str]:
+        """The offer types that are plans (a plan's offer id is its plan id)."""
+        return [o for o, t in self.offer_types.items() if t.kind == "plan"]
+
+    def plan_tiers(self) -> dict[str, int]:
+        return {o: self.offer_types[o].tier for o in self.plan_ids()}
 
 
 def load_markets(path: str | Path) -> MarketCatalog:

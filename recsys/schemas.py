@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
+# The plan every user falls back to; no price, no offer to upsell from below.
+FREE_PLAN = "free"
+
 # Tables (DESIGN.md section 4).
 USERS = "users"
 EVENTS = "events"

@@ -98,19 +98,6 @@ def with_indices(
     )
 
 
-def build_interactions(
-    events_df: DataFrame,
-    known_items_df: DataFrame,
-    settings: InteractionsConfig,
-    *,
-    snapshot: dt.date,
-    partitions: int,
-) -> DataFrame:
-    """``interaction_rows`` then ``with_indices``, without caching: for small inputs."""
-    rows_df = interaction_rows(events_df, settings, snapshot=snapshot)
-    return with_indices(rows_df, known_items_df, snapshot=snapshot, partitions=partitions)
-
-
 def matrix_stats(interactions_df: DataFrame) -> DataFrame:
     """Per (split, market): users, items, nnz, density, share of users with an offer row.
 

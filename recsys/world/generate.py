@@ -64,7 +64,7 @@ def with_history(state_df: DataFrame, world: WorldConfig, markets: MarketCatalog
     starts_free = plan == response.FREE
     conv_end = F.coalesce(F.when(converted_plan.isNotNull(), conv["ts"]), F.lit(h.end))
     return (
-        state_df.withColumn("initial_fit", response.current_plan_fit(plan, _plan_ids(markets)))
+        state_df.withColumn("initial_fit", response.current_plan_fit(plan, markets.plan_ids()))
         .withColumn(
             "p_initial",
             h.accept_map(
@@ -105,10 +105,6 @@ def with_history(state_df: DataFrame, world: WorldConfig, markets: MarketCatalog
         .withColumn("behaviour_events", h.behaviour_events())
         .withColumn("subscription_events", h.subscription_events())
     )
-
-
-def _plan_ids(markets: MarketCatalog) -> list[str]:
-    return [o for o, t in markets.offer_types.items() if t.kind == "plan"]
 
 
 def _household_hint(rng) -> Column:

@@ -63,7 +63,7 @@ class History:
         self.plan_of = literal_map({o: t.plan_id for o, t in self.offers.items()})
         self.kind_of = literal_map({o: t.kind for o, t in self.offers.items()})
         self.period_of = literal_map({o: t.period_days for o, t in self.offers.items()})
-        self.tier_of = literal_map({o: t.tier for o, t in self.offers.items() if t.kind == "plan"})
+        self.tier_of = literal_map(markets.plan_tiers())
 
     # -- time -----------------------------------------------------------------------------
     def ts_between(self, tag: str, lo: Column, hi: Column, *extra: Column) -> Column:
@@ -75,8 +75,7 @@ class History:
     # -- acceptance -----------------------------------------------------------------------
     def accept_map(self, plan: Column, tier: Column, used_trial: Column, addons: Column) -> Column:
         """map<offer_id, P(accept)> for the offers the user's market sells, given a state."""
-        plans = [o for o, t in self.offers.items() if t.kind == "plan"]
-        current_fit = response.current_plan_fit(plan, plans)
+        current_fit = response.current_plan_fit(plan, self.markets.plan_ids())
         probabilities = {
             offer_id: response.accept_probability(
                 F.col(utility_col(offer_id)),

@@ -146,7 +146,6 @@ def with_initial_state(
         if offer.requires_verification:
             weight = F.when(F.col("is_student"), weight)
         plan_weights[offer_id] = weight
-    tiers = {o: t.tier for o, t in markets.offer_types.items() if t.kind == "plan"}
     plan = F.col("initial_plan")
     addon_columns = [
         F.when(
@@ -164,7 +163,7 @@ def with_initial_state(
     is_paid = plan != response.FREE
     return (
         users_df.withColumn("initial_plan", rng.choice("initial_plan", plan_weights))
-        .withColumn("initial_tier", literal_map(tiers)[plan].cast("int"))
+        .withColumn("initial_tier", literal_map(markets.plan_tiers())[plan].cast("int"))
         .withColumn(
             "initial_addons",
             F.filter(F.array(*addon_columns), lambda a: a.isNotNull())

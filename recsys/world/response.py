@@ -23,6 +23,7 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from recsys import schemas as S
 from recsys.markets import OfferType
 from recsys.world.rand import Rng
 
@@ -34,7 +35,7 @@ TRIAL_BURDEN = 0.3  # a free month still weighs: the user expects to pay afterwa
 DISCOUNT_BONUS = 0.5  # per unit of price sensitivity above average
 ANNUAL_COMMITMENT = -0.7
 
-FREE = "free"
+FREE = S.FREE_PLAN
 
 
 def _trait(name: str) -> Column:

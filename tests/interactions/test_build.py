@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.catalog import catalog_df
-from recsys.interactions.build import build_interactions, matrix_stats
+from recsys.interactions.build import interaction_rows, matrix_stats, with_indices
 from recsys.interactions.validate import known_items_df
 
 SNAPSHOT = dt.date(2026, 11, 1)  # holdout_days 21: split at 2026-10-11
@@ -29,10 +29,12 @@ def rows_df(spark, config):
     settings = config.interactions.model_copy(
         update={"holdout_days": 21, "half_life_days": 30.0, "aggregation": "log"}
     )
-    return build_interactions(
-        spark.createDataFrame(events, S.EVENTS_SCHEMA),
+    rows_df = interaction_rows(
+        spark.createDataFrame(events, S.EVENTS_SCHEMA), settings, snapshot=SNAPSHOT
+    )
+    return with_indices(
+        rows_df,
         known_items_df(catalog_df(spark, config.markets)),
-        settings,
         snapshot=SNAPSHOT,
         partitions=2,
     ).cache()
