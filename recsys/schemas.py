@@ -19,6 +19,8 @@ WORLD_TRUTH = "world_truth"
 EVENTS_QUARANTINE = "events_quarantine"
 INTERACTIONS = "interactions"
 INTERACTION_STATS = "interaction_stats"
+# Subscription state of every user at each split point (eligibility for evaluation).
+USER_STATE = "user_state"
 
 # Event types. Behaviour events carry a behaviour token as item_id; subscription events an
 # offer_id of the user's market. `value` is minutes for `listen`, the logging propensity of the

@@ -1,13 +1,22 @@
-"""The interaction rows of one snapshot: a training matrix, a full matrix and holdout labels.
+"""The interaction rows of one snapshot: matrices to fit on and labels to evaluate against.
+
+Time runs left to right; each window is ``holdout_days`` long::
+
+    ... tune | validation | holdout | snapshot
+    <------ tune ------->
+    <------------ train -------->
+    <------------------ full ---------------->
 
 - ``train``: events before the split point (snapshot - holdout_days), decayed to the split;
   what models are fitted on for evaluation.
 - ``holdout``: the offers users converted to (trial or paid) between the split and the
-  snapshot; the evaluation labels. Never used for fitting.
+  snapshot; the evaluation labels. Never used for fitting, nor for choosing hyperparameters.
+- ``tune`` and ``validation``: the same pair one window earlier, for hyperparameter search,
+  so that the holdout is looked at once, by the chosen models.
 - ``full``: all events before the snapshot, decayed to the snapshot; what the serving model
   is fitted on.
 
-User and item indices are shared by the three, per market.
+User and item indices are shared by all of them, per market.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from recsys.config import InteractionsConfig
 from recsys.interactions.confidence import with_confidence
 from recsys.interactions.index import contiguous_index
 
-TRAIN, HOLDOUT, FULL = "train", "holdout", "full"
+TUNE, VALIDATION, TRAIN, HOLDOUT, FULL = "tune", "validation", "train", "holdout", "full"
+SPLITS = (TUNE, VALIDATION, TRAIN, HOLDOUT, FULL)
 
 
 def cutoffs(snapshot: dt.date, holdout_days: int) -> tuple[dt.datetime, dt.datetime]:
@@ -38,36 +48,48 @@ def _ts(moment: dt.datetime) -> Column:
 def interaction_rows(
     events_df: DataFrame, settings: InteractionsConfig, *, snapshot: dt.date
 ) -> DataFrame:
-    """(market, user_id, item_id, confidence, split) for the three row sets of a snapshot.
+    """(market, user_id, item_id, confidence, split) for the row sets of :data:`SPLITS`.
 
     ``events_df``: valid events (the output of validation).
     """
     split, cutoff = cutoffs(snapshot, settings.holdout_days)
-    split_ts, cutoff_ts = _ts(split), _ts(cutoff)
-    confidence = {
-        "weights": settings.weights,
-        "half_life_days": settings.half_life_days,
-        "aggregation": settings.aggregation,
-        "cap": settings.cap,
-    }
-    train_df = with_confidence(
-        events_df.where(F.col("event_ts") < split_ts), reference=split_ts, **confidence
-    ).withColumn("split", F.lit(TRAIN))
-    full_df = with_confidence(
-        events_df.where(F.col("event_ts") < cutoff_ts), reference=cutoff_ts, **confidence
-    ).withColumn("split", F.lit(FULL))
-    holdout_df = (
+    tune_split = split - dt.timedelta(days=settings.holdout_days)
+    return (
+        _matrix(events_df, settings, tune_split, TUNE)
+        .unionByName(_labels(events_df, tune_split, split, VALIDATION))
+        .unionByName(_matrix(events_df, settings, split, TRAIN))
+        .unionByName(_labels(events_df, split, cutoff, HOLDOUT))
+        .unionByName(_matrix(events_df, settings, cutoff, FULL))
+    )
+
+
+def _matrix(
+    events_df: DataFrame, settings: InteractionsConfig, moment: dt.datetime, name: str
+) -> DataFrame:
+    """Events before ``moment``, decayed to it."""
+    return with_confidence(
+        events_df.where(F.col("event_ts") < _ts(moment)),
+        reference=_ts(moment),
+        weights=settings.weights,
+        half_life_days=settings.half_life_days,
+        aggregation=settings.aggregation,
+        cap=settings.cap,
+    ).withColumn("split", F.lit(name))
+
+
+def _labels(events_df: DataFrame, start: dt.datetime, end: dt.datetime, name: str) -> DataFrame:
+    """The offers users converted to (trial or paid) in [start, end), confidence 1."""
+    return (
         events_df.where(
-            (F.col("event_ts") >= split_ts)
-            & (F.col("event_ts") < cutoff_ts)
+            (F.col("event_ts") >= _ts(start))
+            & (F.col("event_ts") < _ts(end))
             & F.col("event_type").isin(S.CONVERSION, S.TRIAL_START)
         )
         .select("market", "user_id", "item_id")
         .distinct()
         .withColumn("confidence", F.lit(1.0))
-        .withColumn("split", F.lit(HOLDOUT))
+        .withColumn("split", F.lit(name))
     )
-    return train_df.unionByName(full_df).unionByName(holdout_df)
 
 
 def with_indices(

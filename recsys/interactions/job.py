@@ -12,10 +12,13 @@ from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.config import Config
+from recsys.eligibility import state_at
 from recsys.errors import RecsysError
 from recsys.interactions.build import (
+    FULL,
     HOLDOUT,
     TRAIN,
+    TUNE,
     cutoffs,
     interaction_rows,
     matrix_stats,
@@ -83,6 +86,8 @@ def run(spark: SparkSession, config: Config) -> None:
             _check_bad_share(tally, settings.max_bad_share, set(config.markets.markets))
         with step("build-interactions: matrices"):
             _write_matrices(spark, config, validated.events_df, known_items_df(catalog_df))
+        with step("build-interactions: user state"):
+            _write_user_state(spark, config, validated.events_df, catalog_df)
     finally:
         validated.unpersist()
     _log_stats(spark, config, snapshot)
@@ -119,6 +124,29 @@ def _write_matrices(
     finally:
         interactions_df.unpersist()
         rows_df.unpersist()
+
+
+def _write_user_state(
+    spark: SparkSession, config: Config, events_df: DataFrame, catalog_df: DataFrame
+) -> None:
+    """Each user's plan, add-ons, trial use and verification at the tune split, the split and
+    the snapshot, read from events before each moment: what offline evaluation needs to know
+    what a user could have been shown then, without looking ahead."""
+    snapshot = config.interactions.snapshot()
+    split, cutoff = cutoffs(snapshot, config.interactions.holdout_days)
+    tune_split = split - dt.timedelta(days=config.interactions.holdout_days)
+    state_df = None
+    for name, moment in ((TUNE, tune_split), (TRAIN, split), (FULL, cutoff)):
+        part_df = state_at(events_df, catalog_df, moment).withColumn("split", F.lit(name))
+        state_df = part_df if state_df is None else state_df.unionByName(part_df)
+    publish_partition(
+        spark,
+        config,
+        state_df.withColumn("snapshot_date", F.lit(snapshot)),
+        S.USER_STATE,
+        partition_column="snapshot_date",
+        value=snapshot,
+    )
 
 
 def _tally(tally_df: DataFrame) -> dict[str, dict[str | None, int]]:
