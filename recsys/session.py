@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -55,6 +56,11 @@ def build_session(config: Config, app_name: str | None = None) -> SparkSession:
     }
     if spark_cfg.driver_memory and not launched_by_submit:
         settings["spark.driver.memory"] = spark_cfg.driver_memory
+    if not launched_by_submit and "PYSPARK_PYTHON" not in os.environ:
+        # Python workers (pandas UDFs, per-market training) run this interpreter, with its
+        # packages, rather than whatever `python3` is first on PATH. PySpark reads the
+        # variable when the context starts; on a cluster set it in the environment.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     if catalog.metastore_dir:
         settings["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={catalog.metastore_dir};create=true"

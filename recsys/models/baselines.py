@@ -1,0 +1,90 @@
+"""The baselines every model must beat: market popularity and the marketer's upgrade ladder."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from recsys.columns import literal_map
+from recsys.models.base import Recommender
+
+
+class Popularity(Recommender):
+    """Each offer scored by its summed confidence over the market's users: the same list for
+    everyone in a market (eligibility still removes what a user cannot take)."""
+
+    family = "popularity"
+
+    def _fit(self, interactions_df: DataFrame) -> None:
+        self.popularity_df = (
+            interactions_df.where(F.col("is_offer"))
+            .groupBy("market", F.col("item_id").alias("offer_id"))
+            .agg(F.sum("confidence").alias("score"))
+            .select("market", "offer_id", "score")
+        )
+
+    def _score(self, candidates_df: DataFrame) -> DataFrame:
+        return candidates_df.join(
+            F.broadcast(self.popularity_df), on=["market", "offer_id"], how="left"
+        ).select("market", "user_id", "offer_id", F.coalesce("score", F.lit(0.0)).alias("score"))
+
+    def _names(self) -> tuple[str, ...]:
+        return ("popularity",)
+
+    def _state(self) -> dict[str, DataFrame]:
+        return {"popularity": self.popularity_df}
+
+    def _load_state(self, state: dict[str, DataFrame]) -> None:
+        self.popularity_df = state["popularity"]
+
+
+class Ladder(Recommender):
+    """A rule-based upgrade ladder, configured by hand (``train.models.ladder``).
+
+    ``params["steps"]``: current plan -> offers, best first. ``params["signals"]``: behaviour
+    token -> offers, best first. An offer a signal of the user names outranks every step; among
+    signal offers, and among steps, the configured order wins. Offers named nowhere score 0.
+    """
+
+    family = "ladder"
+
+    def _fit(self, interactions_df: DataFrame) -> None:
+        tokens = sorted(self.params.get("signals", {}))
+        self.signals_df = (
+            interactions_df.where(F.col("item_id").isin(tokens))
+            .groupBy("market", "user_id")
+            .agg(F.array_sort(F.collect_set("item_id")).alias("signals"))
+        )
+
+    def _score(self, candidates_df: DataFrame) -> DataFrame:
+        scored = candidates_df.join(self.signals_df, on=["market", "user_id"], how="left")
+        return scored.select("market", "user_id", "offer_id", self._rule_score().alias("score"))
+
+    def _rule_score(self) -> Column:
+        steps = {
+            f"{plan}|{offer}": float(len(offers) - position)
+            for plan, offers in self.params.get("steps", {}).items()
+            for position, offer in enumerate(offers)
+        }
+        step_score = F.coalesce(
+            literal_map(steps)[F.concat_ws("|", "current_plan", "offer_id")], F.lit(0.0)
+        )
+        # A signal's offers score above any step (steps stay below 100 points).
+        signal_score = F.lit(0.0)
+        for token, offers in self.params.get("signals", {}).items():
+            points = literal_map({o: 100.0 * (len(offers) - i) for i, o in enumerate(offers)})
+            has_token = F.coalesce(F.array_contains("signals", token), F.lit(False))
+            signal_score = F.greatest(
+                signal_score,
+                F.when(has_token, F.coalesce(points[F.col("offer_id")], F.lit(0.0))).otherwise(0.0),
+            )
+        return signal_score + step_score
+
+    def _names(self) -> tuple[str, ...]:
+        return ("signals",)
+
+    def _state(self) -> dict[str, DataFrame]:
+        return {"signals": self.signals_df}
+
+    def _load_state(self, state: dict[str, DataFrame]) -> None:
+        self.signals_df = state["signals"]
