@@ -26,6 +26,7 @@ from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
 from recsys.session import build_session
+from recsys.training import job as train_job
 from recsys.world import job as world_job
 
 log = logging.getLogger("recsys.cli")
@@ -36,6 +37,7 @@ Step = Callable[[SparkSession, Config], None]
 STEPS: dict[str, Step] = {
     "generate-world": world_job.run,
     "build-interactions": interactions_job.run,
+    "train": train_job.run,
 }
 
 

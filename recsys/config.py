@@ -26,7 +26,7 @@ from pydantic import (
 
 from recsys.errors import ConfigError, describe_validation_error
 from recsys.markets import MarketCatalog, load_markets
-from recsys.schemas import EVENT_TYPES
+from recsys.schemas import BEHAVIOUR_TOKENS, EVENT_TYPES
 
 
 class _Section(BaseModel):
@@ -67,6 +67,11 @@ class CatalogConfig(_Section):
 class MlflowConfig(_Section):
     tracking_uri: str = "sqlite:///.recsys/mlflow.db"
     experiment: str = "recsys"
+    artifact_location: str | None = Field(
+        default=None,
+        description="Where a new experiment keeps its artifacts; null: the tracking server's "
+        "default. With a SQLite store MLflow would otherwise use ./mlruns of the cwd.",
+    )
 
 
 class WorldConfig(_Section):
@@ -129,6 +134,142 @@ class InteractionsConfig(_Section):
         return self.snapshot_date or dt.datetime.now(dt.UTC).date()
 
 
+class ALSParams(_Section):
+    """Implicit-feedback ALS (Spark MLlib or ``implicit``): confidence = 1 + alpha * value."""
+
+    factors: Annotated[int, Field(ge=1, le=1024)] = 16
+    regularization: Annotated[float, Field(ge=0)] = 0.1
+    alpha: Annotated[float, Field(gt=0)] = 10.0
+    iterations: Annotated[int, Field(ge=1, le=1000)] = 10
+    prior_weight: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Weight of the market's log offer share added to affinity."
+    )
+
+
+class BPRParams(_Section):
+    """Bayesian personalised ranking (``implicit``), trained by SGD on sampled pairs."""
+
+    factors: Annotated[int, Field(ge=1, le=1024)] = 16
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 0.05
+    regularization: Annotated[float, Field(ge=0)] = 0.01
+    iterations: Annotated[int, Field(ge=1, le=10_000)] = 100
+    prior_weight: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Weight of the market's log offer share added to affinity."
+    )
+
+
+class _FactorModelSpec(_Section):
+    """A collaborative-filtering family: default hyperparameters, the values the search may
+    try instead, and per-market pins (a market's pin wins over the default and the search)."""
+
+    enabled: bool = True
+    params: BaseModel
+    search: dict[str, list[float]] = Field(default_factory=dict)
+    markets: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid_values(self) -> _FactorModelSpec:
+        known = list(type(self.params).model_fields)
+        for key, values in self.search.items():
+            if key not in known:
+                raise ValueError(f"search.{key}: unknown parameter; known: {known}")
+            if not values:
+                raise ValueError(f"search.{key}: give at least one value")
+            for value in values:
+                self._check(f"search.{key}", {key: value})
+        for market, pins in self.markets.items():
+            unknown = sorted(set(pins) - set(known))
+            if unknown:
+                raise ValueError(f"markets.{market}: unknown parameters {unknown}; known: {known}")
+            self._check(f"markets.{market}", pins)
+        return self
+
+    def _check(self, where: str, changes: Mapping[str, float]) -> None:
+        try:
+            self.with_params(changes)
+        except ValidationError as exc:
+            problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"{where}: {problems}") from None
+
+    def with_params(self, changes: Mapping[str, float]) -> BaseModel:
+        """The default parameters with ``changes`` applied, validated."""
+        return type(self.params).model_validate({**self.params.model_dump(), **changes})
+
+
+class ALSSpec(_FactorModelSpec):
+    params: ALSParams = ALSParams()
+
+
+class BPRSpec(_FactorModelSpec):
+    params: BPRParams = BPRParams()
+
+
+class BaselineSpec(_Section):
+    enabled: bool = True
+
+
+class LadderSpec(_Section):
+    """The rule-based upgrade ladder: what a marketer configures by hand."""
+
+    enabled: bool = True
+    steps: dict[str, list[str]] = Field(
+        description="Current plan -> the offers to show, best first."
+    )
+    signals: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Behaviour token -> offers it moves ahead of the plan's steps, best first.",
+    )
+
+
+class ModelsConfig(_Section):
+    popularity: BaselineSpec = BaselineSpec()
+    ladder: LadderSpec
+    spark_als: ALSSpec = ALSSpec()
+    implicit_als: ALSSpec = ALSSpec()
+    implicit_bpr: BPRSpec = BPRSpec()
+
+
+class GateConfig(_Section):
+    """Promotion to ``champion``: beat the champion and every baseline on ``metric@k`` by more
+    than ``margin``, with the lower end of the paired bootstrap interval above it."""
+
+    metric: Literal["precision", "recall", "hit_rate", "ndcg", "map"] = "ndcg"
+    k: Annotated[int, Field(ge=1, le=100)] = 3
+    margin: Annotated[float, Field(ge=0)] = 0.0
+    level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    replicates: Annotated[int, Field(ge=50, le=10_000)] = 200
+
+    @property
+    def column(self) -> str:
+        return f"{self.metric}_at_{self.k}"
+
+
+class TrainConfig(_Section):
+    """Training, evaluation, search and promotion (DESIGN.md section 7)."""
+
+    ks: list[Annotated[int, Field(ge=1, le=100)]] = Field(default=[1, 3, 5], min_length=1)
+    seed: int = 7
+    max_trials: Annotated[int, Field(ge=1, le=1000)] = 4
+    parallel_fits: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=4, description="Spark ALS fits (one per market) submitted at once."
+    )
+    registered_model: str = Field(default="recsys-plan-recommender", pattern=r"^[\w.-]+$")
+    model_dir: str = Field(
+        default=".recsys/models",
+        description="Where fitted models are saved before MLflow logs them; shared storage "
+        "on a cluster.",
+    )
+    report_dir: str = Field(default=".recsys/reports", description="Where reports are written.")
+    gate: GateConfig = GateConfig()
+    models: ModelsConfig
+
+    @model_validator(mode="after")
+    def _gate_k_is_evaluated(self) -> TrainConfig:
+        if self.gate.k not in self.ks:
+            raise ValueError(f"gate.k={self.gate.k} must be one of ks={self.ks}")
+        return self
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     spark_level: Literal["INFO", "WARN", "ERROR", "FATAL"] = "ERROR"
@@ -140,6 +281,7 @@ class Config(_Section):
     mlflow: MlflowConfig = MlflowConfig()
     world: WorldConfig
     interactions: InteractionsConfig
+    train: TrainConfig
     logging: LoggingConfig = LoggingConfig()
     markets_file: str = "markets.yaml"
 
@@ -171,6 +313,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
 
     markets = load_markets(config.markets_file)
     _check_policy_offers(config.world, markets)
+    _check_train_names(config.train, markets)
     catalog = config.catalog.model_copy(
         update={
             "warehouse_dir": _absolute(config.catalog.warehouse_dir),
@@ -178,11 +321,27 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
             and _absolute(config.catalog.metastore_dir),
         }
     )
+    train = config.train.model_copy(
+        update={
+            "model_dir": _absolute(config.train.model_dir),
+            "report_dir": _absolute(config.train.report_dir),
+        }
+    )
     mlflow = config.mlflow.model_copy(
-        update={"tracking_uri": _absolute_sqlite(config.mlflow.tracking_uri)}
+        update={
+            "tracking_uri": _absolute_sqlite(config.mlflow.tracking_uri),
+            "artifact_location": config.mlflow.artifact_location
+            and _absolute_uri(config.mlflow.artifact_location),
+        }
     )
     return config.model_copy(
-        update={"catalog": catalog, "mlflow": mlflow, "markets": markets, "source": str(path)}
+        update={
+            "catalog": catalog,
+            "mlflow": mlflow,
+            "train": train,
+            "markets": markets,
+            "source": str(path),
+        }
     )
 
 
@@ -246,8 +405,36 @@ def _check_policy_offers(world: WorldConfig, markets: MarketCatalog) -> None:
                 raise ConfigError(f"world.legacy_policy.{plan}.{offer}: unknown offer type")
 
 
+def _check_train_names(train: TrainConfig, markets: MarketCatalog) -> None:
+    plans = {t.plan_id for t in markets.offer_types.values()}
+    ladder = train.models.ladder
+    for plan, offers in ladder.steps.items():
+        if plan not in plans:
+            raise ConfigError(f"train.models.ladder.steps.{plan}: unknown plan")
+        for offer in offers:
+            if offer not in markets.offer_types:
+                raise ConfigError(f"train.models.ladder.steps.{plan}: unknown offer {offer!r}")
+    for token, offers in ladder.signals.items():
+        if token not in BEHAVIOUR_TOKENS:
+            raise ConfigError(
+                f"train.models.ladder.signals.{token}: unknown behaviour token; "
+                f"known: {list(BEHAVIOUR_TOKENS)}"
+            )
+        for offer in offers:
+            if offer not in markets.offer_types:
+                raise ConfigError(f"train.models.ladder.signals.{token}: unknown offer {offer!r}")
+    for family in ("spark_als", "implicit_als", "implicit_bpr"):
+        for market in getattr(train.models, family).markets:
+            if market not in markets.markets:
+                raise ConfigError(f"train.models.{family}.markets.{market}: unknown market")
+
+
 def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).resolve())
+
+
+def _absolute_uri(path: str) -> str:
+    return path if "://" in path else Path(path).resolve().as_uri()
 
 
 def _absolute_sqlite(uri: str) -> str:

@@ -31,7 +31,11 @@ def write_conf(folder: Path, **sections: dict) -> Path:
             "warehouse_dir": str(folder / "warehouse"),
             "metastore_dir": str(folder / "metastore"),
         },
-        "mlflow": {"tracking_uri": f"sqlite:///{folder / 'mlflow.db'}"},
+        "mlflow": {
+            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+            "artifact_location": str(folder / "mlartifacts"),
+        },
+        "train": {"model_dir": str(folder / "models"), "report_dir": str(folder / "reports")},
         "logging": {"level": "INFO"},
     }
     for key, value in sections.items():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -103,6 +103,54 @@ def summarize(per_user_df: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:
     return grouped.agg(*aggregates)
 
 
+def bootstrap_ci(
+    values_df: DataFrame,
+    column: str,
+    *,
+    by: tuple[str, ...] = (),
+    key: str = "user_id",
+    replicates: int = 200,
+    seed: int = 7,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Mean of ``column`` with a Poisson-bootstrap percentile interval, per ``by`` group.
+
+    Each row gets a Poisson(1) weight per replicate, drawn by hashing (seed, key, replicate),
+    so all replicates of all groups are computed by Spark in one pass and only groups x
+    replicates numbers are aggregated. Returns a pandas frame: ``by`` columns, ``mean``,
+    ``low``, ``high``, ``n``. For a paired comparison pass the per-user difference of two
+    models.
+    """
+    tail = (1 - level) / 2
+    weighted_df = values_df.select(
+        *by,
+        F.col(column).cast("double").alias("_x"),
+        F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("_replicate"),
+        F.col(key),
+    ).select(
+        *by,
+        "_x",
+        "_replicate",
+        _poisson_one(Rng(seed, F.col(key)), F.col("_replicate")).alias("_w"),
+    )
+    # A small group can draw all-zero weights in a replicate: that replicate has no mean
+    # (null, skipped by the percentiles) rather than a division by zero.
+    replicate_df = weighted_df.groupBy(*by, "_replicate").agg(
+        F.try_divide(F.sum(F.col("_x") * F.col("_w")), F.sum("_w")).alias("_m")
+    )
+    interval_df = replicate_df.groupBy(*by).agg(
+        F.percentile("_m", F.lit(tail)).alias("low"),
+        F.percentile("_m", F.lit(1 - tail)).alias("high"),
+    )
+    point_df = values_df.groupBy(*by).agg(F.avg(column).alias("mean"), F.count(F.lit(1)).alias("n"))
+    if not by:
+        interval_df = interval_df.withColumn("_all", F.lit(1))
+        point_df = point_df.withColumn("_all", F.lit(1))
+    on = list(by) or ["_all"]
+    result = point_df.join(interval_df, on=on, how="left").select(*by, "mean", "low", "high", "n")
+    return result.toPandas()
+
+
 def bootstrap_mean_ci(
     values_df: DataFrame,
     column: str,
@@ -112,31 +160,11 @@ def bootstrap_mean_ci(
     seed: int = 7,
     level: float = 0.95,
 ) -> tuple[float, float, float]:
-    """(mean, lower, upper): a Poisson bootstrap of the mean of ``column`` over rows.
-
-    Each row gets a Poisson(1) weight per replicate, drawn by hashing (seed, key, replicate),
-    so the replicates are computed by Spark in one pass and only ``replicates`` numbers come
-    back to the driver. For a paired comparison pass the per-user difference of two models.
-    """
-    weighted_df = values_df.select(
-        F.col(column).cast("double").alias("_x"),
-        F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("_replicate"),
-        F.col(key),
-    ).select(
-        "_x",
-        "_replicate",
-        _poisson_one(Rng(seed, F.col(key)), F.col("_replicate")).alias("_w"),
-    )
-    means = (
-        weighted_df.groupBy("_replicate")
-        .agg((F.sum(F.col("_x") * F.col("_w")) / F.sum("_w")).alias("m"))
-        .collect()
-    )
-    estimates = [r["m"] for r in means if r["m"] is not None]
-    point = values_df.agg(F.avg(column)).first()[0]
-    tail = (1 - level) / 2
-    lower, upper = np.quantile(estimates, [tail, 1 - tail])
-    return float(point), float(lower), float(upper)
+    """(mean, lower, upper) over all rows: :func:`bootstrap_ci` without groups."""
+    row = bootstrap_ci(
+        values_df, column, key=key, replicates=replicates, seed=seed, level=level
+    ).iloc[0]
+    return float(row["mean"]), float(row["low"]), float(row["high"])
 
 
 def _poisson_one(rng: Rng, replicate: Column) -> Column:

@@ -1,0 +1,147 @@
+"""Offline evaluation of a model on one window: candidates, labels, metrics per user and market.
+
+A model is judged only on what it could have done: its candidates are the offers each user
+was eligible for at the start of the window (the same rules as serving, from the user's state
+then), and labels are the offers users converted to in the window that were among those
+candidates. Users with no such label are not evaluated (they are counted). Every evaluated
+user counts, whether or not the model scored them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from recsys.eligibility import with_eligibility
+from recsys.evaluation.metrics import per_user_metrics
+from recsys.models.base import Recommender
+from recsys.ranking import top_k
+
+KEYS = ("market", "user_id")
+ALL = "all"  # the market label of pooled figures
+RANKING_METRICS = ("precision", "recall", "hit_rate", "ndcg", "map")
+
+
+def metric_column(metric: str, k: int) -> str:
+    return f"{metric}_at_{k}"
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one evaluation window needs: candidates and labels of its labelled users.
+
+    ``candidates_df``: (market, user_id, offer_id, current_plan) of labelled users only; the
+    rest cannot change a metric, so they are not scored. ``labels_df``: (market, user_id,
+    item_id, price).
+    """
+
+    candidates_df: DataFrame
+    labels_df: DataFrame
+    offers_df: DataFrame  # (market, offer_id): every offer of the catalogue, for coverage
+
+    def persist(self) -> Window:
+        level = StorageLevel.MEMORY_AND_DISK
+        return Window(
+            self.candidates_df.persist(level),
+            self.labels_df.persist(level),
+            self.offers_df.persist(level),
+        )
+
+    def unpersist(self) -> None:
+        for df in (self.candidates_df, self.labels_df, self.offers_df):
+            df.unpersist()
+
+
+def window(state_df: DataFrame, outcomes_df: DataFrame, catalog_df: DataFrame) -> Window:
+    """Build a window from users' state at its start and what they converted to in it.
+
+    ``state_df``: one row per user with the eligibility state columns (``user_state``).
+    ``outcomes_df``: (market, user_id, item_id) conversions in the window (a label split of
+    ``interactions``). ``catalog_df``: the ``catalog`` table.
+    """
+    eligible_df = (
+        with_eligibility(state_df, catalog_df)
+        .where(F.col("eligible"))
+        .join(state_df.select(*KEYS, "current_plan"), on=list(KEYS), how="inner")
+        .select(*KEYS, "offer_id", "current_plan")
+    )
+    prices_df = catalog_df.select("market", F.col("offer_id").alias("item_id"), "price")
+    labels_df = (
+        outcomes_df.select(*KEYS, "item_id")
+        .distinct()
+        .join(
+            eligible_df.select(*KEYS, F.col("offer_id").alias("item_id")),
+            on=[*KEYS, "item_id"],
+            how="inner",
+        )
+        .join(F.broadcast(prices_df), on=["market", "item_id"], how="inner")
+        .select(*KEYS, "item_id", F.col("price").cast("double").alias("price"))
+    )
+    candidates_df = eligible_df.join(
+        labels_df.select(*KEYS).distinct(), on=list(KEYS), how="left_semi"
+    )
+    return Window(candidates_df, labels_df, catalog_df.select("market", "offer_id"))
+
+
+def per_user(model: Recommender, win: Window, ks: list[int]) -> tuple[DataFrame, DataFrame]:
+    """(per-user metrics, top lists) of ``model`` on ``win``.
+
+    Per-user: keys and ``<metric>_at_<k>`` for every metric and k, plus ``revenue_at_<k>``
+    (the price of the hits, in the market's currency). Top lists: keys, offer_id, rank <=
+    max(ks).
+    """
+    lists_df = (
+        top_k(model.score(win.candidates_df), max(ks))
+        .select(*KEYS, F.col("offer_id").alias("item_id"), "rank")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    wide_df = None
+    for k in ks:
+        metrics_df = per_user_metrics(lists_df, win.labels_df, k, keys=KEYS, value_col="price")
+        renamed = metrics_df.select(
+            *KEYS,
+            *(F.col(m).alias(metric_column(m, k)) for m in metrics_df.columns if m not in KEYS),
+        )
+        wide_df = renamed if wide_df is None else wide_df.join(renamed, on=list(KEYS), how="inner")
+    return wide_df, lists_df
+
+
+def summary(
+    per_user_df: DataFrame, lists_df: DataFrame, win: Window, ks: list[int]
+) -> pd.DataFrame:
+    """Markets x figures (a market per row, plus :data:`ALL` for all users pooled).
+
+    Mean of every per-user metric, ``users`` evaluated, and ``coverage_at_<k>``: the share of
+    the market's catalogue that appears in some top-k list. Revenue is in each market's
+    currency, so it is not pooled (NaN in the ``all`` row).
+    """
+    metric_columns = [c for c in per_user_df.columns if c not in KEYS]
+    aggregates = [F.avg(c).alias(c) for c in metric_columns] + [F.count(F.lit(1)).alias("users")]
+    by_market = per_user_df.groupBy("market").agg(*aggregates).toPandas()
+    pooled = per_user_df.agg(*aggregates).toPandas().assign(market=ALL)
+    revenue = [c for c in metric_columns if c.startswith("revenue")]
+    pooled[revenue] = float("nan")
+    table = pd.concat([by_market, pooled], ignore_index=True).set_index("market")
+
+    offers = win.offers_df.groupBy("market").agg(F.count(F.lit(1)).alias("offers")).toPandas()
+    offers = offers.set_index("market")["offers"]
+    shown = (
+        lists_df.groupBy("market")
+        .agg(
+            *(
+                F.countDistinct(F.when(F.col("rank") <= k, F.col("item_id"))).alias(f"shown_{k}")
+                for k in ks
+            )
+        )
+        .toPandas()
+        .set_index("market")
+    )
+    for k in ks:
+        column = f"coverage_at_{k}"
+        table[column] = (shown[f"shown_{k}"] / offers).reindex(table.index)
+        table.loc[ALL, column] = shown[f"shown_{k}"].sum() / offers.sum()
+    return table.sort_index()

@@ -1,0 +1,97 @@
+"""The promotion gate: a candidate becomes ``champion`` only if it beats the current champion
+and every baseline on the gate metric, on the same users, by more than the margin, with the
+lower end of the paired bootstrap interval above the margin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from recsys.config import GateConfig
+from recsys.evaluation.metrics import bootstrap_ci
+from recsys.training.evaluate import KEYS
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """candidate - opponent on the gate metric, averaged over the same evaluated users."""
+
+    opponent: str
+    mean: float
+    low: float
+    high: float
+    users: int
+
+    def beats(self, margin: float) -> bool:
+        return self.low > margin
+
+    def describe(self, metric: str) -> str:
+        return (
+            f"{metric} {self.mean:+.4f} vs {self.opponent} "
+            f"(95% CI {self.low:+.4f} .. {self.high:+.4f}, {self.users:,} users)"
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: tuple[str, ...]
+
+
+def paired_differences(candidate_df: DataFrame, opponent_df: DataFrame, column: str) -> DataFrame:
+    """(market, user_id, diff): the candidate's per-user metric minus the opponent's.
+
+    Both frames come from the same evaluation window, so they hold the same users; an inner
+    join would hide a mismatch, hence the full join and the nulls counted as zero.
+    """
+    return (
+        candidate_df.select(*KEYS, F.col(column).alias("_a"))
+        .join(opponent_df.select(*KEYS, F.col(column).alias("_b")), on=list(KEYS), how="full")
+        .select(*KEYS, (F.coalesce("_a", F.lit(0.0)) - F.coalesce("_b", F.lit(0.0))).alias("diff"))
+    )
+
+
+def compare(
+    candidate_df: DataFrame,
+    opponent_df: DataFrame,
+    opponent: str,
+    gate: GateConfig,
+    *,
+    seed: int,
+    by: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """Paired bootstrap of candidate - opponent, pooled or per ``by`` group."""
+    diffs_df = paired_differences(candidate_df, opponent_df, gate.column)
+    table = bootstrap_ci(
+        diffs_df, "diff", by=by, replicates=gate.replicates, seed=seed, level=gate.level
+    )
+    return table.assign(opponent=opponent)
+
+
+def pooled(table: pd.DataFrame) -> Comparison:
+    row = table.iloc[0]
+    return Comparison(
+        str(row["opponent"]),
+        float(row["mean"]),
+        float(row["low"]),
+        float(row["high"]),
+        int(row["n"]),
+    )
+
+
+def decide(comparisons: list[Comparison], gate: GateConfig) -> Decision:
+    """Promote only when every comparison clears the margin; say why either way."""
+    metric = f"{gate.metric}@{gate.k}"
+    failed = [c for c in comparisons if not c.beats(gate.margin)]
+    if failed:
+        return Decision(
+            False,
+            tuple(
+                f"not better than {c.opponent} by more than {gate.margin}: {c.describe(metric)}"
+                for c in failed
+            ),
+        )
+    return Decision(True, tuple(c.describe(metric) for c in comparisons))

@@ -1,0 +1,403 @@
+"""The `train` step (DESIGN.md section 7).
+
+For each model family: hyperparameter trials fitted on ``tune`` and scored on
+``validation``; the best trial refitted on ``train`` and scored once on ``holdout``. The
+family that did best on validation is the candidate: refitted on ``full`` (everything up to
+the snapshot), registered, and promoted to ``champion`` only if it beats the champion and
+every baseline on the holdout (see :mod:`recsys.training.gate`). Everything is an MLflow run:
+one parent per `train`, a nested run per family, and one nested in that per trial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.config import Config
+from recsys.errors import RecsysError
+from recsys.evaluation.metrics import bootstrap_ci
+from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, VALIDATION, cutoffs
+from recsys.models import BASELINES, FAMILIES, Recommender
+from recsys.models.pyfunc import log_pyfunc
+from recsys.progress import step
+from recsys.tables import read_table
+from recsys.training import evaluate, gate, report, tracking
+from recsys.training.search import baseline_params, trials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluated:
+    """One fitted model scored on one window."""
+
+    family: str
+    params: dict[str, Any]
+    per_user_df: DataFrame
+    table: pd.DataFrame
+    run_id: str | None = None
+    fit_seconds: float = 0.0
+
+    def pooled(self, column: str) -> float:
+        return float(self.table.loc[evaluate.ALL, column])
+
+
+@dataclass
+class FamilyResult:
+    family: str
+    trials: list[Evaluated]
+    chosen: Evaluated  # the best trial, on validation
+    holdout: Evaluated  # its refit on train, on the holdout
+    interval: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    run_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, spark: SparkSession, config: Config) -> None:
+        self.spark, self.config, self.settings = spark, config, config.train
+        self.snapshot = config.interactions.snapshot()
+        on_snapshot = F.col("snapshot_date") == F.lit(self.snapshot)
+        self.interactions_df = (
+            read_table(spark, config, S.INTERACTIONS).where(on_snapshot).persist()
+        )
+        self.state_df = read_table(spark, config, S.USER_STATE).where(on_snapshot)
+        self.catalog_df = read_table(spark, config, S.CATALOG)
+        self.stats_df = read_table(spark, config, S.INTERACTION_STATS).where(on_snapshot)
+
+    # -- data --------------------------------------------------------------------------
+    def rows(self, split: str) -> DataFrame:
+        return self.interactions_df.where(F.col("split") == split)
+
+    def window(self, state_split: str, label_split: str) -> evaluate.Window:
+        state_df = self.state_df.where(F.col("split") == state_split)
+        return evaluate.window(state_df, self.rows(label_split), self.catalog_df).persist()
+
+    def check_inputs(self) -> dict[str, int]:
+        counts = {
+            r["split"]: r["count"]
+            for r in self.stats_df.groupBy("split").agg(F.sum("nnz").alias("count")).collect()
+        }
+        missing = [s for s in (TUNE, VALIDATION, TRAIN, HOLDOUT, FULL) if not counts.get(s)]
+        if missing:
+            raise RecsysError(
+                f"interactions for snapshot {self.snapshot} have no rows in {missing}: run "
+                "build-interactions for this snapshot, with enough history for "
+                f"2 x interactions.holdout_days={self.config.interactions.holdout_days} days "
+                "before it"
+            )
+        return counts
+
+    # -- models ------------------------------------------------------------------------
+    def new_model(self, family: str, params: dict[str, Any]) -> Recommender:
+        spec = getattr(self.settings.models, family)
+        market_params = getattr(spec, "markets", {})
+        return FAMILIES[family](params, seed=self.settings.seed, market_params=market_params)
+
+    def fit_and_score(
+        self, family: str, params: dict[str, Any], split: str, win: evaluate.Window
+    ) -> tuple[Recommender, Evaluated]:
+        started = time.perf_counter()
+        model = self.new_model(family, params).fit(self.rows(split))
+        per_user_df, lists_df = evaluate.per_user(model, win, self.settings.ks)
+        per_user_df = per_user_df.persist()
+        table = evaluate.summary(per_user_df, lists_df, win, self.settings.ks)
+        lists_df.unpersist()
+        seconds = time.perf_counter() - started
+        return model, Evaluated(family, params, per_user_df, table, fit_seconds=seconds)
+
+    def candidates_of(self, family: str) -> list[dict[str, Any]]:
+        if family in BASELINES:
+            return [baseline_params(self.config, family)]
+        spec = getattr(self.settings.models, family)
+        return trials(spec, self.settings.max_trials, self.settings.seed)
+
+    def save(self, model: Recommender, run_id: str, name: str) -> str:
+        path = Path(self.settings.model_dir) / run_id / name
+        model.save(path.as_uri())
+        return str(path)
+
+
+def run(spark: SparkSession, config: Config) -> None:
+    trainer = Trainer(spark, config)
+    settings = config.train
+    gate_column = settings.gate.column
+    counts = trainer.check_inputs()
+    split, cutoff = cutoffs(trainer.snapshot, config.interactions.holdout_days)
+    families = [f for f in FAMILIES if getattr(settings.models, f).enabled]
+    if not families:
+        raise RecsysError("train.models: every family is disabled")
+    log.info(
+        "snapshot %s: search on %s .. %s, holdout %s .. %s; families %s",
+        trainer.snapshot,
+        (split - dt.timedelta(days=config.interactions.holdout_days)).date(),
+        split.date(),
+        split.date(),
+        cutoff.date(),
+        ", ".join(families),
+    )
+    validation = trainer.window(TUNE, VALIDATION)
+    holdout = trainer.window(TRAIN, HOLDOUT)
+    tracking.setup(config)
+    client = MlflowClient()
+    with mlflow.start_run(run_name=f"train {trainer.snapshot}") as parent:
+        mlflow.set_tags({"mlflow.source.git.commit": tracking.git_commit(), "recsys.step": "train"})
+        tracking.log_params(
+            {
+                "snapshot_date": str(trainer.snapshot),
+                "holdout_days": config.interactions.holdout_days,
+                "ks": settings.ks,
+                "gate": settings.gate.model_dump(),
+                "seed": settings.seed,
+                "max_trials": settings.max_trials,
+                "families": families,
+            }
+        )
+        _log_matrix_stats(trainer)
+        tracking.log_metrics({f"nnz_{k}": float(v) for k, v in counts.items()})
+        results = {}
+        for family in families:
+            with step(f"train: {family}"):
+                results[family] = _train_family(trainer, family, validation, holdout)
+        best = max(
+            results.values(),
+            key=lambda r: (r.chosen.pooled(gate_column), -families.index(r.family)),
+        )
+        log.info(
+            "candidate: %s (validation %s %.4f)",
+            best.family,
+            gate_column,
+            best.chosen.pooled(gate_column),
+        )
+        with step("train: gate"):
+            comparisons, by_market = _compare(trainer, client, best, results, holdout)
+            decision = gate.decide([gate.pooled(c) for c in comparisons], settings.gate)
+        with step("train: register"):
+            version = _register(trainer, client, best, decision)
+        for reason in decision.reasons:
+            log.info("  %s", reason)
+        log.info(
+            "%s v%s (%s) is %s",
+            settings.registered_model,
+            version,
+            best.family,
+            "promoted to champion" if decision.promote else "challenger, not promoted",
+        )
+        summary = report.write(
+            config,
+            parent.info.run_id,
+            results,
+            best,
+            comparisons,
+            by_market,
+            decision,
+            version,
+        )
+        mlflow.set_tags(
+            {
+                "recsys.candidate": best.family,
+                "recsys.registered_version": version,
+                "recsys.promoted": str(decision.promote).lower(),
+            }
+        )
+        log.info("report: %s\n%s", summary.path, summary.headline)
+    validation.unpersist()
+    holdout.unpersist()
+    trainer.interactions_df.unpersist()
+
+
+def _log_matrix_stats(trainer: Trainer) -> None:
+    stats = trainer.stats_df.toPandas().sort_values(["split", "market"])  # splits x markets
+    mlflow.log_table(stats.drop(columns=["snapshot_date"]), "matrix_stats.json")
+    for row in stats[stats["split"] == TRAIN].itertuples():
+        mlflow.log_metrics(
+            {
+                f"train_users/{row.market}": float(row.users),
+                f"train_nnz/{row.market}": float(row.nnz),
+                f"train_density/{row.market}": float(row.density),
+            }
+        )
+
+
+def _train_family(
+    trainer: Trainer, family: str, validation: evaluate.Window, holdout: evaluate.Window
+) -> FamilyResult:
+    settings = trainer.settings
+    column = settings.gate.column
+    with mlflow.start_run(run_name=family, nested=True) as run:
+        mlflow.set_tags(
+            {"recsys.family": family, "recsys.baseline": str(family in BASELINES).lower()}
+        )
+        tried = []
+        for number, params in enumerate(trainer.candidates_of(family), start=1):
+            if family in BASELINES:
+                model, result = trainer.fit_and_score(family, params, TUNE, validation)
+            else:
+                with mlflow.start_run(run_name=f"{family} trial {number}", nested=True) as trial:
+                    model, result = trainer.fit_and_score(family, params, TUNE, validation)
+                    result.run_id = trial.info.run_id
+                    mlflow.set_tags({"recsys.family": family, "recsys.trial": str(number)})
+                    tracking.log_params(params)
+                    tracking.log_metrics(tracking.metrics_from(result.table, prefix="val_"))
+                    mlflow.log_metric("fit_seconds", result.fit_seconds)
+            model.unpersist()
+            log.info(
+                "  %s trial %d: validation %s %.4f  %s",
+                family,
+                number,
+                column,
+                result.pooled(column),
+                params if family not in BASELINES else "",
+            )
+            tried.append(result)
+        chosen = max(tried, key=lambda r: r.pooled(column))  # first wins a tie
+        for result in tried:
+            if result is not chosen:
+                result.per_user_df.unpersist()
+        model, final = trainer.fit_and_score(family, chosen.params, TRAIN, holdout)
+        final.run_id = run.info.run_id
+        mean, low, high = _interval(final, settings)
+        tracking.log_params(
+            {
+                **{f"param_{k}": v for k, v in chosen.params.items()},
+                "family": family,
+                "trials": len(tried),
+                "market_params": getattr(getattr(settings.models, family), "markets", {}),
+            }
+        )
+        tracking.log_metrics(
+            {
+                **tracking.metrics_from(final.table),
+                **tracking.metrics_from(chosen.table, prefix="val_"),
+                f"{column}_ci_low": low,
+                f"{column}_ci_high": high,
+                "fit_seconds": final.fit_seconds,
+            }
+        )
+        mlflow.log_table(final.table.reset_index(), "metrics_by_market.json")
+        saved = trainer.save(model, run.info.run_id, "model")
+        log_pyfunc("model", saved)
+        model.unpersist()
+        log.info(
+            "  %s on holdout: %s %.4f (95%% CI %.4f .. %.4f), fit + score %.1fs",
+            family,
+            column,
+            mean,
+            low,
+            high,
+            final.fit_seconds,
+        )
+    return FamilyResult(family, tried, chosen, final, (mean, low, high), run.info.run_id)
+
+
+def _interval(result: Evaluated, settings) -> tuple[float, float, float]:
+    table = bootstrap_ci(
+        result.per_user_df,
+        settings.gate.column,
+        replicates=settings.gate.replicates,
+        seed=settings.seed,
+        level=settings.gate.level,
+    )
+    row = table.iloc[0]
+    return float(row["mean"]), float(row["low"]), float(row["high"])
+
+
+def _compare(
+    trainer: Trainer,
+    client: MlflowClient,
+    best: FamilyResult,
+    results: dict[str, FamilyResult],
+    holdout: evaluate.Window,
+) -> tuple[list[pd.DataFrame], pd.DataFrame | None]:
+    """Paired comparisons of the candidate on the holdout: against every other baseline and
+    the current champion (pooled), and against popularity per market (for the report)."""
+    settings = trainer.settings
+    seed = settings.seed
+    comparisons = []
+    for family in BASELINES:
+        if family in results and family != best.family:
+            comparisons.append(
+                gate.compare(
+                    best.holdout.per_user_df,
+                    results[family].holdout.per_user_df,
+                    family,
+                    settings.gate,
+                    seed=seed,
+                )
+            )
+    current = tracking.champion(client, settings.registered_model)
+    if current is not None:
+        family = current.tags.get("recsys.family")
+        params = json.loads(current.tags.get("recsys.params", "{}"))
+        label = f"champion v{current.version} ({family})"
+        if family not in FAMILIES:
+            raise RecsysError(
+                f"{settings.registered_model} v{current.version}: champion has no recsys.family tag"
+            )
+        same = results.get(family)
+        if same is not None and same.chosen.params == params:
+            champion_df = same.holdout.per_user_df
+        else:
+            log.info("refitting %s with its parameters on this snapshot's train split", label)
+            model, evaluated = trainer.fit_and_score(family, params, TRAIN, holdout)
+            model.unpersist()
+            champion_df = evaluated.per_user_df
+        comparisons.append(
+            gate.compare(best.holdout.per_user_df, champion_df, label, settings.gate, seed=seed)
+        )
+    by_market = None
+    if "popularity" in results and best.family != "popularity":
+        by_market = gate.compare(
+            best.holdout.per_user_df,
+            results["popularity"].holdout.per_user_df,
+            "popularity",
+            settings.gate,
+            seed=seed,
+            by=("market",),
+        )
+    return comparisons, by_market
+
+
+def _register(
+    trainer: Trainer, client: MlflowClient, best: FamilyResult, decision: gate.Decision
+) -> str:
+    """Refit the candidate on everything before the snapshot, log it in the family's run,
+    register it, and point ``champion`` or ``challenger`` at it."""
+    settings = trainer.settings
+    model = trainer.new_model(best.family, best.chosen.params).fit(trainer.rows(FULL))
+    with mlflow.start_run(run_id=best.run_id, nested=True):
+        saved = trainer.save(model, best.run_id, "serving_model")
+        info = log_pyfunc("serving_model", saved)
+    model.unpersist()
+    mean, low, high = best.interval
+    version = tracking.register(
+        settings.registered_model,
+        info.model_uri,
+        tags={
+            "recsys.family": best.family,
+            "recsys.params": json.dumps(best.chosen.params, sort_keys=True),
+            "recsys.market_params": json.dumps(
+                getattr(getattr(settings.models, best.family), "markets", {}), sort_keys=True
+            ),
+            "recsys.snapshot_date": str(trainer.snapshot),
+            "recsys.fitted_on": FULL,
+            "recsys.train_run_id": best.run_id,
+            f"recsys.holdout_{settings.gate.column}": f"{mean:.4f} [{low:.4f}, {high:.4f}]",
+            "recsys.promoted": str(decision.promote).lower(),
+            "recsys.gate": " | ".join(decision.reasons)[:5000],
+        },
+    )
+    tracking.set_aliases(client, settings.registered_model, version, decision.promote)
+    return version

@@ -1,0 +1,166 @@
+"""The training report: what a person reads to decide whether to trust the candidate.
+
+Written as Markdown under ``train.report_dir`` and logged, with a per-market chart, to the
+parent MLflow run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a batch machine
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
+
+from recsys.config import Config
+from recsys.training.evaluate import ALL
+from recsys.training.gate import Decision
+
+if TYPE_CHECKING:
+    from recsys.training.job import FamilyResult
+
+
+@dataclass(frozen=True)
+class Summary:
+    path: Path
+    headline: str
+
+
+def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataFrame:
+    gate = config.train.gate.column
+    k = config.train.gate.k
+    rows = []
+    for family, result in results.items():
+        table = result.holdout.table
+        mean, low, high = result.interval
+        rows.append(
+            {
+                "model": family,
+                f"{gate} (95% CI)": f"{mean:.4f} [{low:.4f}, {high:.4f}]",
+                f"validation {gate}": round(result.chosen.pooled(gate), 4),
+                "hit_rate_at_1": round(float(table.loc[ALL, "hit_rate_at_1"]), 4)
+                if "hit_rate_at_1" in table
+                else None,
+                f"precision_at_{k}": round(float(table.loc[ALL, f"precision_at_{k}"]), 4),
+                f"recall_at_{k}": round(float(table.loc[ALL, f"recall_at_{k}"]), 4),
+                f"map_at_{k}": round(float(table.loc[ALL, f"map_at_{k}"]), 4),
+                f"coverage_at_{k}": round(float(table.loc[ALL, f"coverage_at_{k}"]), 4),
+                "users": int(table.loc[ALL, "users"]),
+                "trials": len(result.trials),
+                "params": ", ".join(f"{p}={v}" for p, v in result.chosen.params.items())
+                if family not in ("popularity", "ladder")
+                else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _chart(results: dict[str, FamilyResult], column: str, path: Path) -> None:
+    frame = pd.DataFrame({f: r.holdout.table[column] for f, r in results.items()}).drop(
+        index=ALL, errors="ignore"
+    )
+    axes = frame.plot.bar(figsize=(12, 5), width=0.8)
+    axes.set_ylabel(f"{column} on the holdout")
+    axes.set_xlabel("market")
+    axes.set_title(f"{column} per market and model")
+    axes.legend(loc="lower right", fontsize="small")
+    plt.tight_layout()
+    plt.savefig(path, dpi=100)
+    plt.close()
+
+
+def write(
+    config: Config,
+    run_id: str,
+    results: dict[str, FamilyResult],
+    best: FamilyResult,
+    comparisons: list[pd.DataFrame],
+    by_market: pd.DataFrame | None,
+    decision: Decision,
+    version: str,
+) -> Summary:
+    settings = config.train
+    column = settings.gate.column
+    snapshot = config.interactions.snapshot()
+    folder = Path(settings.report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"train-{snapshot}.md"
+    chart = folder / f"train-{snapshot}-{column}.png"
+    _chart(results, column, chart)
+
+    holdout = _holdout_table(results, config)
+    verdict = "promoted to `champion`" if decision.promote else "kept as `challenger`"
+    lines = [
+        f"# Training report, snapshot {snapshot}",
+        "",
+        f"MLflow run `{run_id}`. Candidate: **{best.family}** (best on the validation window), "
+        f"registered as `{settings.registered_model}` v{version} and {verdict}.",
+        "",
+        "Hyperparameters and the candidate were chosen on the validation window; the holdout "
+        f"({config.interactions.holdout_days} days before the snapshot) was used only for "
+        "the figures below and the gate. Users are those who converted in the holdout to an "
+        "offer they were eligible for; every model ranks the same eligible offers.",
+        "",
+        "## Models on the holdout (all markets pooled)",
+        "",
+        holdout.to_markdown(index=False),
+        "",
+        "## Gate",
+        "",
+    ]
+    lines += [
+        f"Paired over the same users, 95% bootstrap intervals; promotion needs every lower "
+        f"bound above the margin ({settings.gate.margin}). Decision: {verdict}.",
+        "",
+    ]
+    lines += [f"- {reason}" for reason in decision.reasons]
+    if by_market is not None:
+        frame = by_market.sort_values("market")
+        losing = frame[frame["low"] <= 0]["market"].tolist()
+        lines += [
+            "",
+            f"## {best.family} against popularity, market by market",
+            "",
+            f"Difference in {column}, paired over the market's users, with a 95% bootstrap "
+            "interval. Markets where the interval does not exclude zero (or is below it): "
+            + (", ".join(losing) if losing else "none")
+            + ".",
+            "",
+            frame.assign(
+                better=frame["low"] > 0,
+                mean=frame["mean"].round(4),
+                low=frame["low"].round(4),
+                high=frame["high"].round(4),
+            )[["market", "mean", "low", "high", "n", "better"]]
+            .rename(columns={"n": "users"})
+            .to_markdown(index=False),
+        ]
+    lines += ["", "## Search (validation window)", ""]
+    trial_rows = [
+        {
+            "model": family,
+            "trial": number,
+            f"validation {column}": round(trial.pooled(column), 4),
+            "chosen": trial is result.chosen,
+            "params": ", ".join(f"{p}={v}" for p, v in trial.params.items()),
+        }
+        for family, result in results.items()
+        for number, trial in enumerate(result.trials, start=1)
+        if family not in ("popularity", "ladder")
+    ]
+    lines.append(pd.DataFrame(trial_rows).to_markdown(index=False) if trial_rows else "none")
+    lines += ["", f"![{column} per market]({chart.name})", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    mlflow.log_artifact(str(path))
+    mlflow.log_artifact(str(chart))
+    if comparisons:
+        mlflow.log_table(pd.concat(comparisons, ignore_index=True), "gate_comparisons.json")
+    headline = holdout[["model", f"{column} (95% CI)", f"validation {column}", "users"]].to_string(
+        index=False
+    )
+    return Summary(path, headline)

@@ -1,0 +1,86 @@
+"""Evaluation windows: only offers a user could have been shown count, only labelled users are
+scored, and coverage counts the catalogue a model's lists reach."""
+
+from __future__ import annotations
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from recsys.catalog import catalog_df
+from recsys.models import FAMILIES
+from recsys.training import evaluate
+
+STATE = (
+    "market string, user_id string, current_plan string, active_addons array<string>, "
+    "is_student_verified boolean, has_used_trial boolean"
+)
+
+
+@pytest.fixture(scope="module")
+def se_catalog_df(spark, config):
+    return catalog_df(spark, config.markets).where(F.col("market") == "SE").persist()
+
+
+@pytest.fixture(scope="module")
+def win(spark, se_catalog_df):
+    state_df = spark.createDataFrame(
+        [
+            ("SE", "u1", "free", [], False, False),
+            ("SE", "u2", "premium_individual", [], False, True),
+            ("SE", "u3", "free", [], False, False),
+        ],
+        STATE,
+    )
+    outcomes_df = spark.createDataFrame(
+        [
+            ("SE", "u1", "premium_student"),  # not verified: could not have been shown
+            ("SE", "u1", "trial_individual_1m"),
+            ("SE", "u2", "premium_family"),
+            ("SE", "u4", "premium_family"),  # no state: not a user of the window
+        ],
+        "market string, user_id string, item_id string",
+    )
+    return evaluate.window(state_df, outcomes_df, se_catalog_df)
+
+
+def test_labels_are_the_eligible_conversions_with_their_price(spark, win, se_catalog_df):
+    prices = {r["offer_id"]: float(r["price"]) for r in se_catalog_df.collect()}
+    expected = spark.createDataFrame(
+        [
+            ("SE", "u1", "trial_individual_1m", prices["trial_individual_1m"]),
+            ("SE", "u2", "premium_family", prices["premium_family"]),
+        ],
+        "market string, user_id string, item_id string, price double",
+    )
+    assert_df_equality(win.labels_df, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_only_labelled_users_are_candidates_and_only_eligible_offers(win):
+    users = {r["user_id"] for r in win.candidates_df.select("user_id").distinct().collect()}
+    assert users == {"u1", "u2"}
+    u2_offers = {r["offer_id"] for r in win.candidates_df.where(F.col("user_id") == "u2").collect()}
+    assert "premium_individual" not in u2_offers  # the plan held
+    assert "trial_individual_1m" not in u2_offers  # already pays
+    assert "premium_family" in u2_offers
+
+
+def test_summary_pools_users_and_measures_coverage(spark, win, se_catalog_df):
+    interactions_df = spark.createDataFrame(
+        [
+            ("SE", 0, 0, "x", "trial_individual_1m", True, 5.0),
+            ("SE", 1, 1, "y", "premium_family", True, 3.0),
+        ],
+        "market string, user_idx long, item_idx long, user_id string, item_id string, "
+        "is_offer boolean, confidence double",
+    )
+    model = FAMILIES["popularity"]({}, seed=1).fit(interactions_df)
+    per_user_df, lists_df = evaluate.per_user(model, win, [1, 3])
+    table = evaluate.summary(per_user_df, lists_df, win, [1, 3])
+    # u1's best eligible offer is the trial (a hit); u2 cannot take it, so family (a hit).
+    assert table.loc["all", "hit_rate_at_1"] == 1.0
+    assert table.loc["SE", "users"] == 2
+    offers = se_catalog_df.count()
+    assert table.loc["SE", "coverage_at_1"] == pytest.approx(2 / offers)
+    assert table.loc["all", "ndcg_at_1"] == 1.0
+    assert table.loc["SE", "revenue_at_1"] > 0

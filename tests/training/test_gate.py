@@ -1,0 +1,111 @@
+"""The promotion gate on paired per-user metrics, and the aliases it sets in a real MLflow
+registry (SQLite): a worse candidate stays challenger, a better one becomes champion."""
+
+from __future__ import annotations
+
+import re
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from recsys.config import GateConfig
+from recsys.models import FAMILIES
+from recsys.models.pyfunc import log_pyfunc
+from recsys.training import gate, tracking
+
+GATE = GateConfig(metric="ndcg", k=3, replicates=200)
+USERS = 400
+
+
+def _per_user(spark, shift: float):
+    """ndcg_at_3 per user: a fixed pattern in [0, 1] plus ``shift`` (clipped)."""
+    rows = [
+        ("SE" if u % 2 else "DE", f"u{u}", min(1.0, max(0.0, (u * 37 % 101) / 100 + shift)))
+        for u in range(USERS)
+    ]
+    return spark.createDataFrame(rows, "market string, user_id string, ndcg_at_3 double")
+
+
+def _decide(spark, candidate_shift: float, opponent_shift: float) -> gate.Decision:
+    table = gate.compare(
+        _per_user(spark, candidate_shift),
+        _per_user(spark, opponent_shift),
+        "champion",
+        GATE,
+        seed=1,
+    )
+    return gate.decide([gate.pooled(table)], GATE)
+
+
+def test_a_clearly_better_candidate_passes_and_a_worse_one_does_not(spark):
+    assert _decide(spark, 0.05, 0.0).promote
+    worse = _decide(spark, -0.05, 0.0)
+    assert not worse.promote
+    assert re.fullmatch(
+        r"not better than champion by more than 0.0: ndcg@3 -0\.04\d\d vs champion "
+        r"\(95% CI -0\.0\d+ \.\. -0\.0\d+, 400 users\)",
+        worse.reasons[0],
+    ), worse.reasons[0]
+
+
+def test_an_equal_candidate_is_not_promoted(spark):
+    decision = _decide(spark, 0.0, 0.0)
+    assert not decision.promote
+
+
+def test_the_margin_is_respected(spark):
+    strict = GateConfig(metric="ndcg", k=3, replicates=200, margin=0.1)
+    table = gate.compare(_per_user(spark, 0.05), _per_user(spark, 0.0), "ladder", strict, seed=1)
+    assert not gate.decide([gate.pooled(table)], strict).promote
+
+
+def test_the_paired_difference_is_computed_over_the_same_users(spark):
+    table = gate.compare(_per_user(spark, 0.0), _per_user(spark, 0.0), "self", GATE, seed=1)
+    row = table.iloc[0]
+    assert (row["mean"], row["low"], row["high"], row["n"]) == (0.0, 0.0, 0.0, USERS)
+
+
+@pytest.fixture
+def registry(spark, tmp_path, config):
+    """A fresh SQLite tracking store and a small logged model to register."""
+    local = config.model_copy(
+        update={
+            "mlflow": config.mlflow.model_copy(
+                update={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+            )
+        }
+    )
+    tracking.setup(local)
+    interactions_df = spark.createDataFrame(
+        [("SE", 0, 0, "u0", "premium_family", True, 1.0)],
+        "market string, user_idx long, item_idx long, user_id string, item_id string, "
+        "is_offer boolean, confidence double",
+    )
+    model = FAMILIES["popularity"]({}, seed=1).fit(interactions_df)
+    model.save((tmp_path / "model").as_uri())
+    with mlflow.start_run(run_name="gate test"):
+        info = log_pyfunc("model", str(tmp_path / "model"))
+    yield MlflowClient(), info.model_uri
+    mlflow.set_tracking_uri(config.mlflow.tracking_uri)
+
+
+def test_aliases_follow_the_decisions(spark, registry):
+    client, model_uri = registry
+    name = "gate-test"
+
+    def aliases():
+        return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+
+    first = tracking.register(name, model_uri, tags={"recsys.family": "popularity"})
+    tracking.set_aliases(client, name, first, promote=True)
+    assert aliases() == {"champion": first}
+
+    worse = tracking.register(name, model_uri, tags={"recsys.family": "popularity"})
+    tracking.set_aliases(client, name, worse, promote=_decide(spark, -0.05, 0.0).promote)
+    assert aliases() == {"champion": first, "challenger": worse}
+    assert str(tracking.champion(client, name).version) == first
+
+    better = tracking.register(name, model_uri, tags={"recsys.family": "popularity"})
+    tracking.set_aliases(client, name, better, promote=_decide(spark, 0.05, 0.0).promote)
+    assert aliases() == {"champion": better}

@@ -1,0 +1,155 @@
+"""`train` end to end on a small generated world, tracked in a real MLflow store (SQLite):
+the run tree, per-market metrics, the registered version and its alias, and the report.
+A second run whose candidate is only a baseline is judged against the champion refitted on
+the same data, and is not promoted unless it beats it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from recsys.interactions import job as interactions_job
+from recsys.models import FAMILIES
+from recsys.training import job as train_job
+from recsys.training import tracking
+from recsys.world import job as world_job
+
+
+@pytest.fixture(scope="module")
+def trained(spark, config, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    small = config.model_copy(
+        update={
+            "world": config.world.model_copy(update={"users": 6_000}),
+            "mlflow": config.mlflow.model_copy(
+                update={"tracking_uri": f"sqlite:///{folder / 'mlflow.db'}"}
+            ),
+            "train": config.train.model_copy(
+                update={
+                    "max_trials": 2,
+                    "model_dir": str(folder / "models"),
+                    "report_dir": str(folder / "reports"),
+                }
+            ),
+        }
+    )
+    world_job.run(spark, small)
+    interactions_job.run(spark, small)
+    train_job.run(spark, small)
+    tracking.setup(small)
+    yield small, MlflowClient()
+    mlflow.set_tracking_uri(config.mlflow.tracking_uri)
+
+
+def _runs(client, config):
+    experiment = client.get_experiment_by_name(config.mlflow.experiment)
+    return client.search_runs([experiment.experiment_id], max_results=500)
+
+
+def test_one_parent_run_with_a_nested_run_per_family_and_per_trial(trained):
+    config, client = trained
+    runs = _runs(client, config)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_name for r in parents] == ["train 2026-11-01"]
+    parent_id = parents[0].info.run_id
+    families = {
+        r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id
+    }
+    assert set(families) == set(FAMILIES)
+    for family in ("spark_als", "implicit_als", "implicit_bpr"):
+        trials = [
+            r for r in runs if r.data.tags.get("mlflow.parentRunId") == families[family].info.run_id
+        ]
+        assert sorted(r.info.run_name for r in trials) == [
+            f"{family} trial 1",
+            f"{family} trial 2",
+        ]
+        assert all("val_ndcg_at_3/SE" in r.data.metrics for r in trials)
+    assert len(parents[0].data.tags["mlflow.source.git.commit"]) in (40, len("unknown"))
+
+
+def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
+    config, client = trained
+    markets = sorted(config.markets.markets)
+    for run in _runs(client, config):
+        if run.info.run_name not in FAMILIES:
+            continue
+        metrics = run.data.metrics
+        for name in ("ndcg_at_3", "hit_rate_at_1", "precision_at_5", "coverage_at_3"):
+            assert 0.0 <= metrics[name] <= 1.0, (run.info.run_name, name)
+        assert metrics["ndcg_at_3_ci_low"] <= metrics["ndcg_at_3"] <= metrics["ndcg_at_3_ci_high"]
+        assert {f"ndcg_at_3/{m}" for m in markets} <= set(metrics)
+        assert "revenue_at_3/SE" in metrics and "revenue_at_3" not in metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "metrics_by_market.json" in artifacts
+
+
+def test_the_candidate_is_registered_with_one_alias_that_matches_the_decision(trained):
+    config, client = trained
+    name = config.train.registered_model
+    versions = client.search_model_versions(f"name='{name}'")
+    assert len(versions) == 1
+    version = versions[0]
+    assert version.tags["recsys.family"] in FAMILIES
+    assert json.loads(version.tags["recsys.params"]) is not None
+    aliases = client.get_registered_model(name).aliases
+    expected = "champion" if version.tags["recsys.promoted"] == "true" else "challenger"
+    assert {a: str(v) for a, v in aliases.items()} == {expected: str(version.version)}
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    assert model.metadata.signature.inputs.input_names() == [
+        "market",
+        "user_id",
+        "offer_id",
+        "current_plan",
+    ]
+
+
+def test_the_report_names_the_candidate_the_gate_and_the_markets(trained):
+    config, _ = trained
+    report = (Path(config.train.report_dir) / "train-2026-11-01.md").read_text()
+    assert "## Models on the holdout (all markets pooled)" in report
+    assert "## Gate" in report
+    for family in FAMILIES:
+        assert f"| {family}" in report
+    assert (Path(config.train.report_dir) / "train-2026-11-01-ndcg_at_3.png").stat().st_size > 0
+
+
+def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
+    config, client = trained
+    name = config.train.registered_model
+    before = client.get_registered_model(name).aliases
+    models = config.train.models
+    only_baselines = config.model_copy(
+        update={
+            "train": config.train.model_copy(
+                update={
+                    "models": models.model_copy(
+                        update={
+                            f: getattr(models, f).model_copy(update={"enabled": False})
+                            for f in ("spark_als", "implicit_als", "implicit_bpr")
+                        }
+                    )
+                }
+            )
+        }
+    )
+    train_job.run(spark, only_baselines)
+    version = client.get_model_version(name, "2")
+    assert version.tags["recsys.family"] in ("popularity", "ladder")
+    gate_text = version.tags["recsys.gate"]
+    other = "ladder" if version.tags["recsys.family"] == "popularity" else "popularity"
+    assert other in gate_text
+    aliases = {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+    if "champion" in before:
+        assert f"champion v{before['champion']}" in gate_text
+    if version.tags["recsys.promoted"] == "true":
+        assert aliases["champion"] == "2"
+    else:
+        assert aliases["challenger"] == "2"
+        assert aliases.get("champion") == (
+            str(before["champion"]) if "champion" in before else None
+        )
