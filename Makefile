@@ -28,6 +28,7 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/train_models.py
 
 clean:
 	rm -rf .recsys

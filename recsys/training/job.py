@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
-from recsys.config import Config
+from recsys.config import Config, TrainConfig
 from recsys.errors import RecsysError
 from recsys.evaluation.metrics import bootstrap_ci
 from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, VALIDATION, cutoffs
@@ -62,7 +62,6 @@ class FamilyResult:
     holdout: Evaluated  # its refit on train, on the holdout
     interval: tuple[float, float, float] = (0.0, 0.0, 0.0)
     run_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -125,7 +124,14 @@ class Trainer:
         return trials(spec, self.settings.max_trials, self.settings.seed)
 
     def save(self, model: Recommender, run_id: str, name: str) -> str:
-        path = Path(self.settings.model_dir) / run_id / name
+        """Save under ``train.model_dir``; returns what MLflow copies the artifact from (a
+        local path, or the URI of shared storage such as ``s3://...`` on a cluster)."""
+        base = self.settings.model_dir.rstrip("/")
+        if "://" in base:
+            uri = f"{base}/{run_id}/{name}"
+            model.save(uri)
+            return uri
+        path = Path(base) / run_id / name
         model.save(path.as_uri())
         return str(path)
 
@@ -302,7 +308,7 @@ def _train_family(
     return FamilyResult(family, tried, chosen, final, (mean, low, high), run.info.run_id)
 
 
-def _interval(result: Evaluated, settings) -> tuple[float, float, float]:
+def _interval(result: Evaluated, settings: TrainConfig) -> tuple[float, float, float]:
     table = bootstrap_ci(
         result.per_user_df,
         settings.gate.column,

@@ -35,7 +35,14 @@ def setup(config: Config) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)
     settings = config.mlflow
-    if settings.artifact_location and mlflow.get_experiment_by_name(settings.experiment) is None:
+    # A tracking server decides where artifacts go (and serves them); the local folder is
+    # for a file store such as SQLite, where MLflow's default would be ./mlruns of the cwd.
+    is_server = settings.tracking_uri.split(":", 1)[0] in ("http", "https", "databricks")
+    if (
+        settings.artifact_location
+        and not is_server
+        and mlflow.get_experiment_by_name(settings.experiment) is None
+    ):
         mlflow.create_experiment(settings.experiment, artifact_location=settings.artifact_location)
     mlflow.set_experiment(settings.experiment)
 

@@ -24,13 +24,13 @@ def trained(spark, config, tmp_path_factory):
     folder = tmp_path_factory.mktemp("train")
     small = config.model_copy(
         update={
-            "world": config.world.model_copy(update={"users": 6_000}),
+            "world": config.world.model_copy(update={"users": 4_000}),
             "mlflow": config.mlflow.model_copy(
                 update={"tracking_uri": f"sqlite:///{folder / 'mlflow.db'}"}
             ),
             "train": config.train.model_copy(
                 update={
-                    "max_trials": 2,
+                    "max_trials": 1,
                     "model_dir": str(folder / "models"),
                     "report_dir": str(folder / "reports"),
                 }
@@ -64,10 +64,7 @@ def test_one_parent_run_with_a_nested_run_per_family_and_per_trial(trained):
         trials = [
             r for r in runs if r.data.tags.get("mlflow.parentRunId") == families[family].info.run_id
         ]
-        assert sorted(r.info.run_name for r in trials) == [
-            f"{family} trial 1",
-            f"{family} trial 2",
-        ]
+        assert [r.info.run_name for r in trials] == [f"{family} trial 1"]
         assert all("val_ndcg_at_3/SE" in r.data.metrics for r in trials)
     assert len(parents[0].data.tags["mlflow.source.git.commit"]) in (40, len("unknown"))
 

@@ -143,9 +143,7 @@ def _run_pipeline(conf: Path, tracking_uri: str, cwd: Path) -> None:
 def test_train_logs_and_registers_through_a_tracking_server(mlflow_server, tmp_path):
     work = tmp_path / "recsys"
     work.mkdir()
-    conf = write_conf(
-        work, train={"model_dir": str(work / "models"), "report_dir": str(work / "reports")}, spark={"extra": {"spark.ui.enabled": "false", "spark.sql.ansi.enabled": "false"}}
-    )
+    conf = write_conf(work)
     _run_pipeline(conf, mlflow_server, cwd=work)
 
     config = load_config(conf)
