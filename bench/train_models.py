@@ -53,6 +53,7 @@ def measure(conf: Path, rounds: int) -> dict:
     config = load_config(conf)
     spark = build_session(config, app_name="bench train_models")
     train_df = read_table(spark, config, S.INTERACTIONS).where(F.col("split") == "train").persist()
+    train_df.count()  # materialise the cache, so fits read it
     shape = train_df.agg(
         F.count(F.lit(1)).alias("nnz"),
         F.countDistinct("market", "user_id").alias("users"),
@@ -66,6 +67,11 @@ def measure(conf: Path, rounds: int) -> dict:
         "ladder": baseline_params(config, "ladder"),
     }
 
+    def cached() -> int:
+        return spark.sparkContext._jsc.getPersistentRDDs().size()
+
+    baseline = cached()
+
     def fit(family: str, rows_df) -> float:
         started = time.perf_counter()
         model = FAMILIES[family](params[family], seed=1).fit(rows_df)
@@ -73,6 +79,9 @@ def measure(conf: Path, rounds: int) -> dict:
             state_df.count()
         seconds = time.perf_counter() - started
         model.unpersist()
+        # A later fit with the same plan must not be answered from this one's cache.
+        if cached() != baseline:
+            raise RuntimeError(f"{family} left {cached() - baseline} cached frame(s) behind")
         return seconds
 
     warm_df = train_df.where(F.col("market") == "SE")

@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
 from recsys.models.base import Recommender
 
+# log share given to an offer nobody in the market interacted with: far below any real one.
+UNSEEN_LOG_SHARE = -20.0
+
+
+def offer_log_share(interactions_df: DataFrame) -> DataFrame:
+    """(market, offer_id, log_share): log of each offer's share of the market's offer
+    confidence in ``interactions_df``."""
+    totals = Window.partitionBy("market")
+    return (
+        interactions_df.where(F.col("is_offer"))
+        .groupBy("market", F.col("item_id").alias("offer_id"))
+        .agg(F.sum("confidence").alias("_confidence"))
+        .select(
+            "market",
+            "offer_id",
+            F.log(F.col("_confidence") / F.sum("_confidence").over(totals)).alias("log_share"),
+        )
+    )
+
 
 class Popularity(Recommender):
-    """Each offer scored by its summed confidence over the market's users: the same list for
-    everyone in a market (eligibility still removes what a user cannot take)."""
+    """Each offer scored by its share of the market's summed offer confidence (as a log): the
+    same list for everyone in a market (eligibility still removes what a user cannot take)."""
 
     family = "popularity"
 
     def _fit(self, interactions_df: DataFrame) -> None:
-        self.popularity_df = (
-            interactions_df.where(F.col("is_offer"))
-            .groupBy("market", F.col("item_id").alias("offer_id"))
-            .agg(F.sum("confidence").alias("score"))
-            .select("market", "offer_id", "score")
-        )
+        self.popularity_df = offer_log_share(interactions_df)
 
     def _score(self, candidates_df: DataFrame) -> DataFrame:
         return candidates_df.join(
             F.broadcast(self.popularity_df), on=["market", "offer_id"], how="left"
-        ).select("market", "user_id", "offer_id", F.coalesce("score", F.lit(0.0)).alias("score"))
+        ).select(
+            "market",
+            "user_id",
+            "offer_id",
+            F.coalesce("log_share", F.lit(UNSEEN_LOG_SHARE)).alias("score"),
+        )
 
     def _names(self) -> tuple[str, ...]:
         return ("popularity",)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
 from recsys.models.base import Recommender
+from recsys.models.baselines import UNSEEN_LOG_SHARE, offer_log_share
 
 USER_FACTOR_COLUMNS = ("market", "user_id", "user_factors")
 ITEM_FACTOR_COLUMNS = ("market", "item_id", "item_factors")
@@ -33,26 +34,6 @@ def dot(left: Column, right: Column) -> Column:
         F.zip_with(left, right, lambda x, y: x.cast("double") * y.cast("double")),
         F.lit(0.0),
         lambda total, x: total + x,
-    )
-
-
-# log share given to an offer nobody in the market interacted with: far below any real one.
-_UNSEEN_LOG_SHARE = -20.0
-
-
-def offer_log_share(interactions_df: DataFrame) -> DataFrame:
-    """(market, offer_id, log_share): log of each offer's share of the market's offer
-    confidence in ``interactions_df``."""
-    totals = Window.partitionBy("market")
-    return (
-        interactions_df.where(F.col("is_offer"))
-        .groupBy("market", F.col("item_id").alias("offer_id"))
-        .agg(F.sum("confidence").alias("_confidence"))
-        .select(
-            "market",
-            "offer_id",
-            F.log(F.col("_confidence") / F.sum("_confidence").over(totals)).alias("log_share"),
-        )
     )
 
 
@@ -77,7 +58,7 @@ class FactorModel(Recommender):
             "market", F.col("item_id").alias("offer_id"), "item_factors"
         )
         affinity = dot(F.col("user_factors"), F.col("item_factors"))
-        prior = F.coalesce(F.col("log_share"), F.lit(_UNSEEN_LOG_SHARE))
+        prior = F.coalesce(F.col("log_share"), F.lit(UNSEEN_LOG_SHARE))
         score = affinity + self._prior_weight() * prior
         return (
             candidates_df.join(self.user_factors_df, on=["market", "user_id"], how="left")

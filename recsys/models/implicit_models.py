@@ -104,13 +104,18 @@ class _ImplicitModel(FactorModel):
             .applyInPandas(fit, schema=_FACTORS_SCHEMA)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        self._factors_df = factors_df
+        self._factors_df = factors_df  # the cached frame both views read; freed by unpersist
         self.user_factors_df = factors_df.where(F.col("side") == "user").select(
             "market", F.col("key").alias("user_id"), F.col("factors").alias("user_factors")
         )
         self.item_factors_df = factors_df.where(F.col("side") == "item").select(
             "market", F.col("key").alias("item_id"), F.col("factors").alias("item_factors")
         )
+
+    def unpersist(self) -> None:
+        super().unpersist()
+        if hasattr(self, "_factors_df"):
+            self._factors_df.unpersist()
 
 
 class ImplicitALS(_ImplicitModel):

@@ -53,6 +53,7 @@ class SparkALS(FactorModel):
         for row in sizes:
             groups[json.dumps(self.params_for(row["market"]), sort_keys=True)].append(row)
         users, items = [], []
+        before = _als_factor_rdds(spark)
         for params_json, rows in sorted(groups.items()):
             user_factors, item_factors = self._fit_group(
                 interactions_df, rows, json.loads(params_json)
@@ -61,6 +62,13 @@ class SparkALS(FactorModel):
             items.append(item_factors)
         self.user_factors_df = _union(users).persist(StorageLevel.MEMORY_AND_DISK)
         self.item_factors_df = _union(items).persist(StorageLevel.MEMORY_AND_DISK)
+        # ALS caches its factor RDDs for the model's lifetime, and nothing here keeps the
+        # ALSModel: copy the factors into our own cache, then free ALS's, or every trial
+        # would leave its factors in executor memory until the JVM happens to collect them.
+        self.user_factors_df.count()
+        self.item_factors_df.count()
+        for rdd in _als_factor_rdds(spark).keys() - before.keys():
+            _als_factor_rdds(spark)[rdd].unpersist(False)
 
     def _fit_group(
         self, interactions_df: DataFrame, sizes: list, params: dict
@@ -110,6 +118,17 @@ class SparkALS(FactorModel):
                 "market", "item_id", F.col("features").alias("item_factors")
             ),
         )
+
+
+def _als_factor_rdds(spark: SparkSession) -> dict:
+    """Cached RDDs that Spark ALS named as its factors, by id (JVM objects)."""
+    persistent = spark.sparkContext._jsc.getPersistentRDDs()
+    found = {}
+    for rdd_id in persistent.keySet().toArray():
+        rdd = persistent.get(rdd_id)
+        if rdd.name() in ("userFactors", "itemFactors"):
+            found[int(rdd_id)] = rdd
+    return found
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:

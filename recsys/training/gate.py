@@ -83,8 +83,14 @@ def pooled(table: pd.DataFrame) -> Comparison:
 
 
 def decide(comparisons: list[Comparison], gate: GateConfig) -> Decision:
-    """Promote only when every comparison clears the margin; say why either way."""
+    """Promote only when every comparison clears the margin; say why either way. With
+    nothing to compare against (no other baseline enabled, no champion yet) nothing is
+    promoted: a model never becomes champion by default."""
     metric = f"{gate.metric}@{gate.k}"
+    if not comparisons:
+        return Decision(
+            False, ("nothing to compare against: enable a baseline (train.models.popularity)",)
+        )
     failed = [c for c in comparisons if not c.beats(gate.margin)]
     if failed:
         return Decision(

@@ -54,6 +54,12 @@ def test_an_equal_candidate_is_not_promoted(spark):
     assert not decision.promote
 
 
+def test_nothing_to_compare_against_promotes_nothing():
+    decision = gate.decide([], GATE)
+    assert not decision.promote
+    assert "nothing to compare against" in decision.reasons[0]
+
+
 def test_the_margin_is_respected(spark):
     strict = GateConfig(metric="ndcg", k=3, replicates=200, margin=0.1)
     table = gate.compare(_per_user(spark, 0.05), _per_user(spark, 0.0), "ladder", strict, seed=1)

@@ -5,6 +5,7 @@ the same data, and is not promoted unless it beats it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
 from recsys.models import FAMILIES
 from recsys.training import job as train_job
@@ -150,3 +152,16 @@ def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
         assert aliases.get("champion") == (
             str(before["champion"]) if "champion" in before else None
         )
+
+
+def test_a_snapshot_without_interactions_fails_with_the_step_to_run(spark, trained):
+    config, _ = trained
+    elsewhere = config.model_copy(
+        update={
+            "interactions": config.interactions.model_copy(
+                update={"snapshot_date": dt.date(2020, 1, 1)}
+            )
+        }
+    )
+    with pytest.raises(RecsysError, match=r"snapshot 2020-01-01 have no rows in \['tune'"):
+        train_job.run(spark, elsewhere)
