@@ -70,7 +70,19 @@ def test_a_clean_world_quarantines_nothing(spark, world_config):
         .count()
         .collect()
     )
-    assert {r["split"] for r in splits} == {"train", "holdout", "full"}
+    assert {r["split"] for r in splits} == {"tune", "validation", "train", "holdout", "full"}
+
+
+def test_user_state_is_written_for_each_split_point(spark, world_config):
+    """One row per user and split point; a later point knows every user an earlier one
+    knows (history only grows)."""
+    state_df = read_table(spark, world_config, S.USER_STATE).where(_snapshot(world_config))
+    per_split = {r["split"]: r["count"] for r in state_df.groupBy("split").count().collect()}
+    assert set(per_split) == {"tune", "train", "full"}
+    assert per_split["tune"] <= per_split["train"] <= per_split["full"]
+    assert state_df.select("split", "market", "user_id").distinct().count() == sum(
+        per_split.values()
+    )
 
 
 def test_every_training_row_comes_from_an_event_before_the_split(spark, world_config):
