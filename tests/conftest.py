@@ -23,7 +23,7 @@ def write_conf(folder: Path, **sections: dict) -> Path:
         "spark": {
             "master": "local[2]",
             "shuffle_partitions": 2,
-            "driver_memory": "2g",
+            "driver_memory": "4g",
             "checkpoint_dir": str(folder / "checkpoints"),
             "extra": {"spark.ui.enabled": "false"},
         },

@@ -219,6 +219,9 @@ def run(spark: SparkSession, config: Config) -> None:
             }
         )
         log.info("report: %s\n%s", summary.path, summary.headline)
+    for result in results.values():
+        result.chosen.per_user_df.unpersist()
+        result.holdout.per_user_df.unpersist()
     validation.unpersist()
     holdout.unpersist()
     trainer.interactions_df.unpersist()
@@ -353,7 +356,8 @@ def _compare(
                 f"{settings.registered_model} v{current.version}: champion has no recsys.family tag"
             )
         same = results.get(family)
-        if same is not None and same.chosen.params == params:
+        refitted = same is None or same.chosen.params != params
+        if not refitted:
             champion_df = same.holdout.per_user_df
         else:
             log.info("refitting %s with its parameters on this snapshot's train split", label)
@@ -363,6 +367,8 @@ def _compare(
         comparisons.append(
             gate.compare(best.holdout.per_user_df, champion_df, label, settings.gate, seed=seed)
         )
+        if refitted:
+            champion_df.unpersist()
     by_market = None
     if "popularity" in results and best.family != "popularity":
         by_market = gate.compare(

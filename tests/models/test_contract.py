@@ -40,11 +40,13 @@ def interactions_df(spark):
                 rows.append(
                     (market, u, items[item], f"{market}-u{u}", item, item in OFFERS, confidence)
                 )
-    return spark.createDataFrame(
+    interactions_df = spark.createDataFrame(
         rows,
         "market string, user_idx long, item_idx long, user_id string, item_id string, "
         "is_offer boolean, confidence double",
     ).persist()
+    yield interactions_df
+    interactions_df.unpersist()
 
 
 @pytest.fixture(scope="module")
