@@ -56,7 +56,8 @@ def build_session(config: Config, app_name: str | None = None) -> SparkSession:
     }
     if spark_cfg.driver_memory and not launched_by_submit:
         settings["spark.driver.memory"] = spark_cfg.driver_memory
-    if not launched_by_submit and "PYSPARK_PYTHON" not in os.environ:
+    is_local = (spark_cfg.master or "").startswith("local")
+    if is_local and not launched_by_submit and "PYSPARK_PYTHON" not in os.environ:
         # Python workers (pandas UDFs, per-market training) run this interpreter, with its
         # packages, rather than whatever `python3` is first on PATH. PySpark reads the
         # variable when the context starts; on a cluster set it in the environment.
