@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pipeline import machine  # bench/ is the script's folder, so first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -131,16 +131,6 @@ def run_size(users: int, rounds: int) -> dict:
             check=True,
         )
         return {"world_users": users, **json.loads(out.read_text())}
-
-
-def machine() -> dict:
-    meminfo = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gib": round(int(meminfo) / 2**20, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
 
 
 def write(record: dict) -> None:

@@ -47,7 +47,6 @@ class Evaluated:
     params: dict[str, Any]
     per_user_df: DataFrame
     table: pd.DataFrame
-    run_id: str | None = None
     fit_seconds: float = 0.0
 
     def pooled(self, column: str) -> float:
@@ -254,9 +253,8 @@ def _train_family(
             if family in BASELINES:
                 model, result = trainer.fit_and_score(family, params, TUNE, validation)
             else:
-                with mlflow.start_run(run_name=f"{family} trial {number}", nested=True) as trial:
+                with mlflow.start_run(run_name=f"{family} trial {number}", nested=True):
                     model, result = trainer.fit_and_score(family, params, TUNE, validation)
-                    result.run_id = trial.info.run_id
                     mlflow.set_tags({"recsys.family": family, "recsys.trial": str(number)})
                     tracking.log_params(params)
                     tracking.log_metrics(tracking.metrics_from(result.table, prefix="val_"))
@@ -276,7 +274,6 @@ def _train_family(
             if result is not chosen:
                 result.per_user_df.unpersist()
         model, final = trainer.fit_and_score(family, chosen.params, TRAIN, holdout)
-        final.run_id = run.info.run_id
         mean, low, high = _interval(final, settings)
         tracking.log_params(
             {
