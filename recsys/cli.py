@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -25,6 +26,8 @@ from recsys.config import Config, load_config
 from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
+from recsys.recommend import job as recommend_job
+from recsys.recommend import publish
 from recsys.session import build_session
 from recsys.training import job as train_job
 from recsys.world import job as world_job
@@ -38,6 +41,7 @@ STEPS: dict[str, Step] = {
     "generate-world": world_job.run,
     "build-interactions": interactions_job.run,
     "train": train_job.run,
+    "recommend": recommend_job.run,
 }
 
 
@@ -59,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     for name in STEPS:
         commands.add_parser(name, parents=[common], help=f"run the {name} step")
     commands.add_parser("pipeline", parents=[common], help="run every step in order")
+    rollback = commands.add_parser(
+        "rollback",
+        parents=[common],
+        help="serve a kept snapshot of plan_recommendations again",
+    )
+    rollback.add_argument(
+        "--to", required=True, type=_date, metavar="YYYY-MM-DD", help="the snapshot to serve"
+    )
     sql = commands.add_parser("sql", parents=[common], help="query the configured catalog")
     sql.add_argument("query")
     sql.add_argument("--format", choices=("table", "json"), default="table")
@@ -73,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(config.logging.level)
         if args.command == "sql":
             return _sql(config, args.query, args.format, args.limit)
+        if args.command == "rollback":
+            return _rollback(config, args.to)
         steps = list(STEPS) if args.command == "pipeline" else [args.command]
         return _run_steps(config, steps)
     except RecsysError as exc:
@@ -125,6 +139,26 @@ def _sql(config: Config, query: str, fmt: str, limit: int) -> int:
         if len(rows) > limit:
             print(f"(first {limit} rows shown; raise --limit for more)", file=sys.stderr)
     return 0
+
+
+def _rollback(config: Config, to: dt.date) -> int:
+    with _session(config, "recsys rollback") as spark:
+        before = publish.current(spark, config)
+        served = publish.rollback(spark, config, to)
+    log.info(
+        "%s now serves snapshot %s (was %s)",
+        config.table("plan_recommendations_current"),
+        served.snapshot,
+        before.snapshot if before else "nothing",
+    )
+    return 0
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _print_table(columns: list[str], rows: list[list[object]]) -> None:

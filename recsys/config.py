@@ -270,6 +270,103 @@ class TrainConfig(_Section):
         return self
 
 
+class ValueConfig(_Section):
+    """What a conversion to an offer is worth, in the market's currency: the revenue over the
+    expected tenure (after any free or discounted months), less the promotion's own cost."""
+
+    tenure_months: dict[str, Annotated[float, Field(gt=0, le=120)]] = Field(
+        default_factory=lambda: {"default": 6.0},
+        description="Offer -> expected months a conversion keeps paying; 'default' for the rest.",
+    )
+    promo_cost_months: dict[str, Annotated[float, Field(ge=0, le=24)]] = Field(
+        default_factory=dict,
+        description="Offer -> cost of the promotion in months of the offer's monthly price "
+        "(e.g. royalties still paid in a free month).",
+    )
+
+    @field_validator("tenure_months")
+    @classmethod
+    def _has_default(cls, tenure: dict[str, float]) -> dict[str, float]:
+        if "default" not in tenure:
+            raise ValueError("needs a 'default' entry")
+        return tenure
+
+
+class EligibilityRules(_Section):
+    """Rules from config, on top of the fixed ones (see :mod:`recsys.eligibility`)."""
+
+    household_min: dict[str, Annotated[int, Field(ge=1, le=20)]] = Field(
+        default_factory=dict,
+        description="Offer -> least household_size_hint; users whose hint is unknown keep it.",
+    )
+    exclude: dict[str, list[str]] = Field(
+        default_factory=dict, description="Market -> offers never shown there (e.g. paused)."
+    )
+
+
+Arm = Literal["treatment", "control", "holdout"]
+
+
+class ExperimentConfig(_Section):
+    """Arms by a salted hash of user_id (DESIGN.md section 9) and the exploration slice."""
+
+    id: str = Field(
+        default="plan-offers", pattern=r"^[\w.-]+$", description="Names the test; salts the hash."
+    )
+    shares: dict[Arm, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {"treatment": 0.45, "control": 0.45, "holdout": 0.10}
+    )
+    control: Literal["popularity", "ladder"] = "popularity"
+    epsilon: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0, description="Share of treatment and control users shown a random list."
+    )
+    markets: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="Market -> its own epsilon."
+    )
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> ExperimentConfig:
+        total = sum(self.shares.values())
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"shares must sum to 1, they sum to {total:g}")
+        return self
+
+    def share(self, arm: str) -> float:
+        return self.shares.get(arm, 0.0)
+
+    def epsilon_for(self, market: str) -> float:
+        return self.markets.get(market, self.epsilon)
+
+
+class PublishConfig(_Section):
+    keep_snapshots: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=3, description="Snapshots kept in plan_recommendations for rollback."
+    )
+    max_mix_shift: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5,
+        description="Largest change, against the published snapshot, of any offer's share of "
+        "the top slot in a market; more fails validation.",
+    )
+
+
+class RecommendConfig(_Section):
+    """Serving lists: eligibility, calibrated ranking, arms and publishing (DESIGN.md 4, 8-10)."""
+
+    k: Annotated[int, Field(ge=1, le=20)] = 3
+    objective: Literal["propensity", "expected_value"] = "expected_value"
+    alias: str = Field(default="champion", description="The registry alias that is served.")
+    calibration_users: Annotated[int, Field(ge=1_000)] = Field(
+        default=200_000, description="Users sampled (by hash) to fit the calibration."
+    )
+    audit_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=1.0, description="Share of users (by hash) whose verdicts go to eligibility_audit."
+    )
+    value: ValueConfig = ValueConfig()
+    eligibility: EligibilityRules = EligibilityRules()
+    experiment: ExperimentConfig = ExperimentConfig()
+    publish: PublishConfig = PublishConfig()
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     spark_level: Literal["INFO", "WARN", "ERROR", "FATAL"] = "ERROR"
@@ -282,6 +379,7 @@ class Config(_Section):
     world: WorldConfig
     interactions: InteractionsConfig
     train: TrainConfig
+    recommend: RecommendConfig = RecommendConfig()
     logging: LoggingConfig = LoggingConfig()
     markets_file: str = "markets.yaml"
 
@@ -314,6 +412,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     markets = load_markets(config.markets_file)
     _check_policy_offers(config.world, markets)
     _check_train_names(config.train, markets)
+    _check_recommend_names(config.recommend, markets)
     catalog = config.catalog.model_copy(
         update={
             "warehouse_dir": _absolute(config.catalog.warehouse_dir),
@@ -427,6 +526,28 @@ def _check_train_names(train: TrainConfig, markets: MarketCatalog) -> None:
         for market in getattr(train.models, family).markets:
             if market not in markets.markets:
                 raise ConfigError(f"train.models.{family}.markets.{market}: unknown market")
+
+
+def _check_recommend_names(recommend: RecommendConfig, markets: MarketCatalog) -> None:
+    offers = set(markets.offer_types)
+    for key in ("tenure_months", "promo_cost_months"):
+        for offer in getattr(recommend.value, key):
+            if offer != "default" and offer not in offers:
+                raise ConfigError(f"recommend.value.{key}.{offer}: unknown offer type")
+    for offer in recommend.eligibility.household_min:
+        if offer not in offers:
+            raise ConfigError(f"recommend.eligibility.household_min.{offer}: unknown offer type")
+    for market, excluded in recommend.eligibility.exclude.items():
+        if market not in markets.markets:
+            raise ConfigError(f"recommend.eligibility.exclude.{market}: unknown market")
+        for offer in excluded:
+            if offer not in markets.markets[market].offers:
+                raise ConfigError(
+                    f"recommend.eligibility.exclude.{market}: {offer!r} is not sold in {market}"
+                )
+    for market in recommend.experiment.markets:
+        if market not in markets.markets:
+            raise ConfigError(f"recommend.experiment.markets.{market}: unknown market")
 
 
 def _absolute(path: str) -> str:

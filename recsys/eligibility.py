@@ -11,7 +11,13 @@ applies:
 - ``student_unverified``: a student offer for a user without verification;
 - ``trial_used``: a free trial for a user who has had one, or who already pays;
 - ``addon_needs_plan``: an add-on the user's plan cannot carry;
-- ``addon_held``: an add-on the user already has.
+- ``addon_held``: an add-on the user already has;
+
+and, from ``recommend.eligibility`` in config (:class:`~recsys.config.EligibilityRules`):
+
+- ``household_too_small``: a Duo/Family offer for an account whose household hint is below
+  the offer's minimum (an unknown hint keeps the offer);
+- ``market_excluded``: an offer the market's config withholds (e.g. a paused promotion).
 
 Offers a market does not sell never appear: candidates come from that market's catalogue.
 """
@@ -24,6 +30,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.columns import literal_map
+from recsys.config import EligibilityRules
 
 CURRENT_PLAN = "current_plan"
 DOWNGRADE = "downgrade"
@@ -31,6 +39,8 @@ STUDENT_UNVERIFIED = "student_unverified"
 TRIAL_USED = "trial_used"
 ADDON_NEEDS_PLAN = "addon_needs_plan"
 ADDON_HELD = "addon_held"
+HOUSEHOLD_TOO_SMALL = "household_too_small"
+MARKET_EXCLUDED = "market_excluded"
 
 FREE = S.FREE_PLAN
 STATE_COLUMNS = (
@@ -43,9 +53,9 @@ STATE_COLUMNS = (
 )
 
 
-def _exclusion() -> Column:
+def _exclusion(rules: EligibilityRules) -> Column:
     """The first rule an offer breaks for a user, or null. Needs the user's state, the
-    offer's catalogue row and ``current_tier``."""
+    offer's catalogue row, ``current_tier`` and ``household_size_hint``."""
     kind, plan = F.col("kind"), F.col("current_plan")
     is_trial = F.col("trial_days").isNotNull()
     annual_switch = (F.col("period_days") >= 300) & (F.col("plan_id") == plan)
@@ -68,16 +78,41 @@ def _exclusion() -> Column:
             (kind == "addon") & F.array_contains(F.col("active_addons"), F.col("offer_id")),
             F.lit(ADDON_HELD),
         )
+        .when(_below(rules.household_min), F.lit(HOUSEHOLD_TOO_SMALL))
+        .when(_excluded(rules.exclude), F.lit(MARKET_EXCLUDED))
     )
 
 
-def with_eligibility(state_df: DataFrame, catalog_df: DataFrame) -> DataFrame:
+def _below(household_min: dict[str, int]) -> Column:
+    if not household_min:
+        return F.lit(False)
+    least = literal_map(household_min)[F.col("offer_id")]
+    return F.coalesce(F.col("household_size_hint") < least, F.lit(False))
+
+
+def _excluded(exclude: dict[str, list[str]]) -> Column:
+    pairs = [f"{market}|{offer}" for market, offers in exclude.items() for offer in offers]
+    if not pairs:
+        return F.lit(False)
+    return F.concat_ws("|", "market", "offer_id").isin(pairs)
+
+
+def with_eligibility(
+    state_df: DataFrame, catalog_df: DataFrame, rules: EligibilityRules | None = None
+) -> DataFrame:
     """One row per (user, offer of the user's market): eligible and the reason if not.
 
-    ``state_df``: one row per user with :data:`STATE_COLUMNS` (the ``users`` table has them,
-    or :func:`state_at` derives them from events). ``catalog_df``: the ``catalog`` table.
-    Grain of the result: (market, user_id, offer_id).
+    ``state_df``: one row per user with :data:`STATE_COLUMNS`, and ``household_size_hint``
+    when it has one (the ``users`` table has them all; :func:`state_at` derives the state
+    from events). ``catalog_df``: the ``catalog`` table. ``rules``: the configured rules
+    (none by default). Grain of the result: (market, user_id, offer_id).
     """
+    rules = rules or EligibilityRules()
+    hint = (
+        F.col("household_size_hint").cast("int")
+        if "household_size_hint" in state_df.columns
+        else F.lit(None).cast("int")
+    )
     tiers_df = catalog_df.where(F.col("kind") == "plan").select(
         "market", F.col("plan_id").alias("current_plan"), F.col("tier").alias("current_tier")
     )
@@ -93,11 +128,11 @@ def with_eligibility(state_df: DataFrame, catalog_df: DataFrame) -> DataFrame:
         "requires_plans",
     )
     return (
-        state_df.select(*STATE_COLUMNS)
+        state_df.select(*STATE_COLUMNS, hint.alias("household_size_hint"))
         .join(F.broadcast(tiers_df), on=["market", "current_plan"], how="left")
         .withColumn("current_tier", F.coalesce("current_tier", F.lit(0)))
         .join(F.broadcast(offers_df), on="market", how="inner")
-        .withColumn("reason_code", _exclusion())
+        .withColumn("reason_code", _exclusion(rules))
         .select(
             "market",
             "user_id",

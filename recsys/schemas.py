@@ -21,6 +21,9 @@ INTERACTIONS = "interactions"
 INTERACTION_STATS = "interaction_stats"
 # Subscription state of every user at each split point (eligibility for evaluation).
 USER_STATE = "user_state"
+PLAN_RECOMMENDATIONS = "plan_recommendations"
+PLAN_RECOMMENDATIONS_CURRENT = "plan_recommendations_current"
+ELIGIBILITY_AUDIT = "eligibility_audit"
 
 # Event types. Behaviour events carry a behaviour token as item_id; subscription events an
 # offer_id of the user's market. `value` is minutes for `listen`, the logging propensity of the
@@ -120,5 +123,63 @@ WORLD_TRUTH_SCHEMA = T.StructType(
         T.StructField("initial_plan", T.StringType(), False),
         T.StructField("converted_offer", T.StringType(), True),
         T.StructField("p_accept", T.MapType(T.StringType(), T.DoubleType()), False),
+    ]
+)
+
+# What marketing surfaces read (DESIGN.md section 4), partitioned by snapshot_date and market.
+# A user is served either ranks 1..k of offers, or one row of rank 0 with no offer: the holdout
+# arm, or a user with nothing eligible (reason_code says which). The offer columns are null
+# exactly on those rows; every other column is never null.
+NO_OFFER_RANK = 0
+HOLDOUT_REASON = "holdout"
+NO_ELIGIBLE_OFFER = "no_eligible_offer"
+OFFER_COLUMNS = (
+    "offer_id",
+    "plan_id",
+    "display_name",
+    "price_amount",
+    "price_display",
+    "score",
+    "p_convert",
+    "expected_value",
+)
+PLAN_RECOMMENDATIONS_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("market", T.StringType(), False),
+        T.StructField("rank", T.IntegerType(), False),
+        T.StructField("offer_id", T.StringType(), True),
+        T.StructField("plan_id", T.StringType(), True),
+        T.StructField("display_name", T.StringType(), True),
+        T.StructField("locale", T.StringType(), False),
+        T.StructField("price_amount", T.DecimalType(18, 4), True),
+        T.StructField("currency", T.StringType(), False),
+        T.StructField("price_display", T.StringType(), True),
+        T.StructField("score", T.DoubleType(), True),
+        T.StructField("p_convert", T.DoubleType(), True),
+        T.StructField("expected_value", T.DoubleType(), True),
+        T.StructField("reason_code", T.StringType(), False),
+        T.StructField("experiment_id", T.StringType(), False),
+        T.StructField("arm", T.StringType(), False),
+        T.StructField("propensity", T.DoubleType(), False),
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("mlflow_run_id", T.StringType(), False),
+        T.StructField("generated_at", T.TimestampType(), False),
+        T.StructField("snapshot_date", T.DateType(), False),
+    ]
+)
+PLAN_RECOMMENDATION_COLUMNS = tuple(PLAN_RECOMMENDATIONS_SCHEMA.fieldNames())
+
+# Every (user, offer of the user's market) verdict of a recommend run, or a hashed sample of
+# users' verdicts (recommend.audit_share); partitioned by snapshot_date.
+ELIGIBILITY_AUDIT_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("market", T.StringType(), False),
+        T.StructField("offer_id", T.StringType(), False),
+        T.StructField("eligible", T.BooleanType(), False),
+        T.StructField("reason_code", T.StringType(), True),
+        T.StructField("snapshot_date", T.DateType(), False),
     ]
 )

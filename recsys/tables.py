@@ -109,7 +109,7 @@ def publish_partition(
     data_columns = [c for c in df.columns if c != partition_column]
     if not spark.catalog.tableExists(qualified):
         (df.limit(0).write.format("parquet").partitionBy(partition_column).saveAsTable(qualified))
-    root = _table_location(spark, qualified)
+    root = table_location(spark, qualified)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dt%H%M%S%f")
     folder = f"{root}__versions/{partition_column}={value}/v{stamp}"
     started = time.perf_counter()
@@ -127,7 +127,7 @@ def publish_partition(
     return folder
 
 
-def _table_location(spark: SparkSession, qualified: str) -> str:
+def table_location(spark: SparkSession, qualified: str) -> str:
     rows = spark.sql(f"DESCRIBE TABLE EXTENDED {qualified}").collect()
     return next(r["data_type"] for r in rows if r["col_name"] == "Location").rstrip("/")
 

@@ -26,6 +26,7 @@ FIT_COLUMNS = ("market", "user_idx", "item_idx", "user_id", "item_id", "is_offer
 # What score reads: eligible (user, offer) pairs, with the plan the user holds.
 CANDIDATE_COLUMNS = ("market", "user_id", "offer_id", "current_plan")
 SCORE_COLUMNS = ("market", "user_id", "offer_id", "score")
+EXPLAIN_KEYS = ("market", "user_id", "offer_id")
 _META = "model.json"
 
 
@@ -74,6 +75,15 @@ class Recommender(ABC):
         return self._score(candidates_df.select(*CANDIDATE_COLUMNS)).select(
             *SCORE_COLUMNS[:3], F.col("score").cast("double").alias("score")
         )
+
+    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+        """A reason a marketer can read for each listed offer: (market, user_id, offer_id,
+        reason_code).
+
+        ``lists_df``: (market, user_id, offer_id) the model ranked high; ``interactions_df``:
+        the :data:`FIT_COLUMNS` rows it was fitted on. Families say more than their name.
+        """
+        return lists_df.select(*EXPLAIN_KEYS, F.lit(self.family).alias("reason_code"))
 
     def unpersist(self) -> None:
         """Free cached state (after the model is saved or no longer needed)."""

@@ -6,10 +6,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
-from recsys.models.base import Recommender
+from recsys.models.base import EXPLAIN_KEYS, Recommender
 
 # log share given to an offer nobody in the market interacted with: far below any real one.
 UNSEEN_LOG_SHARE = -20.0
+# Reason codes of the baselines' lists.
+POPULAR_IN_MARKET = "popular_in_market"
+LADDER_STEP = "ladder_step"
 
 
 def offer_log_share(interactions_df: DataFrame) -> DataFrame:
@@ -46,6 +49,9 @@ class Popularity(Recommender):
             "offer_id",
             F.coalesce("log_share", F.lit(UNSEEN_LOG_SHARE)).alias("score"),
         )
+
+    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+        return lists_df.select(*EXPLAIN_KEYS, F.lit(POPULAR_IN_MARKET).alias("reason_code"))
 
     def _names(self) -> tuple[str, ...]:
         return ("popularity",)
@@ -98,6 +104,18 @@ class Ladder(Recommender):
                 F.when(has_token, F.coalesce(points[F.col("offer_id")], F.lit(0.0))).otherwise(0.0),
             )
         return signal_score + step_score
+
+    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+        """The user's signal that moved the offer ahead (its token, e.g. ``signal:household``),
+        else ``ladder_step``: the offer is a configured step up from the user's plan."""
+        reason = F.lit(LADDER_STEP)
+        # Checked in reverse so that the first configured signal naming the offer wins.
+        for token, offers in reversed(list(self.params.get("signals", {}).items())):
+            fired = F.coalesce(F.array_contains("signals", token), F.lit(False))
+            reason = F.when(fired & F.col("offer_id").isin(offers), F.lit(token)).otherwise(reason)
+        return lists_df.join(self.signals_df, on=["market", "user_id"], how="left").select(
+            *EXPLAIN_KEYS, reason.alias("reason_code")
+        )
 
     def _names(self) -> tuple[str, ...]:
         return ("signals",)

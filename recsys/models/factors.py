@@ -21,8 +21,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
-from recsys.models.base import Recommender
-from recsys.models.baselines import UNSEEN_LOG_SHARE, offer_log_share
+from recsys.models.base import EXPLAIN_KEYS, Recommender
+from recsys.models.baselines import POPULAR_IN_MARKET, UNSEEN_LOG_SHARE, offer_log_share
 
 USER_FACTOR_COLUMNS = ("market", "user_id", "user_factors")
 ITEM_FACTOR_COLUMNS = ("market", "item_id", "item_factors")
@@ -65,6 +65,39 @@ class FactorModel(Recommender):
             .join(F.broadcast(items_df), on=["market", "offer_id"], how="left")
             .join(F.broadcast(self.prior_df), on=["market", "offer_id"], how="left")
             .select("market", "user_id", "offer_id", score.alias("score"))
+        )
+
+    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+        """The user's behaviour that pulls hardest toward the offer: of the behaviour tokens
+        the user has, the one with the largest positive ``confidence x token_factors .
+        offer_factors`` (implicit's ``explain`` in spirit, without the per-user solve). It
+        reads as the token (``signal:household``, ``genre:latin``); with no positive pull the
+        market prior carried the offer: ``popular_in_market``."""
+        items_df = self.item_factors_df
+        offers_df = items_df.select(
+            "market", F.col("item_id").alias("offer_id"), F.col("item_factors").alias("_offer")
+        )
+        pull = F.col("confidence") * dot(F.col("item_factors"), F.col("_offer"))
+        strongest_df = (
+            lists_df.select(*EXPLAIN_KEYS)
+            .join(
+                interactions_df.where(~F.col("is_offer")).select(
+                    "market", "user_id", "item_id", "confidence"
+                ),
+                on=["market", "user_id"],
+                how="inner",
+            )
+            .join(F.broadcast(items_df), on=["market", "item_id"], how="inner")
+            .join(F.broadcast(offers_df), on=["market", "offer_id"], how="inner")
+            .withColumn("_pull", pull)
+            .where(F.col("_pull") > 0)
+            .groupBy(*EXPLAIN_KEYS)
+            # The largest pull; on an exact tie, the larger token (max of a struct).
+            .agg(F.max(F.struct("_pull", "item_id")).alias("_best"))
+        )
+        reason = F.coalesce(F.col("_best.item_id"), F.lit(POPULAR_IN_MARKET))
+        return lists_df.join(strongest_df, on=list(EXPLAIN_KEYS), how="left").select(
+            *EXPLAIN_KEYS, reason.alias("reason_code")
         )
 
     def _prior_weight(self) -> Column:

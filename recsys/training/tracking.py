@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from recsys.config import Config
+from recsys.errors import RecsysError
 from recsys.training.evaluate import ALL
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,38 @@ def champion(client: MlflowClient, name: str) -> Any | None:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> Any:
+    """The version behind ``alias``, or a clear error saying how one gets there."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise RecsysError(
+            f"no version of registered model {name!r} has alias {alias!r}: run train (a "
+            "version becomes champion only when it passes the gate; the train report says why "
+            "it did not)"
+        ) from None
+
+
+def download_recsys_model(name: str, version: str, destination: Path) -> Path:
+    """Download registered ``name`` v``version`` and return the folder of the saved recsys
+    model inside it (the pyfunc's artifact), ready for :func:`recsys.models.load_model`.
+    Needs :func:`setup` first: MLflow resolves ``models:/`` URIs with the global tracking URI.
+    """
+    from mlflow.models import Model
+
+    from recsys.models.pyfunc import ARTIFACT
+
+    destination.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)
+    )
+    flavor = Model.load(local).flavors.get("python_function", {})
+    artifact = flavor.get("artifacts", {}).get(ARTIFACT)
+    if artifact is None:
+        raise RecsysError(f"{name} v{version} is not a recsys model (no {ARTIFACT!r} artifact)")
+    return Path(local) / artifact["path"]
 
 
 def set_aliases(client: MlflowClient, name: str, version: str, promote: bool) -> None:

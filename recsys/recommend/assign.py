@@ -1,0 +1,55 @@
+"""Experiment arms and the exploration slice, by salted hashes of user_id (DESIGN.md 9).
+
+A user's arm is a pure function of the experiment id and the user id: stable across reruns
+and machines, independent across experiments (a new id reshuffles everyone), and needing no
+state. Spark's ``xxhash64`` is a built-in with a fixed seed, so no UDF is involved.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from recsys.columns import literal_map
+from recsys.config import ExperimentConfig
+
+TREATMENT, CONTROL, HOLDOUT = "treatment", "control", "holdout"
+ARMS = (TREATMENT, CONTROL, HOLDOUT)
+_BUCKETS = 1_000_000
+
+
+def unit(salt: str, *parts: Column | str) -> Column:
+    """A uniform number in [0, 1) from hashing ``salt`` and ``parts``; the same inputs always
+    give the same number."""
+    return F.pmod(F.xxhash64(F.lit(salt), *parts), F.lit(_BUCKETS)) / F.lit(float(_BUCKETS))
+
+
+def arm_of(experiment: ExperimentConfig, user_id: Column | str = "user_id") -> Column:
+    """The arm of each user: consecutive slices of [0, 1) of the configured shares."""
+    draw = unit(f"{experiment.id}/arm", user_id)
+    bound = 0.0
+    arm = None
+    for name in ARMS:
+        bound += experiment.share(name)
+        when = draw < F.lit(bound)
+        arm = F.when(when, F.lit(name)) if arm is None else arm.when(when, F.lit(name))
+    return arm.otherwise(F.lit(HOLDOUT))
+
+
+def epsilon_of(experiment: ExperimentConfig, markets: list[str]) -> Column:
+    """Each row's market's exploration share."""
+    pinned = {m: experiment.epsilon_for(m) for m in markets if m in experiment.markets}
+    if not pinned:
+        return F.lit(experiment.epsilon)
+    return F.coalesce(literal_map(pinned)[F.col("market")], F.lit(experiment.epsilon))
+
+
+def is_exploring(experiment: ExperimentConfig, epsilon: Column) -> Column:
+    """Whether a user of a treatment or control list is shown a random list instead: a draw
+    independent of the arm's, below the market's epsilon."""
+    return unit(f"{experiment.id}/explore", "user_id") < epsilon
+
+
+def with_arm(users_df: DataFrame, experiment: ExperimentConfig) -> DataFrame:
+    """``users_df`` (market, user_id, ...) with ``arm`` added."""
+    return users_df.withColumn("arm", arm_of(experiment))

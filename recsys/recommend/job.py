@@ -1,0 +1,498 @@
+"""The `recommend` step (DESIGN.md sections 4, 8-10): the served model's top-k offers for every
+user of every market, published atomically as a snapshot of ``plan_recommendations``.
+
+1. Eligibility of every (user, offer of the market) from the ``users`` table, with a reason
+   for each exclusion, written to ``eligibility_audit``.
+2. Arms by salted hash: ``treatment`` gets the registered model's list (``models:/<name>@
+   champion``), ``control`` the configured baseline's, ``holdout`` nothing.
+3. Scores of eligible offers; an offer the model cannot score (a user it never saw) is scored
+   by market popularity instead and labelled ``fallback_popular``.
+4. Calibration of each scorer's scores to ``p_convert`` per market on the validation window
+   (the model refitted on ``tune`` with its registered parameters), ``expected_value =
+   p_convert x value`` in local currency, ranking by the objective, exploration.
+5. Localized names and prices, a reason per row, the model's name, version and run.
+6. Stage, validate, and only then serve (``plan_recommendations_current``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.columns import literal_map
+from recsys.config import Config
+from recsys.eligibility import STATE_COLUMNS, with_eligibility
+from recsys.errors import RecsysError
+from recsys.interactions.build import FULL, TUNE, VALIDATION
+from recsys.models import FAMILIES, Recommender, load_model
+from recsys.models.base import EXPLAIN_KEYS
+from recsys.models.baselines import Popularity
+from recsys.progress import step
+from recsys.recommend import calibrate, publish, validate
+from recsys.recommend.assign import (
+    CONTROL,
+    HOLDOUT,
+    TREATMENT,
+    arm_of,
+    epsilon_of,
+    is_exploring,
+    unit,
+)
+from recsys.recommend.offers import offer_terms_df
+from recsys.recommend.rank import ranked_lists
+from recsys.tables import publish_partition, read_table
+from recsys.training import tracking
+from recsys.training.search import baseline_params
+
+log = logging.getLogger(__name__)
+
+MODEL = "model"  # the scorer name of the served model; baselines go by their family
+FALLBACK = "popularity"
+FALLBACK_REASON = "fallback_popular"
+EXPLORATION_REASON = "exploration"
+
+
+class Served:
+    """The registered version being served, loaded into Spark."""
+
+    def __init__(self, spark: SparkSession, config: Config, client: MlflowClient) -> None:
+        name, alias = config.train.registered_model, config.recommend.alias
+        version = tracking.version_by_alias(client, name, alias)
+        self.name, self.version = name, str(version.version)
+        tags = version.tags
+        self.family = tags.get("recsys.family")
+        if self.family not in FAMILIES:
+            raise RecsysError(
+                f"{name} v{self.version}: no recsys.family tag; was it registered by train?"
+            )
+        self.params = json.loads(tags.get("recsys.params", "{}"))
+        self.market_params = json.loads(tags.get("recsys.market_params", "{}"))
+        self.run_id = tags.get("recsys.train_run_id") or version.run_id
+        self.trained_on = tags.get("recsys.snapshot_date")
+        destination = Path(config.train.model_dir) / "registry" / name / f"v{self.version}"
+        if "://" in config.train.model_dir:
+            raise RecsysError(
+                "train.model_dir on remote storage: recommend downloads registered models to a "
+                "local folder; set train.model_dir to a path every executor can read"
+            )
+        saved = tracking.download_recsys_model(name, self.version, destination)
+        self.model = load_model(spark, saved.resolve().as_uri())
+        log.info(
+            "serving %s v%s (%s, alias %s, trained on snapshot %s)",
+            name,
+            self.version,
+            self.family,
+            alias,
+            self.trained_on,
+        )
+
+    def refit(self, rows_df: DataFrame, seed: int) -> Recommender:
+        """The same family and parameters fitted on other rows (for calibration)."""
+        model = FAMILIES[self.family](self.params, seed=seed, market_params=self.market_params)
+        return model.fit(rows_df)
+
+
+def run(spark: SparkSession, config: Config) -> None:
+    settings = config.recommend
+    snapshot = config.interactions.snapshot()
+    generated_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    tracking.setup(config)
+    client = MlflowClient()
+    served = Served(spark, config, client)
+    on_snapshot = F.col("snapshot_date") == F.lit(snapshot)
+    interactions_df = read_table(spark, config, S.INTERACTIONS).where(on_snapshot)
+    catalog_df = read_table(spark, config, S.CATALOG)
+    users_df = (
+        read_table(spark, config, S.USERS)
+        .select(*STATE_COLUMNS, "household_size_hint")
+        .withColumn("arm", arm_of(settings.experiment))
+        .persist()
+    )
+    markets = sorted(config.markets.markets)
+    full_df = interactions_df.where(F.col("split") == FULL).persist()
+    if full_df.isEmpty():
+        raise RecsysError(
+            f"interactions has no {FULL!r} rows for snapshot {snapshot}: run build-interactions"
+        )
+
+    with mlflow.start_run(run_name=f"recommend {snapshot}") as run:
+        mlflow.set_tags(
+            {
+                "recsys.step": "recommend",
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "recsys.model_name": served.name,
+                "recsys.model_version": served.version,
+                "recsys.model_run_id": served.run_id,
+            }
+        )
+        tracking.log_params(
+            {
+                "snapshot_date": str(snapshot),
+                "k": settings.k,
+                "objective": settings.objective,
+                "experiment": settings.experiment.model_dump(),
+                "eligibility": settings.eligibility.model_dump(),
+                "value": settings.value.model_dump(),
+            }
+        )
+        with step("recommend: eligibility"):
+            verdicts_df = with_eligibility(users_df, catalog_df, settings.eligibility).persist()
+            audit_df = verdicts_df.where(
+                unit(f"{settings.experiment.id}/audit", "user_id") < F.lit(settings.audit_share)
+            ).select(
+                *S.ELIGIBILITY_AUDIT_SCHEMA.fieldNames()[:-1],
+                F.lit(snapshot).alias("snapshot_date"),
+            )
+            publish_partition(
+                spark,
+                config,
+                audit_df,
+                S.ELIGIBILITY_AUDIT,
+                partition_column="snapshot_date",
+                value=snapshot,
+            )
+            reasons = _reason_counts(verdicts_df)
+            mlflow.log_table(reasons, "eligibility_reasons.json")
+        control_family = settings.experiment.control
+        fallback = Popularity().fit(full_df)
+        control = (
+            _baseline(config, control_family).fit(full_df)
+            if control_family != FALLBACK
+            else fallback
+        )
+        with step("recommend: calibration"):
+            coefficients = _calibration(spark, config, served, interactions_df, control_family)
+            mlflow.log_table(coefficients, "calibration.json")
+            for r in coefficients.itertuples():
+                log.info(
+                    "  %-10s %s: p = sigmoid(%.3f + %.4f x score); observed %.4f, fitted %.4f",
+                    r.scorer,
+                    r.market,
+                    r.intercept,
+                    r.slope,
+                    r.rate,
+                    r.predicted,
+                )
+        with step("recommend: rank"):
+            terms_df = offer_terms_df(spark, catalog_df, settings.value)
+            candidates_df = _candidates(
+                users_df, verdicts_df, served.model, fallback, control, control_family
+            )
+            scored_df = (
+                candidates_df.withColumn("epsilon", epsilon_of(settings.experiment, markets))
+                .withColumn("is_exploring", is_exploring(settings.experiment, F.col("epsilon")))
+                .transform(calibrate.with_p_convert, coefficients)
+                .join(
+                    F.broadcast(terms_df.select("market", "offer_id", "value")),
+                    on=["market", "offer_id"],
+                    how="inner",
+                )
+                .withColumn("expected_value", F.col("p_convert") * F.col("value"))
+            )
+            lists_df = ranked_lists(
+                scored_df, settings.k, settings.objective, settings.experiment.id
+            ).persist()
+            rows_df = _rows(
+                lists_df,
+                users_df,
+                terms_df,
+                _reasons(lists_df, served.model, control, full_df),
+                config,
+                served,
+                snapshot,
+                generated_at,
+            )
+        with step("recommend: publish"):
+            previous = publish.current(spark, config)
+            folder = publish.stage(spark, config, rows_df, snapshot)
+            staged_df = publish.read_folder(spark, folder)
+            found = validate.problems(
+                staged_df,
+                users_df.select("market", "user_id", "arm"),
+                verdicts_df,
+                publish.read_folder(spark, previous.folder) if previous else None,
+                k=settings.k,
+                max_mix_shift=settings.publish.max_mix_shift,
+            )
+            summary = _summary(staged_df)
+            mlflow.log_table(summary, "snapshot_summary.json")
+            _log_figures(summary)
+            if found:
+                mlflow.set_tag("recsys.published", "false")
+                mlflow.log_text("\n".join(found), "validation_problems.txt")
+                serving = f"snapshot {previous.snapshot}" if previous else "nothing yet"
+                raise publish.PublishError(
+                    f"snapshot {snapshot} failed validation and was not published; "
+                    f"{S.PLAN_RECOMMENDATIONS_CURRENT} still serves {serving}. Problems:\n  "
+                    + "\n  ".join(found)
+                    + f"\nThe rejected rows are kept for inspection in {folder}"
+                )
+            published = publish.commit(spark, config, folder)
+            mlflow.set_tags({"recsys.published": "true", "recsys.snapshot_folder": folder})
+        log.info(
+            "published %s snapshot %s: %s (mlflow run %s)",
+            config.table(S.PLAN_RECOMMENDATIONS_CURRENT),
+            published.snapshot,
+            _headline(summary),
+            run.info.run_id,
+        )
+    for df in (lists_df, verdicts_df, users_df, full_df):
+        df.unpersist()
+    for model in (served.model, fallback, control):
+        model.unpersist()
+
+
+def _baseline(config: Config, family: str) -> Recommender:
+    return FAMILIES[family](baseline_params(config, family), seed=config.train.seed)
+
+
+def _reason_counts(verdicts_df: DataFrame) -> pd.DataFrame:
+    """Verdicts per market and reason (config-sized)."""
+    return (
+        verdicts_df.groupBy("market", F.coalesce("reason_code", F.lit("eligible")).alias("verdict"))
+        .count()
+        .orderBy("market", "verdict")
+        .toPandas()
+    )
+
+
+def _calibration(
+    spark: SparkSession,
+    config: Config,
+    served: Served,
+    interactions_df: DataFrame,
+    control_family: str,
+) -> pd.DataFrame:
+    """Per (scorer, market) Platt coefficients, fitted on the validation window: each scorer
+    fitted on ``tune``, its scores of what sampled users were eligible for at the window's
+    start, labelled by whether they converted to it in the window."""
+    settings = config.recommend
+    snapshot = config.interactions.snapshot()
+    state_df = read_table(spark, config, S.USER_STATE).where(
+        (F.col("snapshot_date") == F.lit(snapshot)) & (F.col("split") == TUNE)
+    )
+    users = state_df.count()
+    share = min(1.0, settings.calibration_users / max(users, 1))
+    sample_df = state_df.where(
+        unit(f"{settings.experiment.id}/calibration", "user_id") < F.lit(share)
+    )
+    catalog_df = read_table(spark, config, S.CATALOG)
+    candidates_df = (
+        with_eligibility(sample_df, catalog_df, settings.eligibility)
+        .where(F.col("eligible"))
+        .join(
+            sample_df.select("market", "user_id", "current_plan"),
+            on=["market", "user_id"],
+            how="inner",
+        )
+        .select("market", "user_id", "offer_id", "current_plan")
+        .persist()
+    )
+    labels_df = (
+        interactions_df.where(F.col("split") == VALIDATION)
+        .select("market", "user_id", F.col("item_id").alias("offer_id"), F.lit(1).alias("label"))
+        .distinct()
+    )
+    tune_df = interactions_df.where(F.col("split") == TUNE).persist()
+    scorers = {MODEL: served.refit(tune_df, config.train.seed), FALLBACK: Popularity().fit(tune_df)}
+    if control_family != FALLBACK:
+        scorers[control_family] = _baseline(config, control_family).fit(tune_df)
+    labelled = None
+    for name, model in scorers.items():
+        scored_df = (
+            model.score(candidates_df)
+            .where(F.col("score").isNotNull())
+            .join(labels_df, on=["market", "user_id", "offer_id"], how="left")
+            .select(
+                F.lit(name).alias("scorer"),
+                "market",
+                "score",
+                F.coalesce("label", F.lit(0)).alias("label"),
+            )
+        )
+        labelled = scored_df if labelled is None else labelled.unionByName(scored_df)
+    log.info(
+        "calibrating %s on %d of %d users of the validation window",
+        ", ".join(scorers),
+        min(users, settings.calibration_users),
+        users,
+    )
+    coefficients = calibrate.fit(labelled)
+    for model in scorers.values():
+        model.unpersist()
+    tune_df.unpersist()
+    candidates_df.unpersist()
+    return coefficients
+
+
+def _candidates(
+    users_df: DataFrame,
+    verdicts_df: DataFrame,
+    model: Recommender,
+    fallback: Recommender,
+    control: Recommender,
+    control_family: str,
+) -> DataFrame:
+    """(market, user_id, offer_id, arm, scorer, score) of every eligible offer of every user
+    in the treatment and control arms."""
+    keys = ["market", "user_id", "offer_id"]
+    eligible_df = (
+        verdicts_df.where(F.col("eligible"))
+        .join(
+            users_df.where(F.col("arm") != HOLDOUT).select(
+                "market", "user_id", "current_plan", "arm"
+            ),
+            on=["market", "user_id"],
+            how="inner",
+        )
+        .select(*keys, "current_plan", "arm")
+    )
+    treatment_df = eligible_df.where(F.col("arm") == TREATMENT)
+    control_df = eligible_df.where(F.col("arm") == CONTROL)
+    model_scores = model.score(treatment_df).withColumnRenamed("score", "_model")
+    fallback_scores = fallback.score(treatment_df).withColumnRenamed("score", "_fallback")
+    treated_df = (
+        treatment_df.join(model_scores, on=keys, how="left")
+        .join(fallback_scores, on=keys, how="left")
+        .select(
+            *keys,
+            "arm",
+            F.when(F.col("_model").isNull(), F.lit(FALLBACK))
+            .otherwise(F.lit(MODEL))
+            .alias("scorer"),
+            F.coalesce("_model", "_fallback").alias("score"),
+        )
+    )
+    controlled_df = control_df.join(control.score(control_df), on=keys, how="left").select(
+        *keys, "arm", F.lit(control_family).alias("scorer"), "score"
+    )
+    return treated_df.unionByName(controlled_df)
+
+
+def _reasons(
+    lists_df: DataFrame, model: Recommender, control: Recommender, full_df: DataFrame
+) -> DataFrame:
+    """(market, user_id, offer_id, reason_code) of every listed offer."""
+    greedy_df = lists_df.where(~F.col("is_exploring"))
+    by_model = model.explain(
+        greedy_df.where((F.col("arm") == TREATMENT) & (F.col("scorer") == MODEL)).select(
+            *EXPLAIN_KEYS
+        ),
+        full_df,
+    )
+    by_control = control.explain(
+        greedy_df.where(F.col("arm") == CONTROL).select(*EXPLAIN_KEYS), full_df
+    )
+    return by_model.unionByName(by_control)
+
+
+def _rows(
+    lists_df: DataFrame,
+    users_df: DataFrame,
+    terms_df: DataFrame,
+    reasons_df: DataFrame,
+    config: Config,
+    served: Served,
+    snapshot: dt.date,
+    generated_at: dt.datetime,
+) -> DataFrame:
+    """The contract rows: lists with their offer's terms and reasons, plus one rank-0 row per
+    user without a list (holdout, or nothing eligible)."""
+    keys = list(EXPLAIN_KEYS)
+    reason = (
+        F.when(F.col("is_exploring"), F.lit(EXPLORATION_REASON))
+        .when((F.col("arm") == TREATMENT) & (F.col("scorer") == FALLBACK), F.lit(FALLBACK_REASON))
+        .otherwise(F.col("reason_code"))
+    )
+    offers_df = (
+        lists_df.join(reasons_df, on=keys, how="left")
+        .join(F.broadcast(terms_df.drop("value")), on=["market", "offer_id"], how="inner")
+        .select(
+            "user_id",
+            "market",
+            "rank",
+            "offer_id",
+            "plan_id",
+            "display_name",
+            "locale",
+            "price_amount",
+            "currency",
+            "price_display",
+            "score",
+            "p_convert",
+            "expected_value",
+            reason.alias("reason_code"),
+            "arm",
+            "propensity",
+        )
+    )
+    locales = {code: m.locale for code, m in config.markets.markets.items()}
+    currencies = {code: m.currency for code, m in config.markets.markets.items()}
+    no_offer_df = users_df.join(
+        lists_df.select("market", "user_id").distinct(), on=["market", "user_id"], how="left_anti"
+    ).select(
+        "user_id",
+        "market",
+        F.lit(S.NO_OFFER_RANK).alias("rank"),
+        literal_map(locales)[F.col("market")].alias("locale"),
+        literal_map(currencies)[F.col("market")].alias("currency"),
+        F.when(F.col("arm") == HOLDOUT, F.lit(S.HOLDOUT_REASON))
+        .otherwise(F.lit(S.NO_ELIGIBLE_OFFER))
+        .alias("reason_code"),
+        "arm",
+        F.lit(1.0).alias("propensity"),
+    )
+    return (
+        offers_df.unionByName(no_offer_df, allowMissingColumns=True)
+        .withColumn("experiment_id", F.lit(config.recommend.experiment.id))
+        .withColumn("model_name", F.lit(served.name))
+        .withColumn("model_version", F.lit(served.version))
+        .withColumn("mlflow_run_id", F.lit(served.run_id))
+        .withColumn("generated_at", F.lit(generated_at).cast("timestamp"))
+        .withColumn("snapshot_date", F.lit(snapshot))
+        .select(*(F.col(f.name).cast(f.dataType) for f in S.PLAN_RECOMMENDATIONS_SCHEMA))
+    )
+
+
+def _summary(snapshot_df: DataFrame) -> pd.DataFrame:
+    """Per (market, arm): users, rows, fallback and exploration shares, mean p_convert of the
+    first slot (config-sized)."""
+    first = F.col("rank") <= 1
+    return (
+        snapshot_df.groupBy("market", "arm")
+        .agg(
+            F.countDistinct("user_id").alias("users"),
+            F.count(F.lit(1)).alias("rows"),
+            F.avg((F.col("reason_code") == FALLBACK_REASON).cast("double")).alias("fallback_share"),
+            F.avg((F.col("reason_code") == EXPLORATION_REASON).cast("double")).alias(
+                "exploration_share"
+            ),
+            F.avg(F.when(first, F.col("p_convert"))).alias("top_p_convert"),
+        )
+        .orderBy("market", "arm")
+        .toPandas()
+    )
+
+
+def _log_figures(summary: pd.DataFrame) -> None:
+    by_arm = summary.groupby("arm")[["users", "rows"]].sum()
+    metrics = {f"{arm}_users": float(r.users) for arm, r in by_arm.iterrows()}
+    metrics["rows"] = float(summary["rows"].sum())
+    for r in summary.itertuples():
+        metrics[f"users_{r.arm}/{r.market}"] = float(r.users)
+    tracking.log_metrics(metrics)
+
+
+def _headline(summary: pd.DataFrame) -> str:
+    by_arm = summary.groupby("arm")["users"].sum()
+    arms = ", ".join(f"{arm} {int(n):,}" for arm, n in by_arm.items())
+    return f"{int(summary['rows'].sum()):,} rows, users by arm: {arms}"

@@ -1,0 +1,72 @@
+"""Top-k lists per user from calibrated candidates, with exploration and its propensities.
+
+Each served user's arm has a greedy order: the treatment arm by the configured objective
+(``p_convert``, or ``expected_value = p_convert x value``), the control arm by its baseline's
+own score (the status quo, as it ranks today). Ties fall to the score, then to offer_id, so
+the same input always gives the same lists.
+
+With exploration (``epsilon`` > 0 in a market), a user drawn into the slice is shown their
+eligible offers in a random order instead (a salted hash, so reruns agree). The policy is
+then stochastic for every user of that market, and ``propensity``, the probability that it
+shows this offer at this rank, is ``(1 - epsilon) x [greedy puts it here] + epsilon / n`` for
+a user with n eligible offers: 1.0 everywhere when epsilon is 0.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from recsys.recommend.assign import TREATMENT, unit
+
+# What ranked_lists reads: one row per (served user, eligible offer).
+CANDIDATE_COLUMNS = (
+    "market",
+    "user_id",
+    "offer_id",
+    "arm",
+    "scorer",
+    "score",
+    "p_convert",
+    "expected_value",
+    "epsilon",
+    "is_exploring",
+)
+LIST_COLUMNS = (*CANDIDATE_COLUMNS, "rank", "propensity")
+
+
+def objective_of(objective: str) -> Column:
+    """The greedy sort key of a row: the treatment's objective, the control's own score."""
+    return F.when(F.col("arm") == TREATMENT, F.col(objective)).otherwise(F.col("score"))
+
+
+def ranked_lists(candidates_df: DataFrame, k: int, objective: str, salt: str) -> DataFrame:
+    """The ``k`` offers shown to each user, with ``rank`` (1 = first) and ``propensity``.
+
+    ``candidates_df``: :data:`CANDIDATE_COLUMNS`, grain (market, user_id, offer_id).
+    ``objective``: ``p_convert`` or ``expected_value``. ``salt``: the experiment id.
+    """
+    user = Window.partitionBy("market", "user_id")
+    greedy = user.orderBy(
+        objective_of(objective).desc_nulls_last(),
+        F.col("score").desc_nulls_last(),
+        F.col("offer_id"),
+    )
+    shuffled = user.orderBy(unit(f"{salt}/order", "user_id", "offer_id"), F.col("offer_id"))
+    epsilon = F.col("epsilon")
+    return (
+        candidates_df.select(*CANDIDATE_COLUMNS)
+        .withColumn("_greedy", F.row_number().over(greedy))
+        .withColumn("_shuffled", F.row_number().over(shuffled))
+        .withColumn("_offers", F.count(F.lit(1)).over(user))
+        .withColumn(
+            "rank", F.when(F.col("is_exploring"), F.col("_shuffled")).otherwise(F.col("_greedy"))
+        )
+        .where(F.col("rank") <= k)
+        .withColumn(
+            "propensity",
+            (F.lit(1.0) - epsilon) * (F.col("_greedy") == F.col("rank")).cast("double")
+            + epsilon / F.col("_offers"),
+        )
+        .select(*LIST_COLUMNS)
+    )
