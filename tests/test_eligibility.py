@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from recsys import eligibility as E
 from recsys import schemas as S
 from recsys.catalog import catalog_df
+from recsys.config import EligibilityRules
 from recsys.world.generate import generate_world
 
 STATE = (
@@ -118,3 +119,37 @@ def test_state_at_the_snapshot_matches_the_generated_users(spark, config):
         ignore_nullable=True,
     )
     assert derived_df.count() == users_df.count()
+
+
+def test_config_rules_exclude_small_households_and_withheld_offers(spark, config):
+    rules = EligibilityRules(household_min={"premium_family": 3}, exclude={"SE": ["premium_duo"]})
+    state_df = spark.createDataFrame(
+        [
+            ("SE", "single", "free", [], False, False, 1),
+            ("SE", "family", "free", [], False, False, 3),
+            ("SE", "unknown", "free", [], False, False, None),
+            ("US", "abroad", "free", [], False, False, 1),
+        ],
+        STATE + ", household_size_hint int",
+    )
+    verdicts_df = E.with_eligibility(state_df, catalog_df(spark, config.markets), rules).where(
+        F.col("offer_id").isin("premium_family", "premium_duo")
+    )
+    expected_df = spark.createDataFrame(
+        [
+            ("SE", "family", "premium_duo", False, E.MARKET_EXCLUDED),
+            ("SE", "family", "premium_family", True, None),
+            ("SE", "single", "premium_duo", False, E.MARKET_EXCLUDED),
+            ("SE", "single", "premium_family", False, E.HOUSEHOLD_TOO_SMALL),
+            ("SE", "unknown", "premium_duo", False, E.MARKET_EXCLUDED),
+            ("SE", "unknown", "premium_family", True, None),  # an unknown household keeps it
+            ("US", "abroad", "premium_duo", True, None),  # withheld in SE only
+            ("US", "abroad", "premium_family", False, E.HOUSEHOLD_TOO_SMALL),
+        ],
+        OUT,
+    )
+    assert_df_equality(
+        verdicts_df.orderBy("market", "user_id", "offer_id"),
+        expected_df,
+        ignore_nullable=True,
+    )

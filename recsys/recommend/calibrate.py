@@ -8,12 +8,13 @@ start, the label whether they converted to it in the window. ``b`` is bounded be
 calibration never reverses a model's order; where the score carries no signal, ``b`` is 0 and
 every offer of the market gets its base rate.
 
-All markets of a scorer are fitted at once by Spark MLlib's logistic regression on
-(market one-hot, market one-hot x score): one distributed fit, no loop over markets.
+All markets of a scorer are fitted at once by Spark MLlib's logistic regression on market
+indicators and market indicator x score: one distributed fit, no loop over markets.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
@@ -61,38 +62,42 @@ def fit(labelled_df: DataFrame) -> pd.DataFrame:
 
 
 def _fit_scorer(labelled_df: DataFrame, scorer: str, markets: list[str]) -> pd.DataFrame:
+    # Scores are standardised here rather than by MLlib, whose standardisation turns the
+    # bounds of a constant feature (one market's indicator) into NaN.
+    moments = labelled_df.agg(F.avg("score"), F.stddev_pop("score")).first()
+    mean, std = float(moments[0]), float(moments[1]) or 1.0
     index = literal_map({m: float(i) for i, m in enumerate(markets)})
     data_df = labelled_df.select(
         index[F.col("market")].alias("_market"),
-        F.col("score").cast("double").alias("score"),
+        ((F.col("score").cast("double") - mean) / std).alias("score"),
         F.col("label").cast("double").alias("label"),
     )
     n = len(markets)
-    # Features: n market indicators (their coefficients are the intercepts a), then n
-    # indicator x score (the slopes b). Slopes are bounded below by 0.
-    lower = [float("-inf")] * n + [0.0] * n
+    # Features: n - 1 market indicators (offsets of each market's intercept from the last
+    # market's, which is the model's intercept), then n indicator x score (the slopes, bounded
+    # below by 0). No feature is constant, which MLlib would zero without an intercept.
+    lower = [float("-inf")] * (n - 1) + [0.0] * n
     features = Pipeline(
         stages=[
+            OneHotEncoder(inputCols=["_market"], outputCols=["_offsets"], dropLast=True),
             OneHotEncoder(inputCols=["_market"], outputCols=["_onehot"], dropLast=False),
             Interaction(inputCols=["_onehot", "score"], outputCol="_slopes"),
-            VectorAssembler(inputCols=["_onehot", "_slopes"], outputCol="features"),
+            VectorAssembler(inputCols=["_offsets", "_slopes"], outputCol="features"),
         ]
     )
     regression = LogisticRegression(
-        fitIntercept=False,
         regParam=1e-6,  # keeps a market without conversions finite
         maxIter=200,
-        lowerBoundsOnCoefficients=Matrices.dense(1, 2 * n, lower),
+        standardization=False,
+        lowerBoundsOnCoefficients=Matrices.dense(1, 2 * n - 1, lower),
     )
-    model = Pipeline(stages=[features, regression]).fit(data_df)
-    coefficients = model.stages[-1].coefficients.toArray()
+    fitted = Pipeline(stages=[features, regression]).fit(data_df).stages[-1]
+    coefficients = fitted.coefficients.toArray()
+    offsets = np.append(coefficients[: n - 1], 0.0)
+    slopes = coefficients[n - 1 :] / std  # back to raw scores
+    intercepts = fitted.intercept + offsets - slopes * mean
     return pd.DataFrame(
-        {
-            "scorer": scorer,
-            "market": markets,
-            "intercept": coefficients[:n],
-            "slope": coefficients[n:],
-        }
+        {"scorer": scorer, "market": markets, "intercept": intercepts, "slope": slopes}
     )
 
 

@@ -177,8 +177,8 @@ def _point_partitions(spark: SparkSession, config: Config, snapshot: dt.date, fo
 
 
 def _retain(spark: SparkSession, config: Config, keep_folder: str) -> None:
-    """Keep the newest ``keep_snapshots`` snapshots (and the one being served); within a kept
-    snapshot keep only the folder its partitions use."""
+    """Keep the newest ``keep_snapshots`` snapshots (and the one being served), and within
+    each the folder in use plus the newest ``catalog.keep_versions - 1`` others."""
     table = config.table(S.PLAN_RECOMMENDATIONS)
     served = current(spark, config)
     kept = snapshots(spark, config)
@@ -192,18 +192,20 @@ def _retain(spark: SparkSession, config: Config, keep_folder: str) -> None:
             spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION (snapshot_date='{snapshot}')")
             _delete(spark, f"{root}/snapshot_date={snapshot}")
             log.info("dropped snapshot %s of %s (retention)", snapshot, table)
-    in_use = {keep_folder.rstrip("/")}
+    in_use = {keep_folder, *(_folder_of(spark, config, s) for s in keep if s in kept)}
     if served is not None:
-        in_use.add(served.folder.rstrip("/"))
-    in_use |= {_folder_of(spark, config, s) for s in keep if s in kept}
+        in_use.add(served.folder)
     if not fs.exists(root_path):
         return
+    # Within a snapshot, also keep the newest catalog.keep_versions - 1 other folders: a query
+    # that started on the folder just replaced can finish.
+    spare = config.catalog.keep_versions - 1
     for snapshot_dir in fs.listStatus(root_path):
-        for version in fs.listStatus(snapshot_dir.getPath()):
-            name = str(version.getPath())
-            if not any(_same(name, used) for used in in_use):
-                fs.delete(version.getPath(), True)
-                log.debug("deleted unused version %s", name)
+        folders = sorted(str(v.getPath()) for v in fs.listStatus(snapshot_dir.getPath()))
+        unused = [f for f in folders if not any(_same(f, used) for used in in_use)]
+        for folder in unused[: len(unused) - spare] if spare else unused:
+            _delete(spark, folder)
+            log.debug("deleted unused version %s", folder)
 
 
 def _folder_of(spark: SparkSession, config: Config, snapshot: dt.date) -> str:

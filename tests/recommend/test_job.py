@@ -1,0 +1,201 @@
+"""`recommend` end to end on a small world: the published lists honour their contract, a
+rerun gives the same rows, a publish killed before the view moves leaves the served snapshot
+whole, and rollback serves a kept snapshot again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.cli import main
+from recsys.errors import RecsysError
+from recsys.recommend import job as recommend_job
+from recsys.recommend import publish
+from recsys.recommend.offers import price_display
+
+SNAPSHOT = dt.date(2026, 11, 1)
+
+
+@pytest.fixture(scope="module")
+def published(spark, served):
+    path, config = served
+    recommend_job.run(spark, config)
+    current = publish.current(spark, config)
+    # A copy, since later publishes may delete the folder the view reads now.
+    rows_df = spark.table(config.table(S.PLAN_RECOMMENDATIONS_CURRENT)).localCheckpoint()
+    yield path, config, current, rows_df
+
+
+def _sorted(df):
+    return df.drop("generated_at").orderBy("market", "user_id", "rank")
+
+
+def test_every_user_gets_a_list_or_an_explicit_no_offer_row(spark, published):
+    _, config, current, rows_df = published
+    assert current.snapshot == SNAPSHOT
+    users_df = spark.table(config.table(S.USERS))
+    assert rows_df.select("market", "user_id").distinct().count() == users_df.count()
+    per_user = (
+        rows_df.groupBy("user_id")
+        .agg(
+            F.count(F.lit(1)).alias("n"), F.min("rank").alias("first"), F.first("arm").alias("arm")
+        )
+        .groupBy("arm", "n", "first")
+        .count()
+        .collect()
+    )
+    shapes = {(r["arm"], r["n"], r["first"]) for r in per_user}
+    assert ("holdout", 1, 0) in shapes
+    assert ("treatment", config.recommend.k, 1) in shapes
+    assert ("control", config.recommend.k, 1) in shapes
+    assert all(n <= config.recommend.k for _, n, _ in shapes)
+    holdout = rows_df.where(F.col("arm") == "holdout")
+    assert holdout.where(F.col("offer_id").isNotNull() | (F.col("rank") != 0)).count() == 0
+    assert set(holdout.select("reason_code").distinct().toPandas()["reason_code"]) == {"holdout"}
+
+
+def test_no_listed_offer_is_one_the_audit_excludes(spark, published):
+    _, config, _, rows_df = published
+    audit_df = spark.table(config.table(S.ELIGIBILITY_AUDIT)).where(
+        F.col("snapshot_date") == SNAPSHOT
+    )
+    listed_df = rows_df.where(F.col("rank") > 0).select("market", "user_id", "offer_id")
+    joined = listed_df.join(audit_df, on=["market", "user_id", "offer_id"], how="left")
+    assert joined.where(~F.coalesce(F.col("eligible"), F.lit(False))).count() == 0
+    reasons = {r[0] for r in audit_df.select("reason_code").distinct().collect()}
+    assert {"current_plan", "downgrade", "trial_used"} <= reasons
+
+
+def test_rows_carry_the_model_the_experiment_and_calibrated_values(spark, published):
+    _, config, _, rows_df = published
+    listed = rows_df.where(F.col("rank") > 0)
+    stamps = rows_df.select("model_name", "model_version", "experiment_id").distinct().collect()
+    assert [tuple(r) for r in stamps] == [
+        (config.train.registered_model, "1", config.recommend.experiment.id)
+    ]
+    assert rows_df.where(F.col("mlflow_run_id").isNull()).count() == 0
+    bad = listed.where(
+        (F.col("p_convert") <= 0)
+        | (F.col("p_convert") >= 1)
+        | (F.col("expected_value") < 0)
+        | (F.col("propensity") != 1.0)
+    )
+    assert bad.count() == 0
+    treatment = listed.where(F.col("arm") == "treatment")
+    # Lists are ordered by the objective (expected value), best first.
+    out_of_order = (
+        treatment.alias("a")
+        .join(treatment.alias("b"), on=["market", "user_id"])
+        .where(
+            (F.col("a.rank") < F.col("b.rank"))
+            & (F.col("a.expected_value") < F.col("b.expected_value"))
+        )
+    )
+    assert out_of_order.count() == 0
+    reasons = {r[0] for r in treatment.select("reason_code").distinct().collect()}
+    assert reasons - {"popular_in_market", "fallback_popular"}, reasons
+
+
+def test_names_and_prices_are_in_the_market_language_and_currency(spark, published):
+    _, config, _, rows_df = published
+    markets = config.markets
+    for code in ("JP", "SE", "DE", "BR", "US"):
+        market = markets.markets[code]
+        rows = rows_df.where((F.col("market") == code) & (F.col("rank") > 0)).limit(20).collect()
+        assert rows, code
+        for row in rows:
+            offer = markets.offer_types[row["offer_id"]]
+            assert row["display_name"] == offer.names[market.language]
+            assert row["locale"] == market.locale and row["currency"] == market.currency
+            assert row["price_amount"] == market.offers[row["offer_id"]]
+            assert row["price_display"] == price_display(
+                market.offers[row["offer_id"]], market.currency, market.locale
+            )
+    jp = rows_df.where((F.col("market") == "JP") & (F.col("rank") > 0)).first()
+    assert jp["price_display"].startswith("￥") and "." not in jp["price_display"]
+
+
+def test_the_sql_command_shows_readable_japanese_rows(capsys, published):
+    path, config, _, _ = published
+    query = (
+        f"select * from {config.catalog.database}.plan_recommendations_current "
+        "where market='JP' and rank > 0 limit 5"
+    )
+    assert main(["sql", query, "--conf", str(path), "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 5
+    assert all(r["currency"] == "JPY" and r["price_display"].startswith("￥") for r in rows)
+    assert any("プレミアム" in r["display_name"] for r in rows)
+
+
+def test_a_killed_publish_keeps_the_served_snapshot_then_a_rerun_publishes_the_same_rows(
+    spark, published, monkeypatch
+):
+    _, config, before, rows_df = published
+    view = config.table(S.PLAN_RECOMMENDATIONS_CURRENT)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed after staging, before the view moved")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(publish, "move_view", killed)
+        with pytest.raises(KeyboardInterrupt):
+            recommend_job.run(spark, config)
+    assert publish.current(spark, config) == before
+    assert_df_equality(_sorted(spark.table(view)), _sorted(rows_df))
+
+    recommend_job.run(spark, config)
+    after = publish.current(spark, config)
+    assert after.snapshot == SNAPSHOT and after.folder != before.folder
+    # Same snapshot, same model, same users: the same rows (generated_at is the run's clock).
+    assert_df_equality(_sorted(spark.table(view)), _sorted(rows_df))
+
+
+def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, published):
+    path, config, _, _ = published
+    served = publish.current(spark, config)
+    rows_df = publish.read_folder(spark, served.folder)
+    for day in (2, 3):
+        later_df = rows_df.withColumn("snapshot_date", F.lit(dt.date(2026, 11, day)))
+        publish.commit(
+            spark, config, publish.stage(spark, config, later_df, dt.date(2026, 11, day))
+        )
+    assert publish.current(spark, config).snapshot == dt.date(2026, 11, 3)
+    assert publish.snapshots(spark, config) == [
+        SNAPSHOT,
+        dt.date(2026, 11, 2),
+        dt.date(2026, 11, 3),
+    ]
+
+    assert main(["rollback", "--to", "2026-11-01", "--conf", str(path)]) == 0
+    assert publish.current(spark, config).snapshot == SNAPSHOT
+    view_df = spark.table(config.table(S.PLAN_RECOMMENDATIONS_CURRENT))
+    assert_df_equality(_sorted(view_df), _sorted(rows_df))
+    # The table lists its partition columns last.
+    history_df = (
+        spark.table(config.table(S.PLAN_RECOMMENDATIONS))
+        .where(F.col("snapshot_date") == SNAPSHOT)
+        .select(*S.PLAN_RECOMMENDATION_COLUMNS)
+    )
+    assert_df_equality(_sorted(history_df), _sorted(rows_df), ignore_nullable=True)
+
+    with pytest.raises(RecsysError, match="snapshot 2026-10-01 is not kept"):
+        publish.rollback(spark, config, dt.date(2026, 10, 1))
+
+    keep_two = config.model_copy(
+        update={
+            "recommend": config.recommend.model_copy(
+                update={
+                    "publish": config.recommend.publish.model_copy(update={"keep_snapshots": 2})
+                }
+            )
+        }
+    )
+    day4 = rows_df.withColumn("snapshot_date", F.lit(dt.date(2026, 11, 4)))
+    publish.commit(spark, keep_two, publish.stage(spark, keep_two, day4, dt.date(2026, 11, 4)))
+    assert publish.snapshots(spark, keep_two) == [dt.date(2026, 11, 3), dt.date(2026, 11, 4)]
