@@ -9,7 +9,8 @@ applies:
   same plan stays eligible);
 - ``downgrade``: a plan or promotion below the user's tier (offers here are upsells);
 - ``student_unverified``: a student offer for a user without verification;
-- ``trial_used``: a free trial for a user who has had one, or who already pays;
+- ``trial_used``: a free trial for a user who has had one, or who pays for more than a
+  short plan (Premium Mini users may still start a trial);
 - ``addon_needs_plan``: an add-on the user's plan cannot carry;
 - ``addon_held``: an add-on the user already has;
 

@@ -33,8 +33,17 @@ def test_generate_world_then_query_every_market(capsys, conf_path, config):
     assert out.splitlines()[0].split(" | ") == ["n   ", "d   "]
 
 
-def test_pipeline_runs_the_steps_built_so_far(capsys, conf_path):
-    assert main(["pipeline", "--conf", str(conf_path), "--set", "world.users=1000"]) == 0
+def test_pipeline_runs_every_step_and_recommend_serves_only_a_champion(capsys, conf_path):
+    # On 1,000 users no model beats the baselines with confidence, so train registers a
+    # challenger, and recommend stops with the reason rather than serving it.
+    assert main(["pipeline", "--conf", str(conf_path), "--set", "world.users=1000"]) == 2
+    err = capsys.readouterr().err
+    assert "recommend: failed" in err
+    assert err.splitlines()[-1] == (
+        "recsys: error: no version of registered model 'recsys-plan-recommender' has alias "
+        "'champion': run train (a version becomes champion only when it passes the gate; the "
+        "train report says why it did not)"
+    )
     out = _sql(capsys, conf_path, "select count(*) from catalog", "--format", "json")
     assert json.loads(out)["count(1)"] > 100
 

@@ -28,25 +28,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
-from recsys.columns import literal_map
 from recsys.config import Config
 from recsys.eligibility import STATE_COLUMNS, with_eligibility
 from recsys.errors import RecsysError
 from recsys.interactions.build import FULL, TUNE, VALIDATION
 from recsys.models import FAMILIES, Recommender, load_model
-from recsys.models.base import EXPLAIN_KEYS
 from recsys.models.baselines import Popularity
 from recsys.progress import step
-from recsys.recommend import calibrate, publish, validate
+from recsys.recommend import calibrate, lists, publish, validate
 from recsys.recommend.assign import (
-    CONTROL,
-    HOLDOUT,
-    TREATMENT,
     arm_of,
     epsilon_of,
     is_exploring,
     unit,
 )
+from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK, FALLBACK_REASON, MODEL
 from recsys.recommend.offers import offer_terms_df
 from recsys.recommend.rank import ranked_lists
 from recsys.tables import publish_partition, read_table
@@ -54,11 +50,6 @@ from recsys.training import tracking
 from recsys.training.search import baseline_params
 
 log = logging.getLogger(__name__)
-
-MODEL = "model"  # the scorer name of the served model; baselines go by their family
-FALLBACK = "popularity"
-FALLBACK_REASON = "fallback_popular"
-EXPLORATION_REASON = "exploration"
 
 
 class Served:
@@ -184,7 +175,7 @@ def run(spark: SparkSession, config: Config) -> None:
                 )
         with step("recommend: rank"):
             terms_df = offer_terms_df(spark, catalog_df, settings.value)
-            candidates_df = _candidates(
+            candidates_df = lists.scored_candidates(
                 users_df, verdicts_df, served.model, fallback, control, control_family
             )
             scored_df = (
@@ -201,13 +192,17 @@ def run(spark: SparkSession, config: Config) -> None:
             lists_df = ranked_lists(
                 scored_df, settings.k, settings.objective, settings.experiment.id
             ).persist()
-            rows_df = _rows(
+            rows_df = lists.contract_rows(
                 lists_df,
                 users_df,
                 terms_df,
-                _reasons(lists_df, served.model, control, full_df),
+                lists.reasons(lists_df, served.model, control, full_df),
                 config,
-                served,
+                {
+                    "model_name": served.name,
+                    "model_version": served.version,
+                    "mlflow_run_id": served.run_id,
+                },
                 snapshot,
                 generated_at,
             )
@@ -332,135 +327,6 @@ def _calibration(
     tune_df.unpersist()
     candidates_df.unpersist()
     return coefficients
-
-
-def _candidates(
-    users_df: DataFrame,
-    verdicts_df: DataFrame,
-    model: Recommender,
-    fallback: Recommender,
-    control: Recommender,
-    control_family: str,
-) -> DataFrame:
-    """(market, user_id, offer_id, arm, scorer, score) of every eligible offer of every user
-    in the treatment and control arms."""
-    keys = ["market", "user_id", "offer_id"]
-    eligible_df = (
-        verdicts_df.where(F.col("eligible"))
-        .join(
-            users_df.where(F.col("arm") != HOLDOUT).select(
-                "market", "user_id", "current_plan", "arm"
-            ),
-            on=["market", "user_id"],
-            how="inner",
-        )
-        .select(*keys, "current_plan", "arm")
-    )
-    treatment_df = eligible_df.where(F.col("arm") == TREATMENT)
-    control_df = eligible_df.where(F.col("arm") == CONTROL)
-    model_scores = model.score(treatment_df).withColumnRenamed("score", "_model")
-    fallback_scores = fallback.score(treatment_df).withColumnRenamed("score", "_fallback")
-    treated_df = (
-        treatment_df.join(model_scores, on=keys, how="left")
-        .join(fallback_scores, on=keys, how="left")
-        .select(
-            *keys,
-            "arm",
-            F.when(F.col("_model").isNull(), F.lit(FALLBACK))
-            .otherwise(F.lit(MODEL))
-            .alias("scorer"),
-            F.coalesce("_model", "_fallback").alias("score"),
-        )
-    )
-    controlled_df = control_df.join(control.score(control_df), on=keys, how="left").select(
-        *keys, "arm", F.lit(control_family).alias("scorer"), "score"
-    )
-    return treated_df.unionByName(controlled_df)
-
-
-def _reasons(
-    lists_df: DataFrame, model: Recommender, control: Recommender, full_df: DataFrame
-) -> DataFrame:
-    """(market, user_id, offer_id, reason_code) of every listed offer."""
-    greedy_df = lists_df.where(~F.col("is_exploring"))
-    by_model = model.explain(
-        greedy_df.where((F.col("arm") == TREATMENT) & (F.col("scorer") == MODEL)).select(
-            *EXPLAIN_KEYS
-        ),
-        full_df,
-    )
-    by_control = control.explain(
-        greedy_df.where(F.col("arm") == CONTROL).select(*EXPLAIN_KEYS), full_df
-    )
-    return by_model.unionByName(by_control)
-
-
-def _rows(
-    lists_df: DataFrame,
-    users_df: DataFrame,
-    terms_df: DataFrame,
-    reasons_df: DataFrame,
-    config: Config,
-    served: Served,
-    snapshot: dt.date,
-    generated_at: dt.datetime,
-) -> DataFrame:
-    """The contract rows: lists with their offer's terms and reasons, plus one rank-0 row per
-    user without a list (holdout, or nothing eligible)."""
-    keys = list(EXPLAIN_KEYS)
-    reason = (
-        F.when(F.col("is_exploring"), F.lit(EXPLORATION_REASON))
-        .when((F.col("arm") == TREATMENT) & (F.col("scorer") == FALLBACK), F.lit(FALLBACK_REASON))
-        .otherwise(F.col("reason_code"))
-    )
-    offers_df = (
-        lists_df.join(reasons_df, on=keys, how="left")
-        .join(F.broadcast(terms_df.drop("value")), on=["market", "offer_id"], how="inner")
-        .select(
-            "user_id",
-            "market",
-            "rank",
-            "offer_id",
-            "plan_id",
-            "display_name",
-            "locale",
-            "price_amount",
-            "currency",
-            "price_display",
-            "score",
-            "p_convert",
-            "expected_value",
-            reason.alias("reason_code"),
-            "arm",
-            "propensity",
-        )
-    )
-    locales = {code: m.locale for code, m in config.markets.markets.items()}
-    currencies = {code: m.currency for code, m in config.markets.markets.items()}
-    no_offer_df = users_df.join(
-        lists_df.select("market", "user_id").distinct(), on=["market", "user_id"], how="left_anti"
-    ).select(
-        "user_id",
-        "market",
-        F.lit(S.NO_OFFER_RANK).alias("rank"),
-        literal_map(locales)[F.col("market")].alias("locale"),
-        literal_map(currencies)[F.col("market")].alias("currency"),
-        F.when(F.col("arm") == HOLDOUT, F.lit(S.HOLDOUT_REASON))
-        .otherwise(F.lit(S.NO_ELIGIBLE_OFFER))
-        .alias("reason_code"),
-        "arm",
-        F.lit(1.0).alias("propensity"),
-    )
-    return (
-        offers_df.unionByName(no_offer_df, allowMissingColumns=True)
-        .withColumn("experiment_id", F.lit(config.recommend.experiment.id))
-        .withColumn("model_name", F.lit(served.name))
-        .withColumn("model_version", F.lit(served.version))
-        .withColumn("mlflow_run_id", F.lit(served.run_id))
-        .withColumn("generated_at", F.lit(generated_at).cast("timestamp"))
-        .withColumn("snapshot_date", F.lit(snapshot))
-        .select(*(F.col(f.name).cast(f.dataType) for f in S.PLAN_RECOMMENDATIONS_SCHEMA))
-    )
 
 
 def _summary(snapshot_df: DataFrame) -> pd.DataFrame:
