@@ -83,6 +83,8 @@ def coverage(
             & (F.col("arm") != "holdout")
         )
     )
+    # Null comparisons (a user without a rank-0 row has no reason) must count as "no".
+    is_list, is_no_offer = (F.coalesce(c, F.lit(False)) for c in (is_list, is_no_offer))
     kind = (
         F.when(F.col("in_run").isNull(), "users not in this run")
         .when(F.col("rows").isNull(), "users of the run without rows")
