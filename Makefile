@@ -29,6 +29,7 @@ test-slow: setup
 bench: setup
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/train_models.py
+	$(BIN)/python bench/recommend.py
 
 clean:
 	rm -rf .recsys

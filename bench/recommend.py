@@ -50,16 +50,13 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import machine  # bench/ is the script's folder, so first on sys.path
-from train_models import ALS  # the same hyperparameters as the fitting benchmark
+from train_models import ALS, run_size  # the fitting benchmark's hyperparameters and worlds
 
 if TYPE_CHECKING:
     from pyspark.ml.recommendation import ALSModel
@@ -340,34 +337,6 @@ def measure(conf: Path, rounds: int) -> dict:
     }
 
 
-def run_size(users: int, rounds: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="recsys-bench-") as tmp:
-        folder = Path(tmp)
-        conf = folder / "bench.yaml"
-        conf.write_text(
-            f"extends: {ROOT / 'conf' / 'local.yaml'}\n"
-            f"catalog:\n  warehouse_dir: {tmp}/warehouse\n  metastore_dir: {tmp}/metastore\n"
-            f"spark:\n  checkpoint_dir: {tmp}/checkpoints\n"
-        )
-        recsys = str(Path(sys.executable).with_name("recsys"))
-        for step in ("generate-world", "build-interactions"):
-            print(f"{step}, {users:,} users ...", flush=True)
-            subprocess.run(
-                [recsys, step, "--conf", str(conf), "--set", f"world.users={users}"],
-                cwd=folder,
-                check=True,
-                capture_output=True,
-            )
-        print(f"ranking, {users:,} users ...", flush=True)
-        out = folder / "measure.json"
-        subprocess.run(
-            [sys.executable, __file__, "--measure", str(conf), str(out), "--rounds", str(rounds)],
-            cwd=folder,
-            check=True,
-        )
-        return {"world_users": users, **json.loads(out.read_text())}
-
-
 def write(record: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -433,7 +402,9 @@ def main() -> None:
         conf, out = args.measure
         Path(out).write_text(json.dumps(measure(Path(conf), args.rounds)))
         return
-    results = [run_size(users, args.rounds) for users in args.users]
+    results = [
+        run_size(users, args.rounds, script=__file__, task="ranking") for users in args.users
+    ]
     command = (
         ".venv/bin/python bench/recommend.py --users "
         + " ".join(str(u) for u in args.users)

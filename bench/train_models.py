@@ -105,7 +105,9 @@ def measure(conf: Path, rounds: int) -> dict:
     }
 
 
-def run_size(users: int, rounds: int) -> dict:
+def run_size(users: int, rounds: int, *, script: str = __file__, task: str = "fitting") -> dict:
+    """Generate a world of ``users`` and build its interactions in a temporary catalog, then run
+    ``script --measure`` on it in a fresh process; returns what that wrote."""
     with tempfile.TemporaryDirectory(prefix="recsys-bench-") as tmp:
         folder = Path(tmp)
         conf = folder / "bench.yaml"
@@ -123,10 +125,10 @@ def run_size(users: int, rounds: int) -> dict:
                 check=True,
                 capture_output=True,
             )
-        print(f"fitting, {users:,} users ...", flush=True)
+        print(f"{task}, {users:,} users ...", flush=True)
         out = folder / "measure.json"
         subprocess.run(
-            [sys.executable, __file__, "--measure", str(conf), str(out), "--rounds", str(rounds)],
+            [sys.executable, script, "--measure", str(conf), str(out), "--rounds", str(rounds)],
             cwd=folder,
             check=True,
         )

@@ -316,7 +316,7 @@ def _calibration(
         )
         labelled = scored_df if labelled is None else labelled.unionByName(scored_df)
     log.info(
-        "calibrating %s on %d of %d users of the validation window",
+        "calibrating %s on a hashed sample of about %d of the %d users of the validation window",
         ", ".join(scorers),
         min(users, settings.calibration_users),
         users,
