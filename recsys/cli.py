@@ -62,7 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in STEPS:
         commands.add_parser(name, parents=[common], help=f"run the {name} step")
-    commands.add_parser("pipeline", parents=[common], help="run every step in order")
+    pipeline = commands.add_parser("pipeline", parents=[common], help="run every step in order")
+    pipeline.add_argument(
+        "--until",
+        choices=list(STEPS),
+        default=list(STEPS)[-1],
+        metavar="STEP",
+        help="stop after this step (default: the last, %(default)s)",
+    )
     rollback = commands.add_parser(
         "rollback",
         parents=[common],
@@ -87,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sql(config, args.query, args.format, args.limit)
         if args.command == "rollback":
             return _rollback(config, args.to)
-        steps = list(STEPS) if args.command == "pipeline" else [args.command]
+        if args.command == "pipeline":
+            steps = list(STEPS)[: list(STEPS).index(args.until) + 1]
+        else:
+            steps = [args.command]
         return _run_steps(config, steps)
     except RecsysError as exc:
         print(f"recsys: error: {exc}", file=sys.stderr)
