@@ -83,61 +83,24 @@ class Fitted:
 
 
 def fit_als(full_df: DataFrame) -> Fitted:
-    """One Spark ALS on every market with block-diagonal ids, as
-    ``recsys.models.spark_als.SparkALS._fit_group`` fits markets that share hyperparameters
-    (that method keeps the factors, not the ``ALSModel`` this benchmark needs).
+    """One Spark ALS on every market with block-diagonal ids, with the functions
+    ``recsys.models.spark_als`` fits markets that share hyperparameters with (``SparkALS``
+    keeps the factors, not the ``ALSModel`` this benchmark needs).
 
     ``full_df``: the ``interactions`` rows of the ``full`` split.
     """
-    from pyspark.ml.recommendation import ALS as SparkALSEstimator
     from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
 
-    sizes = (
-        full_df.groupBy("market")
-        .agg(
-            (F.max("user_idx") + 1).alias("users"),
-            (F.max("item_idx") + 1).alias("items"),
-            F.count(F.lit(1)).alias("nnz"),
-        )
-        .collect()  # one row per market
-    )
-    offsets, user_offset, item_offset = [], 0, 0
-    for row in sorted(sizes, key=lambda r: r["market"]):
-        offsets.append((row["market"], user_offset, item_offset))
-        user_offset += row["users"]
-        item_offset += row["items"]
-    offsets_df = SparkSession.active().createDataFrame(
-        offsets, "market string, user_base long, item_base long"
-    )
+    from recsys.models.spark_als import block_diagonal, fit_als_model, market_sizes
+
+    sizes = market_sizes(full_df)
+    rows_df, offsets = block_diagonal(full_df, sizes)
     users = {row["market"]: row["users"] for row in sizes}
     blocks_df = SparkSession.active().createDataFrame(
         [(market, base, base + users[market] - 1) for market, base, _ in offsets],
         "market string, user_base int, user_last int",
     )
-    rows_df = full_df.join(F.broadcast(offsets_df), on="market", how="inner").select(
-        "market",
-        "user_id",
-        "item_id",
-        "is_offer",
-        (F.col("user_idx") + F.col("user_base")).cast("int").alias("user"),
-        (F.col("item_idx") + F.col("item_base")).cast("int").alias("item"),
-        "confidence",
-    )
-    blocks = max(1, min(10, sum(r["nnz"] for r in sizes) // 1_000_000 + 1))  # as spark_als
-    model = SparkALSEstimator(
-        rank=ALS["factors"],
-        maxIter=ALS["iterations"],
-        regParam=ALS["regularization"],
-        alpha=ALS["alpha"],
-        implicitPrefs=True,
-        userCol="user",
-        itemCol="item",
-        ratingCol="confidence",
-        seed=SEED,
-        numUserBlocks=blocks,
-        numItemBlocks=blocks,
-    ).fit(rows_df.select("user", "item", "confidence"))
+    model = fit_als_model(rows_df, sizes, ALS, SEED)
     return Fitted(
         model,
         rows_df.select("user", "market", "user_id").distinct(),

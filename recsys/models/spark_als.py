@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict
 
 from pyspark import StorageLevel
-from pyspark.ml.recommendation import ALS
+from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -38,15 +38,7 @@ class SparkALS(FactorModel):
             # Without it checkpointInterval is silently ignored and long lineages overflow
             # the stack (DESIGN.md section 12).
             raise RecsysError("Spark ALS needs spark.checkpoint_dir set in the config")
-        sizes = (
-            interactions_df.groupBy("market")
-            .agg(
-                (F.max("user_idx") + 1).alias("users"),
-                (F.max("item_idx") + 1).alias("items"),
-                F.count(F.lit(1)).alias("nnz"),
-            )
-            .collect()  # one row per market
-        )
+        sizes = market_sizes(interactions_df)
         if not sizes:
             raise RecsysError("spark_als: no interactions to fit on")
         groups: dict[str, list] = defaultdict(list)
@@ -73,40 +65,8 @@ class SparkALS(FactorModel):
     def _fit_group(
         self, interactions_df: DataFrame, sizes: list, params: dict
     ) -> tuple[DataFrame, DataFrame]:
-        offsets, user_offset, item_offset = [], 0, 0
-        for row in sorted(sizes, key=lambda r: r["market"]):
-            offsets.append((row["market"], user_offset, item_offset))
-            user_offset += row["users"]
-            item_offset += row["items"]
-        if max(user_offset, item_offset) > _INT_MAX:
-            raise RecsysError(
-                f"{user_offset:,} users in markets fitted together exceed Spark ALS's int ids; "
-                "pin some markets to their own hyperparameters to fit them apart"
-            )
-        spark = SparkSession.active()
-        offsets_df = spark.createDataFrame(offsets, "market string, user_base long, item_base long")
-        rows_df = interactions_df.join(F.broadcast(offsets_df), on="market", how="inner").select(
-            "market",
-            "user_id",
-            "item_id",
-            (F.col("user_idx") + F.col("user_base")).cast("int").alias("user"),
-            (F.col("item_idx") + F.col("item_base")).cast("int").alias("item"),
-            "confidence",
-        )
-        blocks = max(1, min(10, sum(r["nnz"] for r in sizes) // _NNZ_PER_BLOCK + 1))
-        model = ALS(
-            rank=int(params["factors"]),
-            maxIter=int(params["iterations"]),
-            regParam=float(params["regularization"]),
-            alpha=float(params["alpha"]),
-            implicitPrefs=True,
-            userCol="user",
-            itemCol="item",
-            ratingCol="confidence",
-            seed=self.seed,
-            numUserBlocks=blocks,
-            numItemBlocks=blocks,
-        ).fit(rows_df.select("user", "item", "confidence"))
+        rows_df, _ = block_diagonal(interactions_df, sizes)
+        model = fit_als_model(rows_df, sizes, params, self.seed)
         log.info("spark_als: fitted %d market(s) with %s", len(sizes), params)
         user_ids = rows_df.select("market", "user_id", F.col("user").alias("id")).distinct()
         item_ids = rows_df.select("market", "item_id", F.col("item").alias("id")).distinct()
@@ -118,6 +78,64 @@ class SparkALS(FactorModel):
                 "market", "item_id", F.col("features").alias("item_factors")
             ),
         )
+
+
+def market_sizes(interactions_df: DataFrame) -> list:
+    """One row per market: ``market``, ``users`` and ``items`` (index ranges), ``nnz``."""
+    return (
+        interactions_df.groupBy("market")
+        .agg(
+            (F.max("user_idx") + 1).alias("users"),
+            (F.max("item_idx") + 1).alias("items"),
+            F.count(F.lit(1)).alias("nnz"),
+        )
+        .collect()  # one row per market
+    )
+
+
+def block_diagonal(
+    interactions_df: DataFrame, sizes: list
+) -> tuple[DataFrame, list[tuple[str, int, int]]]:
+    """The rows of the markets in ``sizes`` with ``user`` and ``item``: int ids of one matrix
+    in which every market has its own block, and the (market, user_base, item_base) offsets.
+    Fails with a message when the ids would overflow Spark ALS's ints."""
+    offsets, user_offset, item_offset = [], 0, 0
+    for row in sorted(sizes, key=lambda r: r["market"]):
+        offsets.append((row["market"], user_offset, item_offset))
+        user_offset += row["users"]
+        item_offset += row["items"]
+    if max(user_offset, item_offset) > _INT_MAX:
+        raise RecsysError(
+            f"{user_offset:,} users in markets fitted together exceed Spark ALS's int ids; "
+            "pin some markets to their own hyperparameters to fit them apart"
+        )
+    offsets_df = SparkSession.active().createDataFrame(
+        offsets, "market string, user_base long, item_base long"
+    )
+    rows_df = interactions_df.join(F.broadcast(offsets_df), on="market", how="inner").select(
+        *interactions_df.columns,
+        (F.col("user_idx") + F.col("user_base")).cast("int").alias("user"),
+        (F.col("item_idx") + F.col("item_base")).cast("int").alias("item"),
+    )
+    return rows_df, offsets
+
+
+def fit_als_model(rows_df: DataFrame, sizes: list, params: dict, seed: int) -> ALSModel:
+    """Spark ALS (implicit preferences) on ``rows_df``'s ``user``, ``item``, ``confidence``."""
+    blocks = max(1, min(10, sum(r["nnz"] for r in sizes) // _NNZ_PER_BLOCK + 1))
+    return ALS(
+        rank=int(params["factors"]),
+        maxIter=int(params["iterations"]),
+        regParam=float(params["regularization"]),
+        alpha=float(params["alpha"]),
+        implicitPrefs=True,
+        userCol="user",
+        itemCol="item",
+        ratingCol="confidence",
+        seed=seed,
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
+    ).fit(rows_df.select("user", "item", "confidence"))
 
 
 def _als_factor_rdds(spark: SparkSession) -> dict:
