@@ -334,9 +334,6 @@ class ExperimentConfig(_Section):
     def share(self, arm: str) -> float:
         return self.shares.get(arm, 0.0)
 
-    def epsilon_for(self, market: str) -> float:
-        return self.markets.get(market, self.epsilon)
-
 
 class PublishConfig(_Section):
     keep_snapshots: Annotated[int, Field(ge=1, le=1000)] = Field(

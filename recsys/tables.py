@@ -127,15 +127,26 @@ def publish_partition(
     return folder
 
 
+def described(spark: SparkSession, target: str, field: str) -> str | None:
+    """One field of ``DESCRIBE TABLE EXTENDED <target>`` (a table, a view, or a table with a
+    ``PARTITION (...)`` spec): e.g. its ``Location`` or ``View Text``; None if absent."""
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {target}").collect()
+    return next((r["data_type"] for r in rows if r["col_name"] == field), None)
+
+
 def table_location(spark: SparkSession, qualified: str) -> str:
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {qualified}").collect()
-    return next(r["data_type"] for r in rows if r["col_name"] == "Location").rstrip("/")
+    return described(spark, qualified, "Location").rstrip("/")
+
+
+def filesystem(spark: SparkSession, folder: str):
+    """(Hadoop FileSystem, Path) of ``folder``: whatever storage Spark itself writes to."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(folder)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
 def _drop_old_folders(spark: SparkSession, parent: str, config: Config) -> None:
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(parent)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    folders = sorted(str(status.getPath()) for status in fs.listStatus(path))
-    for old in folders[: -config.catalog.keep_versions]:
-        fs.delete(jvm.org.apache.hadoop.fs.Path(old), True)
+    fs, path = filesystem(spark, parent)
+    for old in sorted(fs.listStatus(path), key=lambda s: str(s.getPath()))[
+        : -config.catalog.keep_versions
+    ]:
+        fs.delete(old.getPath(), True)

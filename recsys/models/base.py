@@ -76,14 +76,14 @@ class Recommender(ABC):
             *SCORE_COLUMNS[:3], F.col("score").cast("double").alias("score")
         )
 
+    @abstractmethod
     def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
         """A reason a marketer can read for each listed offer: (market, user_id, offer_id,
         reason_code).
 
         ``lists_df``: (market, user_id, offer_id) the model ranked high; ``interactions_df``:
-        the :data:`FIT_COLUMNS` rows it was fitted on. Families say more than their name.
+        the :data:`FIT_COLUMNS` rows it was fitted on.
         """
-        return lists_df.select(*EXPLAIN_KEYS, F.lit(self.family).alias("reason_code"))
 
     def unpersist(self) -> None:
         """Free cached state (after the model is saved or no longer needed)."""

@@ -7,7 +7,7 @@ state. Spark's ``xxhash64`` is a built-in with a fixed seed, so no UDF is involv
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
@@ -36,20 +36,16 @@ def arm_of(experiment: ExperimentConfig, user_id: Column | str = "user_id") -> C
     return arm.otherwise(F.lit(HOLDOUT))
 
 
-def epsilon_of(experiment: ExperimentConfig, markets: list[str]) -> Column:
-    """Each row's market's exploration share."""
-    pinned = {m: experiment.epsilon_for(m) for m in markets if m in experiment.markets}
-    if not pinned:
+def epsilon_of(experiment: ExperimentConfig) -> Column:
+    """Each row's market's exploration share: its pin in ``experiment.markets``, else the
+    default ``epsilon``."""
+    if not experiment.markets:
         return F.lit(experiment.epsilon)
-    return F.coalesce(literal_map(pinned)[F.col("market")], F.lit(experiment.epsilon))
+    pinned = literal_map(experiment.markets)[F.col("market")]
+    return F.coalesce(pinned, F.lit(experiment.epsilon))
 
 
 def is_exploring(experiment: ExperimentConfig, epsilon: Column) -> Column:
     """Whether a user of a treatment or control list is shown a random list instead: a draw
     independent of the arm's, below the market's epsilon."""
     return unit(f"{experiment.id}/explore", "user_id") < epsilon
-
-
-def with_arm(users_df: DataFrame, experiment: ExperimentConfig) -> DataFrame:
-    """``users_df`` (market, user_id, ...) with ``arm`` added."""
-    return users_df.withColumn("arm", arm_of(experiment))

@@ -108,7 +108,6 @@ def run(spark: SparkSession, config: Config) -> None:
         .withColumn("arm", arm_of(settings.experiment))
         .persist()
     )
-    markets = sorted(config.markets.markets)
     full_df = interactions_df.where(F.col("split") == FULL).persist()
     if full_df.isEmpty():
         raise RecsysError(
@@ -161,7 +160,9 @@ def run(spark: SparkSession, config: Config) -> None:
             else fallback
         )
         with step("recommend: calibration"):
-            coefficients = _calibration(spark, config, served, interactions_df, control_family)
+            coefficients = _calibration(
+                spark, config, served, interactions_df, catalog_df, control_family
+            )
             mlflow.log_table(coefficients, "calibration.json")
             for r in coefficients.itertuples():
                 log.info(
@@ -179,7 +180,7 @@ def run(spark: SparkSession, config: Config) -> None:
                 users_df, verdicts_df, served.model, fallback, control, control_family
             )
             scored_df = (
-                candidates_df.withColumn("epsilon", epsilon_of(settings.experiment, markets))
+                candidates_df.withColumn("epsilon", epsilon_of(settings.experiment))
                 .withColumn("is_exploring", is_exploring(settings.experiment, F.col("epsilon")))
                 .transform(calibrate.with_p_convert, coefficients)
                 .join(
@@ -265,6 +266,7 @@ def _calibration(
     config: Config,
     served: Served,
     interactions_df: DataFrame,
+    catalog_df: DataFrame,
     control_family: str,
 ) -> pd.DataFrame:
     """Per (scorer, market) Platt coefficients, fitted on the validation window: each scorer
@@ -280,7 +282,6 @@ def _calibration(
     sample_df = state_df.where(
         unit(f"{settings.experiment.id}/calibration", "user_id") < F.lit(share)
     )
-    catalog_df = read_table(spark, config, S.CATALOG)
     candidates_df = (
         with_eligibility(sample_df, catalog_df, settings.eligibility)
         .where(F.col("eligible"))

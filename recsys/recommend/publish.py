@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 from recsys import schemas as S
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.tables import table_location
+from recsys.tables import described, filesystem, table_location
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,8 @@ def current(spark: SparkSession, config: Config) -> Published | None:
     view = config.table(S.PLAN_RECOMMENDATIONS_CURRENT)
     if not spark.catalog.tableExists(view):
         return None
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {view}").collect()
-    text = next((r["data_type"] for r in rows if r["col_name"] == "View Text"), "")
-    match = _FOLDER.search(text or "")
+    text = described(spark, view, "View Text") or ""
+    match = _FOLDER.search(text)
     if match is None:
         raise RecsysError(f"{view} was not written by recsys (view text: {text[:200]!r})")
     return Published(_snapshot_of(match["folder"]), match["folder"])
@@ -149,7 +148,7 @@ def snapshots(spark: SparkSession, config: Config) -> list[dt.date]:
 
 def _point_partitions(spark: SparkSession, config: Config, snapshot: dt.date, folder: str) -> None:
     table = config.table(S.PLAN_RECOMMENDATIONS)
-    fs, path = _fs(spark, folder)
+    fs, path = filesystem(spark, folder)
     markets = sorted(
         str(s.getPath().getName()).split("=", 1)[1]
         for s in fs.listStatus(path)
@@ -186,7 +185,7 @@ def _retain(spark: SparkSession, config: Config, keep_folder: str) -> None:
     if served is not None:
         keep.add(served.snapshot)
     root = _versions_root(spark, config)
-    fs, root_path = _fs(spark, root)
+    fs, root_path = filesystem(spark, root)
     for snapshot in kept:
         if snapshot not in keep:
             spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION (snapshot_date='{snapshot}')")
@@ -217,8 +216,7 @@ def _folder_of(spark: SparkSession, config: Config, snapshot: dt.date) -> str:
     spec = ", ".join(
         f"{k}='{v}'" for k, v in (part.split("=", 1) for part in partition[0].split("/"))
     )
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {table} PARTITION ({spec})").collect()
-    location = next(r["data_type"] for r in rows if r["col_name"] == "Location")
+    location = described(spark, f"{table} PARTITION ({spec})", "Location")
     return location.rstrip("/").rsplit("/market=", 1)[0]
 
 
@@ -242,13 +240,7 @@ def _same(left: str, right: str) -> bool:
     return bare(left) == bare(right)
 
 
-def _fs(spark: SparkSession, folder: str):
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(folder)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
-
-
 def _delete(spark: SparkSession, folder: str) -> None:
-    fs, path = _fs(spark, folder)
+    fs, path = filesystem(spark, folder)
     if fs.exists(path):
         fs.delete(path, True)
