@@ -49,6 +49,12 @@ def test_overrides_are_typed_yaml_scalars():
         (["world.legacy_policy.free.no_such_offer=1"], "world.legacy_policy.free.no_such_offer"),
         (["spark.extra.executor.memory=4g"], "spark.extra"),
         (["world"], "--set expects dotted.key=value"),
+        (["recommend.experiment.shares.holdout=0.5"], "shares must sum to 1, they sum to 1.4"),
+        (["recommend.objective=revenue"], "recommend.objective"),
+        (["recommend.value.tenure_months.nope=3"], "recommend.value.tenure_months.nope: unknown"),
+        (["recommend.eligibility.exclude.XX=[free]"], "recommend.eligibility.exclude.XX: unknown"),
+        (["recommend.eligibility.exclude.JP=[premium_duo]"], "'premium_duo' is not sold in JP"),
+        (["recommend.experiment.markets.XX=0.1"], "recommend.experiment.markets.XX: unknown"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):
@@ -112,3 +118,10 @@ def test_cli_reports_bad_config_without_a_stack_trace(capsys):
     assert err.startswith("recsys: error: invalid configuration")
     assert "world.users" in err
     assert "Traceback" not in err
+
+
+def test_rollback_needs_a_date(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["rollback", "--to", "2026-13-01"])
+    assert exit_.value.code == 2
+    assert "not a date (YYYY-MM-DD): '2026-13-01'" in capsys.readouterr().err
