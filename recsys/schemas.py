@@ -24,6 +24,11 @@ USER_STATE = "user_state"
 PLAN_RECOMMENDATIONS = "plan_recommendations"
 PLAN_RECOMMENDATIONS_CURRENT = "plan_recommendations_current"
 ELIGIBILITY_AUDIT = "eligibility_audit"
+EXPLORATION_CANDIDATES = "exploration_candidates"
+EXPERIMENT_EXPOSURES = "experiment_exposures"
+EXPERIMENT_OUTCOMES = "experiment_outcomes"
+EXPERIMENT_RESULTS = "experiment_results"
+EXPERIMENT_POLICY_VALUES = "experiment_policy_values"
 
 # Event types. Behaviour events carry a behaviour token as item_id; subscription events an
 # offer_id of the user's market. `value` is minutes for `listen`, the logging propensity of the
@@ -181,5 +186,139 @@ ELIGIBILITY_AUDIT_SCHEMA = T.StructType(
         T.StructField("eligible", T.BooleanType(), False),
         T.StructField("reason_code", T.StringType(), True),
         T.StructField("snapshot_date", T.DateType(), False),
+    ]
+)
+
+# Every eligible offer of the treatment arm's exploration slice (users shown a random list),
+# with the rank the treatment policy would have given it: the logged context that off-policy
+# evaluation needs (what the policy under test would have shown the users who saw something
+# else). Written by recommend, partitioned by snapshot_date.
+EXPLORATION_CANDIDATES_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("market", T.StringType(), False),
+        T.StructField("offer_id", T.StringType(), False),
+        T.StructField("target_rank", T.IntegerType(), False),
+        T.StructField("p_convert", T.DoubleType(), False),
+        T.StructField("expected_value", T.DoubleType(), False),
+        T.StructField("epsilon", T.DoubleType(), False),
+        T.StructField("experiment_id", T.StringType(), False),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("snapshot_date", T.DateType(), False),
+    ]
+)
+
+# The experiment's logs (DESIGN.md section 9), partitioned by experiment_id. `analyze` reads
+# any tables of this shape, simulated or real.
+#
+# Exposures: one row per (user, rank) of the list each assigned user was served, and one row of
+# rank 0 with no offer for a user served nothing (the holdout arm, or nothing eligible). The
+# users of this table are the experiment's population; `arm` is their assignment.
+# `propensity` is the logging policy's probability of this offer at this rank (see
+# recsys/recommend/rank.py); `is_examined` whether the user looked at the slot.
+EXPERIMENT_EXPOSURES_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("market", T.StringType(), False),
+        T.StructField("arm", T.StringType(), False),
+        T.StructField("rank", T.IntegerType(), False),
+        T.StructField("offer_id", T.StringType(), True),
+        T.StructField("propensity", T.DoubleType(), False),
+        T.StructField("reason_code", T.StringType(), False),
+        T.StructField("is_examined", T.BooleanType(), False),
+        T.StructField("examined_at", T.TimestampType(), True),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("snapshot_date", T.DateType(), False),
+        T.StructField("experiment_id", T.StringType(), False),
+    ]
+)
+
+# Outcomes: one row per user over the experiment window. Money is in the market's currency.
+# The 0/1 guardrail columns count events in the window: `cancellation` (a paid subscription
+# ended), `downgrade` (back to a cheaper plan, or an add-on dropped), `trial_abuse` (a free
+# trial cancelled before its first payment). `pre_revenue` and `pre_engagement` (log1p of
+# behaviour events) cover the days before the window: CUPED's covariates. `expected_*` and
+# `oracle_*` are the simulator's truth (expected values of the list shown and of the oracle's
+# list); null for real data.
+EXPERIMENT_OUTCOMES_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("market", T.StringType(), False),
+        T.StructField("converted", T.IntegerType(), False),
+        T.StructField("converted_offer", T.StringType(), True),
+        T.StructField("converted_rank", T.IntegerType(), True),
+        T.StructField("converted_at", T.TimestampType(), True),
+        T.StructField("revenue", T.DoubleType(), False),
+        T.StructField("cancellation", T.IntegerType(), False),
+        T.StructField("downgrade", T.IntegerType(), False),
+        T.StructField("trial_abuse", T.IntegerType(), False),
+        T.StructField("pre_revenue", T.DoubleType(), False),
+        T.StructField("pre_engagement", T.DoubleType(), False),
+        T.StructField("expected_conversion", T.DoubleType(), True),
+        T.StructField("expected_revenue", T.DoubleType(), True),
+        T.StructField("oracle_conversion", T.DoubleType(), True),
+        T.StructField("oracle_revenue", T.DoubleType(), True),
+        T.StructField("window_start", T.DateType(), False),
+        T.StructField("window_end", T.DateType(), False),
+        T.StructField("experiment_id", T.StringType(), False),
+    ]
+)
+
+# Results: one row per (market, metric, comparison, adjustment); market "ALL" pools the
+# markets (revenue then in `unit` = months of the reference offer's price, so currencies add).
+# mean_a / users_a are the first arm of `comparison` (e.g. treatment in treatment_vs_control);
+# on `cuped` rows the means are the CUPED-adjusted ones (their difference is the lift).
+# `decision` is the market's (on every row of it), from the success metric and guardrails.
+POOLED = "ALL"
+EXPERIMENT_RESULTS_SCHEMA = T.StructType(
+    [
+        T.StructField("market", T.StringType(), False),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("role", T.StringType(), False),
+        T.StructField("unit", T.StringType(), False),
+        T.StructField("comparison", T.StringType(), False),
+        T.StructField("adjustment", T.StringType(), False),
+        T.StructField("users_a", T.LongType(), False),
+        T.StructField("users_b", T.LongType(), False),
+        T.StructField("mean_a", T.DoubleType(), True),
+        T.StructField("mean_b", T.DoubleType(), True),
+        T.StructField("lift", T.DoubleType(), True),
+        T.StructField("lift_low", T.DoubleType(), True),
+        T.StructField("lift_high", T.DoubleType(), True),
+        T.StructField("rel_lift", T.DoubleType(), True),
+        T.StructField("rel_low", T.DoubleType(), True),
+        T.StructField("rel_high", T.DoubleType(), True),
+        T.StructField("p_value", T.DoubleType(), True),
+        T.StructField("p_adjusted", T.DoubleType(), True),
+        T.StructField("variance_reduction", T.DoubleType(), True),
+        T.StructField("margin", T.DoubleType(), True),
+        T.StructField("verdict", T.StringType(), True),
+        T.StructField("srm_p_value", T.DoubleType(), True),
+        T.StructField("is_valid", T.BooleanType(), False),
+        T.StructField("decision", T.StringType(), True),
+        T.StructField("decision_reason", T.StringType(), True),
+        T.StructField("required_users_per_arm", T.LongType(), True),
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("analyzed_at", T.TimestampType(), False),
+        T.StructField("experiment_id", T.StringType(), False),
+    ]
+)
+
+# Policy values: the conversion rate (and revenue per user) of a policy by one estimator:
+# `ab_measured` (the arm's mean), `ips` / `dr` (off-policy, from the exploration slice alone),
+# `truth` (the simulator's expected value; the oracle has only this one).
+EXPERIMENT_POLICY_VALUES_SCHEMA = T.StructType(
+    [
+        T.StructField("market", T.StringType(), False),
+        T.StructField("policy", T.StringType(), False),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("estimator", T.StringType(), False),
+        T.StructField("users", T.LongType(), False),
+        T.StructField("value", T.DoubleType(), True),
+        T.StructField("low", T.DoubleType(), True),
+        T.StructField("high", T.DoubleType(), True),
+        T.StructField("analyzed_at", T.TimestampType(), False),
+        T.StructField("experiment_id", T.StringType(), False),
     ]
 )

@@ -55,6 +55,11 @@ def test_overrides_are_typed_yaml_scalars():
         (["recommend.eligibility.exclude.XX=[free]"], "recommend.eligibility.exclude.XX: unknown"),
         (["recommend.eligibility.exclude.JP=[premium_duo]"], "'premium_duo' is not sold in JP"),
         (["recommend.experiment.markets.XX=0.1"], "recommend.experiment.markets.XX: unknown"),
+        (["simulate.position_bias=[0.5, 0.9]"], "simulate.position_bias: Value error, must not"),
+        (["simulate.reach=1.5"], "simulate.reach"),
+        (["analyze.guardrails.churn=0.01"], "unknown guardrails ['churn']"),
+        (["analyze.success_metric=clicks"], "analyze.success_metric"),
+        (["analyze.reference_offer=premium_mini"], "'premium_mini' is not sold in"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

@@ -44,7 +44,7 @@ from recsys.recommend.assign import (
 )
 from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK, FALLBACK_REASON, MODEL
 from recsys.recommend.offers import offer_terms_df
-from recsys.recommend.rank import ranked_lists
+from recsys.recommend.rank import exploration_candidates, ranked_lists
 from recsys.tables import publish_partition, read_table
 from recsys.training import tracking
 from recsys.training.search import baseline_params
@@ -190,9 +190,23 @@ def run(spark: SparkSession, config: Config) -> None:
                 )
                 .withColumn("expected_value", F.col("p_convert") * F.col("value"))
             )
+            scored_df = scored_df.persist()
             lists_df = ranked_lists(
                 scored_df, settings.k, settings.objective, settings.experiment.id
             ).persist()
+            publish_partition(
+                spark,
+                config,
+                exploration_candidates(scored_df, settings.objective).select(
+                    *S.EXPLORATION_CANDIDATES_SCHEMA.fieldNames()[:-3],
+                    F.lit(settings.experiment.id).alias("experiment_id"),
+                    F.lit(served.version).alias("model_version"),
+                    F.lit(snapshot).alias("snapshot_date"),
+                ),
+                S.EXPLORATION_CANDIDATES,
+                partition_column="snapshot_date",
+                value=snapshot,
+            )
             rows_df = lists.contract_rows(
                 lists_df,
                 users_df,
@@ -241,7 +255,7 @@ def run(spark: SparkSession, config: Config) -> None:
             _headline(summary),
             run.info.run_id,
         )
-    for df in (lists_df, verdicts_df, users_df, full_df):
+    for df in (lists_df, scored_df, verdicts_df, users_df, full_df):
         df.unpersist()
     for model in (served.model, fallback, control):
         model.unpersist()

@@ -40,6 +40,14 @@ def objective_of(objective: str) -> Column:
     return F.when(F.col("arm") == TREATMENT, F.col(objective)).otherwise(F.col("score"))
 
 
+def _greedy(objective: str) -> Window:
+    return Window.partitionBy("market", "user_id").orderBy(
+        objective_of(objective).desc_nulls_last(),
+        F.col("score").desc_nulls_last(),
+        F.col("offer_id"),
+    )
+
+
 def ranked_lists(candidates_df: DataFrame, k: int, objective: str, salt: str) -> DataFrame:
     """The ``k`` offers shown to each user, with ``rank`` (1 = first) and ``propensity``.
 
@@ -47,11 +55,7 @@ def ranked_lists(candidates_df: DataFrame, k: int, objective: str, salt: str) ->
     ``objective``: ``p_convert`` or ``expected_value``. ``salt``: the experiment id.
     """
     user = Window.partitionBy("market", "user_id")
-    greedy = user.orderBy(
-        objective_of(objective).desc_nulls_last(),
-        F.col("score").desc_nulls_last(),
-        F.col("offer_id"),
-    )
+    greedy = _greedy(objective)
     shuffled = user.orderBy(unit(f"{salt}/order", "user_id", "offer_id"), F.col("offer_id"))
     epsilon = F.col("epsilon")
     return (
@@ -69,4 +73,21 @@ def ranked_lists(candidates_df: DataFrame, k: int, objective: str, salt: str) ->
             + epsilon / F.col("_offers"),
         )
         .select(*LIST_COLUMNS)
+    )
+
+
+def exploration_candidates(candidates_df: DataFrame, objective: str) -> DataFrame:
+    """Every eligible offer of the treatment arm's exploring users, with ``target_rank``: the
+    rank the treatment's greedy policy gives it. Those users saw a random list; this is what
+    the policy under test would have shown them, which off-policy evaluation needs.
+
+    ``candidates_df``: :data:`CANDIDATE_COLUMNS`. Returns (market, user_id, offer_id,
+    target_rank, p_convert, expected_value, epsilon).
+    """
+    return (
+        candidates_df.where((F.col("arm") == TREATMENT) & F.col("is_exploring"))
+        .withColumn("target_rank", F.row_number().over(_greedy(objective)))
+        .select(
+            "market", "user_id", "offer_id", "target_rank", "p_convert", "expected_value", "epsilon"
+        )
     )

@@ -83,11 +83,19 @@ def test_rows_carry_the_model_the_experiment_and_calibrated_values(spark, publis
         (F.col("p_convert") <= 0)
         | (F.col("p_convert") >= 1)
         | (F.col("expected_value") < 0)
-        | (F.col("propensity") != 1.0)
+        | (F.col("propensity") <= 0)
+        | (F.col("propensity") > 1)
     )
     assert bad.count() == 0
-    treatment = listed.where(F.col("arm") == "treatment")
-    # Lists are ordered by the objective (expected value), best first.
+    exploring = F.col("reason_code") == "exploration"
+    epsilon = config.recommend.experiment.epsilon
+    assert 0 < epsilon < 0.5
+    # The greedy list's rows were shown with probability (1 - eps) + eps / n, the exploration
+    # slice's with that or eps / n.
+    assert listed.where(~exploring & (F.col("propensity") < 1 - epsilon)).count() == 0
+    assert listed.where(exploring).count() > 0
+    treatment = listed.where((F.col("arm") == "treatment") & ~exploring)
+    # Lists outside the exploration slice are ordered by the objective, best first.
     out_of_order = (
         treatment.alias("a")
         .join(treatment.alias("b"), on=["market", "user_id"])
