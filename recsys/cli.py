@@ -24,6 +24,7 @@ from pyspark.sql import SparkSession
 
 from recsys.config import Config, load_config
 from recsys.errors import RecsysError
+from recsys.experiment import job as experiment_job
 from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
 from recsys.recommend import job as recommend_job
@@ -42,6 +43,8 @@ STEPS: dict[str, Step] = {
     "build-interactions": interactions_job.run,
     "train": train_job.run,
     "recommend": recommend_job.run,
+    "simulate": experiment_job.simulate_run,
+    "analyze": experiment_job.analyze_run,
 }
 
 

@@ -1,0 +1,352 @@
+"""The `simulate` (demo) and `analyze` steps (DESIGN.md sections 5 and 9)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.config import Config
+from recsys.errors import RecsysError
+from recsys.experiment import analysis, ope, report, simulate, stats
+from recsys.progress import step
+from recsys.recommend.assign import CONTROL, HOLDOUT, TREATMENT
+from recsys.tables import publish_partition, read_table
+from recsys.training import tracking
+from recsys.world.population import markets_df
+
+log = logging.getLogger(__name__)
+
+
+def simulate_run(spark: SparkSession, config: Config) -> None:
+    """Play the experiment out on the synthetic world and write its logs."""
+    experiment = config.recommend.experiment.id
+    lists_df = read_table(spark, config, S.PLAN_RECOMMENDATIONS_CURRENT)
+    first = lists_df.select("snapshot_date", "experiment_id").first()
+    if first is None:
+        raise RecsysError(f"{config.table(S.PLAN_RECOMMENDATIONS_CURRENT)} is empty")
+    start, served_experiment = first["snapshot_date"], first["experiment_id"]
+    if served_experiment != experiment:
+        raise RecsysError(
+            f"the served lists belong to experiment {served_experiment!r}, the config names "
+            f"{experiment!r}: run recommend with this config first"
+        )
+    truth_df = read_table(spark, config, S.WORLD_TRUTH)
+    slots_df = simulate.served_slots(lists_df)
+    missing = slots_df.join(truth_df, on="user_id", how="left_anti")
+    lost = missing.count()
+    if lost:
+        example = missing.first()["user_id"]
+        raise RecsysError(
+            f"simulate plays the test on the synthetic world, but {lost:,} served users (e.g. "
+            f"{example}) are not in {config.table(S.WORLD_TRUTH)}; with your own data, load "
+            "real exposures and outcomes and run analyze"
+        )
+    window = config.simulate.window_days
+    log.info(
+        "simulating experiment %s over %d days from %s (reach %.0f%%, position bias %s)",
+        experiment,
+        window,
+        start,
+        100 * config.simulate.reach,
+        config.simulate.position_bias,
+    )
+    with step("simulate: draw"):
+        simulated_df = simulate.simulate(
+            slots_df,
+            truth_df,
+            read_table(spark, config, S.USERS),
+            markets_df(spark, config.markets),
+            simulate.pre_period(
+                read_table(spark, config, S.EVENTS), start, config.simulate.pre_days
+            ),
+            config,
+            start,
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with step("simulate: experiment_exposures"):
+            publish_partition(
+                spark,
+                config,
+                simulate.exposures(simulated_df),
+                S.EXPERIMENT_EXPOSURES,
+                partition_column="experiment_id",
+                value=experiment,
+            )
+        with step("simulate: experiment_outcomes"):
+            publish_partition(
+                spark,
+                config,
+                simulate.outcomes(simulated_df, start, window),
+                S.EXPERIMENT_OUTCOMES,
+                partition_column="experiment_id",
+                value=experiment,
+            )
+        summary = (
+            simulated_df.groupBy("arm")
+            .agg(
+                F.count(F.lit(1)).alias("users"),
+                F.sum("converted").alias("conversions"),
+                F.avg("expected_conversion").alias("expected"),
+                F.avg("oracle_conversion").alias("oracle"),
+            )
+            .orderBy("arm")
+            .collect()
+        )
+    finally:
+        simulated_df.unpersist()
+    for r in summary:
+        log.info(
+            "  %-9s %8s users, %6s conversions (%.2f%%; expected %.2f%%, oracle %.2f%%)",
+            r["arm"],
+            f"{r['users']:,}",
+            f"{r['conversions']:,}",
+            100 * r["conversions"] / r["users"],
+            100 * r["expected"],
+            100 * r["oracle"],
+        )
+
+
+def analyze_run(spark: SparkSession, config: Config) -> None:
+    """Read the experiment's logs, write experiment_results and the decision report."""
+    settings, experiment = config.analyze, config.recommend.experiment.id
+    analyzed_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    mine = F.col("experiment_id") == F.lit(experiment)
+    exposures_df = read_table(spark, config, S.EXPERIMENT_EXPOSURES).where(mine)
+    outcomes_df = read_table(spark, config, S.EXPERIMENT_OUTCOMES).where(mine)
+    stamp = exposures_df.select("model_version", "snapshot_date").first()
+    if stamp is None:
+        raise RecsysError(
+            f"{config.table(S.EXPERIMENT_EXPOSURES)} has no rows for experiment {experiment!r}"
+        )
+    model_name, model_version = config.train.registered_model, stamp["model_version"]
+    markets = config.markets.markets
+    reference = {m: float(markets[m].offers[settings.reference_offer]) for m in markets}
+
+    with step("analyze: metrics per user"):
+        logged_df = analysis.with_reference_revenue(
+            analysis.population(exposures_df, outcomes_df), reference
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        conflicting, without_outcomes = analysis.check_population(logged_df)
+        if conflicting:
+            log.warning("%d users are logged in more than one arm: left out", conflicting)
+        if without_outcomes:
+            log.info("%d users have no outcome row: counted with zero outcomes", without_outcomes)
+        users_df = logged_df.where(F.col("arms") == 1)
+    with step("analyze: comparisons"):
+        moments = analysis.arm_moments(analysis.moments_table(users_df))
+        results = analysis.results(
+            moments,
+            settings,
+            config.recommend.experiment.shares,
+            {m: markets[m].currency for m in markets},
+        )
+        values = _policy_values(spark, config, users_df, exposures_df, outcomes_df, stamp)
+        curve = _cumulative_conversion(users_df, stamp["snapshot_date"])
+    stamps = {
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "analyzed_at": analyzed_at,
+        "experiment_id": experiment,
+    }
+    with step("analyze: experiment_results"):
+        _write(
+            spark,
+            config,
+            results.assign(**stamps),
+            S.EXPERIMENT_RESULTS_SCHEMA,
+            S.EXPERIMENT_RESULTS,
+            experiment,
+        )
+        _write(
+            spark,
+            config,
+            values.assign(analyzed_at=analyzed_at, experiment_id=experiment),
+            S.EXPERIMENT_POLICY_VALUES_SCHEMA,
+            S.EXPERIMENT_POLICY_VALUES,
+            experiment,
+        )
+    logged_df.unpersist()
+    tracking.setup(config)
+    with mlflow.start_run(run_name=f"analyze {experiment}") as run:
+        mlflow.set_tags(
+            {
+                "recsys.step": "analyze",
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "recsys.experiment_id": experiment,
+                "recsys.model_name": model_name,
+                "recsys.model_version": str(model_version),
+                "recsys.model_uri": f"models:/{model_name}/{model_version}",
+            }
+        )
+        tracking.log_params(
+            {"analyze": settings.model_dump(), "simulate": config.simulate.model_dump()}
+        )
+        tracking.log_metrics(_key_figures(results, values, settings))
+        written = report.write(
+            Path(settings.report_dir),
+            experiment=experiment,
+            model=f"{model_name} v{model_version}",
+            snapshot=stamp["snapshot_date"],
+            results=results,
+            values=values,
+            curve=curve,
+            settings=settings,
+            shares=config.recommend.experiment.shares,
+            caveats=_caveats(conflicting, without_outcomes),
+        )
+        for path in written.files:
+            mlflow.log_artifact(str(path), artifact_path="report")
+        mlflow.log_table(results, "experiment_results.json")
+    log.info("decision report: %s (mlflow run %s)", written.path, run.info.run_id)
+    for line in written.headline:
+        log.info("  %s", line)
+
+
+def _write(
+    spark: SparkSession, config: Config, frame: pd.DataFrame, schema, name: str, experiment: str
+) -> None:
+    columns = schema.fieldNames()
+    rows = [tuple(_plain(r[c]) for c in columns) for r in frame.to_dict("records")]
+    df = spark.createDataFrame(rows, schema)
+    publish_partition(spark, config, df, name, partition_column="experiment_id", value=experiment)
+
+
+def _plain(value):
+    """A pandas or numpy scalar as the Python value Spark's schema check accepts."""
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _policy_values(
+    spark: SparkSession,
+    config: Config,
+    users_df: DataFrame,
+    exposures_df: DataFrame,
+    outcomes_df: DataFrame,
+    stamp,
+) -> pd.DataFrame:
+    """Each policy's conversion rate and revenue per user: measured in its arm, estimated off
+    policy from the exploration slice, and (simulated worlds) the truth and the oracle's."""
+    level = config.analyze.level
+    has_list = exposures_df.where(F.col("rank") > 0).select("user_id").distinct()
+    greedy_df = users_df.where((F.col("arm") == TREATMENT) & ~F.col("is_exploring")).join(
+        has_list, on="user_id", how="inner"
+    )
+    groups = {
+        TREATMENT: users_df.where(F.col("arm") == TREATMENT),
+        CONTROL: users_df.where(F.col("arm") == CONTROL),
+        HOLDOUT: users_df.where(F.col("arm") == HOLDOUT),
+        "treatment_greedy": greedy_df,
+    }
+    rows = []
+
+    def add(policy: str, metric: str, estimator: str, m: stats.Moments) -> None:
+        low, high = stats.mean_interval(m, level=level)
+        rows.append(
+            {
+                "market": S.POOLED,
+                "policy": policy,
+                "metric": metric,
+                "estimator": estimator,
+                "users": m.n,
+                "value": m.mean_y,
+                "low": low,
+                "high": high,
+            }
+        )
+
+    simulated = users_df.where(F.col("expected_conversion").isNotNull()).limit(1).count() > 0
+    for policy, df in groups.items():
+        add(policy, "conversion", "ab_measured", _moments(df, "converted"))
+        add(policy, "revenue", "ab_measured", _moments(df, "revenue_ref"))
+        if simulated:
+            add(policy, "conversion", "truth", _moments(df, "expected_conversion"))
+            add(policy, "revenue", "truth", _moments(df, "expected_revenue_ref"))
+    if simulated:
+        served_df = users_df.where(F.col("arm") != HOLDOUT)
+        add("oracle", "conversion", "truth", _moments(served_df, "oracle_conversion"))
+        add("oracle", "revenue", "truth", _moments(served_df, "oracle_revenue_ref"))
+    candidates_df = read_table(spark, config, S.EXPLORATION_CANDIDATES).where(
+        (F.col("snapshot_date") == F.lit(stamp["snapshot_date"]))
+        & (F.col("experiment_id") == F.lit(config.recommend.experiment.id))
+    )
+    estimates_df = ope.user_estimates(
+        ope.slice_rows(exposures_df, candidates_df, outcomes_df), outcomes_df
+    )
+    for estimator in ("ips", "dr"):
+        m = _moments(estimates_df, estimator)
+        if m.n:
+            add("treatment_greedy", "conversion", estimator, m)
+        else:
+            log.info("no exploration slice in the treatment arm: no off-policy estimate")
+            break
+    return pd.DataFrame(rows)
+
+
+def _moments(df: DataFrame, column: str) -> stats.Moments:
+    row = df.agg(
+        F.count(F.col(column)).alias("n"),
+        F.sum(column).alias("s"),
+        F.sum(F.col(column) * F.col(column)).alias("s2"),
+    ).first()
+    return stats.Moments(n=int(row["n"]), sum_y=float(row["s"] or 0), sum_y2=float(row["s2"] or 0))
+
+
+def _cumulative_conversion(users_df: DataFrame, start: dt.date) -> pd.DataFrame:
+    """Per arm and day of the window: the share of the arm's users converted so far."""
+    day = F.datediff(F.to_date("converted_at"), F.lit(start))
+    daily = (
+        users_df.where(F.col("converted") > 0)
+        .groupBy("arm", day.alias("day"))
+        .agg(F.count(F.lit(1)).alias("conversions"))
+        .toPandas()
+    )
+    sizes = users_df.groupBy("arm").count().toPandas().set_index("arm")["count"]
+    daily = daily.sort_values(["arm", "day"])
+    daily["cumulative_rate"] = daily.groupby("arm")["conversions"].cumsum() / daily["arm"].map(
+        sizes
+    )
+    return daily
+
+
+def _key_figures(results: pd.DataFrame, values: pd.DataFrame, settings) -> dict[str, float]:
+    adjustment = "cuped" if settings.cuped else "raw"
+    pooled = results[(results["market"] == S.POOLED) & (results["adjustment"] == adjustment)]
+    figures = {}
+    for r in pooled.itertuples():
+        prefix = f"{r.comparison}/{r.metric}"
+        figures.update(
+            {
+                f"{prefix}/lift": r.lift,
+                f"{prefix}/lift_low": r.lift_low,
+                f"{prefix}/lift_high": r.lift_high,
+                f"{prefix}/rel_lift": r.rel_lift,
+                f"{prefix}/p_value": r.p_value,
+            }
+        )
+    for r in values.itertuples():
+        figures[f"value/{r.policy}/{r.metric}/{r.estimator}"] = r.value
+    srm = results.loc[results["market"] == S.POOLED, "srm_p_value"].iloc[0]
+    figures["srm_p_value"] = srm
+    return {k: float(v) for k, v in figures.items() if pd.notna(v)}
+
+
+def _caveats(conflicting: int, without_outcomes: int) -> list[str]:
+    found = []
+    if conflicting:
+        found.append(f"{conflicting:,} users were logged in more than one arm and are left out.")
+    if without_outcomes:
+        found.append(f"{without_outcomes:,} users had no outcome row and count as zeros.")
+    return found
