@@ -39,6 +39,17 @@ COMPARISONS = {
 HEADLINE = "treatment_vs_control"
 SUMS = ("sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy")
 REFERENCE_UNIT = "reference_months"
+# The simulator's truth: optional in outcomes (real logs have no oracle).
+TRUTH_COLUMNS = ("expected_conversion", "expected_revenue", "oracle_conversion", "oracle_revenue")
+
+
+def check_columns(df: DataFrame, schema, table: str, *, optional: tuple[str, ...] = ()) -> None:
+    """Raises naming the table and the columns it lacks against its documented schema."""
+    missing = [c for c in schema.fieldNames() if c not in df.columns and c not in optional]
+    if missing:
+        raise RecsysError(
+            f"{table} lacks the columns {missing} of its documented schema (recsys/schemas.py)"
+        )
 
 
 def population(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
@@ -55,6 +66,9 @@ def population(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
         F.max((F.col("reason_code") == EXPLORATION_REASON).cast("int")).alias("is_exploring"),
     )
     zero = F.lit(0)
+    for column in TRUTH_COLUMNS:
+        if column not in outcomes_df.columns:
+            outcomes_df = outcomes_df.withColumn(column, F.lit(None).cast("double"))
     return assigned_df.join(
         outcomes_df.drop("market").withColumn("has_outcome", F.lit(1)),
         on="user_id",
@@ -66,17 +80,11 @@ def population(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
         "arms",
         F.col("is_exploring").cast("boolean").alias("is_exploring"),
         F.coalesce("has_outcome", zero).alias("has_outcome"),
-        *[
-            F.coalesce(F.col(c), zero).cast("double").alias(c)
-            for c in ("converted", *[m for m, _ in METRICS.values()][1:])
-        ],
+        *[F.coalesce(F.col(c), zero).cast("double").alias(c) for c, _ in METRICS.values()],
         *[F.coalesce(F.col(c), F.lit(0.0)).alias(c) for c in ("pre_revenue", "pre_engagement")],
         "converted_rank",
         "converted_at",
-        "expected_conversion",
-        "expected_revenue",
-        "oracle_conversion",
-        "oracle_revenue",
+        *TRUTH_COLUMNS,
     )
 
 

@@ -122,6 +122,15 @@ def analyze_run(spark: SparkSession, config: Config) -> None:
     mine = F.col("experiment_id") == F.lit(experiment)
     exposures_df = read_table(spark, config, S.EXPERIMENT_EXPOSURES).where(mine)
     outcomes_df = read_table(spark, config, S.EXPERIMENT_OUTCOMES).where(mine)
+    analysis.check_columns(
+        exposures_df, S.EXPERIMENT_EXPOSURES_SCHEMA, config.table(S.EXPERIMENT_EXPOSURES)
+    )
+    analysis.check_columns(
+        outcomes_df,
+        S.EXPERIMENT_OUTCOMES_SCHEMA,
+        config.table(S.EXPERIMENT_OUTCOMES),
+        optional=analysis.TRUTH_COLUMNS,
+    )
     stamp = exposures_df.select("model_version", "snapshot_date").first()
     if stamp is None:
         raise RecsysError(
@@ -278,6 +287,9 @@ def _policy_values(
         served_df = users_df.where(F.col("arm") != HOLDOUT)
         add("oracle", "conversion", "truth", _moments(served_df, "oracle_conversion"))
         add("oracle", "revenue", "truth", _moments(served_df, "oracle_revenue_ref"))
+    if not spark.catalog.tableExists(config.table(S.EXPLORATION_CANDIDATES)):
+        log.info("no %s: no off-policy estimate", config.table(S.EXPLORATION_CANDIDATES))
+        return pd.DataFrame(rows)
     candidates_df = read_table(spark, config, S.EXPLORATION_CANDIDATES).where(
         (F.col("snapshot_date") == F.lit(stamp["snapshot_date"]))
         & (F.col("experiment_id") == F.lit(config.recommend.experiment.id))

@@ -4,19 +4,23 @@ comparisons -> decisions) on logs whose truth is known: hundreds of A/A tests at
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.config import AnalyzeConfig, ExperimentConfig
+from recsys.errors import RecsysError
 from recsys.experiment import analysis
 from recsys.recommend.assign import CONTROL, TREATMENT, arm_of, unit
 
 SHARES = {"treatment": 0.45, "control": 0.45, "holdout": 0.10}
 SETTINGS = AnalyzeConfig()
+DAY = dt.date(2026, 11, 1)
 
 
 def _normal(salt: str) -> Column:
@@ -136,3 +140,36 @@ def test_a_planted_lift_is_recovered_within_its_interval_and_ships(spark):
     raw = _headline(frame, "revenue").iloc[0]
     assert revenue["lift_high"] - revenue["lift_low"] < raw["lift_high"] - raw["lift_low"]
     assert revenue["decision"] == "ship", revenue["decision_reason"]
+
+
+def _exposure(user_id: str, arm: str, rank: int, offer_id: str | None, reason: str):
+    return (user_id, "SE", arm, rank, offer_id, 1.0, reason, False, None, "1", DAY, "x")
+
+
+def test_real_logs_need_no_simulator_columns_and_missing_outcomes_count_as_zero(spark):
+    exposures_df = spark.createDataFrame(
+        [
+            _exposure("a", "treatment", 1, "premium_family", "signal:household"),
+            _exposure("a", "treatment", 2, "premium_duo", "signal:household"),
+            _exposure("b", "control", 1, "premium_individual", "popular_in_market"),
+            _exposure("c", "holdout", 0, None, "holdout"),
+        ],
+        S.EXPERIMENT_EXPOSURES_SCHEMA,
+    )
+    outcomes_df = spark.createDataFrame(
+        [("a", "SE", 1, "premium_family", 1, None, 209.0, 0, 0, 0, 129.0, 2.0)],
+        T.StructType(S.EXPERIMENT_OUTCOMES_SCHEMA.fields[:12]),
+    )
+    rows = {r["user_id"]: r for r in analysis.population(exposures_df, outcomes_df).collect()}
+    assert rows["a"]["arm"] == "treatment" and rows["a"]["revenue"] == 209.0
+    assert rows["a"]["converted"] == 1.0 and rows["a"]["expected_conversion"] is None
+    assert rows["c"]["has_outcome"] == 0 and rows["c"]["revenue"] == 0.0
+    assert {u: r["arms"] for u, r in rows.items()} == {"a": 1, "b": 1, "c": 1}
+
+
+def test_logs_without_a_documented_column_are_refused_by_name(spark):
+    exposures_df = spark.createDataFrame([("a", "SE")], ["user_id", "market"])
+    with pytest.raises(RecsysError, match=r"recsys.experiment_exposures lacks the columns \['arm'"):
+        analysis.check_columns(
+            exposures_df, S.EXPERIMENT_EXPOSURES_SCHEMA, "recsys.experiment_exposures"
+        )
