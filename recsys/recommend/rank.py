@@ -35,9 +35,16 @@ CANDIDATE_COLUMNS = (
 LIST_COLUMNS = (*CANDIDATE_COLUMNS, "rank", "propensity")
 
 
+# recommend.objective -> the column the treatment arm is sorted by.
+OBJECTIVES = {"propensity": "p_convert", "expected_value": "expected_value"}
+
+
 def objective_of(objective: str) -> Column:
-    """The greedy sort key of a row: the treatment's objective, the control's own score."""
-    return F.when(F.col("arm") == TREATMENT, F.col(objective)).otherwise(F.col("score"))
+    """The greedy sort key of a row: the treatment's objective (``recommend.objective``), the
+    control's own score."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; known: {list(OBJECTIVES)}")
+    return F.when(F.col("arm") == TREATMENT, F.col(OBJECTIVES[objective])).otherwise(F.col("score"))
 
 
 def _greedy(objective: str) -> Window:
@@ -52,7 +59,8 @@ def ranked_lists(candidates_df: DataFrame, k: int, objective: str, salt: str) ->
     """The ``k`` offers shown to each user, with ``rank`` (1 = first) and ``propensity``.
 
     ``candidates_df``: :data:`CANDIDATE_COLUMNS`, grain (market, user_id, offer_id).
-    ``objective``: ``p_convert`` or ``expected_value``. ``salt``: the experiment id.
+    ``objective``: ``propensity`` (by ``p_convert``) or ``expected_value``, as in
+    ``recommend.objective``. ``salt``: the experiment id.
     """
     user = Window.partitionBy("market", "user_id")
     greedy = _greedy(objective)

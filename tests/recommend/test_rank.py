@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import typing
+
 from chispa import assert_df_equality
 
-from recsys.recommend.rank import CANDIDATE_COLUMNS, ranked_lists
+from recsys.config import RecommendConfig
+from recsys.recommend.rank import CANDIDATE_COLUMNS, OBJECTIVES, ranked_lists
 
 SCHEMA = (
     "market string, user_id string, offer_id string, arm string, scorer string, score double, "
@@ -43,7 +46,7 @@ def test_greedy_lists_follow_the_objective_then_score_then_offer_id(spark):
         spark.createDataFrame(expected, OUT),
         ignore_nullable=True,
     )
-    by_p = ranked_lists(_candidates(spark), 1, "p_convert", "exp").where("user_id = 't'")
+    by_p = ranked_lists(_candidates(spark), 1, "propensity", "exp").where("user_id = 't'")
     assert [r["offer_id"] for r in by_p.collect()] == ["a"]
 
 
@@ -64,3 +67,11 @@ def test_exploring_users_see_a_shuffled_list_with_its_propensity(spark):
     shuffled = [r["offer_id"] for r in explored.where("user_id = 't'").orderBy("rank").collect()]
     assert len(set(shuffled)) == 3 and set(shuffled) <= {"a", "b", "c", "d"}
     assert tuple(CANDIDATE_COLUMNS) == tuple(c.split()[0] for c in SCHEMA.split(", "))
+
+
+def test_every_objective_the_config_accepts_ranks(spark):
+    # The config's words, not column names: `propensity` once reached Spark as a column.
+    allowed = typing.get_args(RecommendConfig.model_fields["objective"].annotation)
+    assert set(allowed) == set(OBJECTIVES)
+    for objective in allowed:
+        assert ranked_lists(_candidates(spark), 1, objective, "exp").count() == 2
