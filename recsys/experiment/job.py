@@ -151,7 +151,14 @@ def analyze_run(spark: SparkSession, config: Config) -> None:
             log.info("%d users have no outcome row: counted with zero outcomes", without_outcomes)
         users_df = logged_df.where(F.col("arms") == 1)
     with step("analyze: comparisons"):
-        moments = analysis.arm_moments(analysis.moments_table(users_df))
+        table = analysis.moments_table(users_df)
+        unknown = sorted(set(table["market"]) - set(markets))
+        if unknown:
+            raise RecsysError(
+                f"the experiment's logs name markets {unknown} that {config.markets_file} does "
+                "not define: their currency and reference price are unknown"
+            )
+        moments = analysis.arm_moments(table)
         results = analysis.results(
             moments,
             settings,
