@@ -259,6 +259,11 @@ def _decide(
     moments: Mapping[tuple[str, str, str], stats.Moments],
     settings: AnalyzeConfig,
 ) -> decision.Outcome:
+    metric = settings.success_metric
+    if (scope, TREATMENT, metric) not in moments or (scope, CONTROL, metric) not in moments:
+        return decision.Outcome(
+            "invalid", "The logs hold no treatment or no control users here; no comparison.", None
+        )
     adjustment = "cuped" if settings.cuped else "raw"
     headline = frame[
         (frame["market"] == scope)

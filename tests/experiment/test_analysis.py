@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pytest
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -15,7 +16,7 @@ from pyspark.sql import types as T
 from recsys import schemas as S
 from recsys.config import AnalyzeConfig, ExperimentConfig
 from recsys.errors import RecsysError
-from recsys.experiment import analysis
+from recsys.experiment import analysis, stats
 from recsys.recommend.assign import CONTROL, TREATMENT, arm_of, unit
 
 SHARES = {"treatment": 0.45, "control": 0.45, "holdout": 0.10}
@@ -173,3 +174,19 @@ def test_logs_without_a_documented_column_are_refused_by_name(spark):
         analysis.check_columns(
             exposures_df, S.EXPERIMENT_EXPOSURES_SCHEMA, "recsys.experiment_exposures"
         )
+
+
+def test_a_market_without_a_control_arm_is_invalid_not_a_crash():
+    rng = np.random.default_rng(3)
+    moments = {}
+    sizes = {"treatment": 450, "control": 450, "holdout": 100}
+    for scope, arms in (("SE", ("treatment", "holdout")), ("US", tuple(sizes))):
+        for arm in arms:
+            for metric in analysis.METRICS:
+                draws = rng.binomial(1, 0.05, sizes[arm]) * 1.0
+                moments[(scope, arm, metric)] = stats.Moments.of(draws)
+    frame = analysis.results(moments, SETTINGS, SHARES, {"SE": "SEK", "US": "USD"})
+    decisions = frame.groupby("market")["decision"].first()
+    assert decisions["SE"] == "invalid"
+    assert decisions["US"] in {"keep_testing", "keep_baseline"}
+    assert set(frame.loc[frame["market"] == "SE", "comparison"]) == {"treatment_vs_holdout"}
