@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.columns import literal_map
 from recsys.config import AnalyzeConfig
 from recsys.errors import RecsysError
 from recsys.experiment import decision, stats
@@ -54,7 +55,8 @@ def check_columns(df: DataFrame, schema, table: str, *, optional: tuple[str, ...
 
 def population(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
     """One row per assigned user with their arm, whether their list was the exploration
-    slice's, and their outcomes (zeros when they have no outcome row).
+    slice's, whether they were shown any offer, and their outcomes (zeros when they have no
+    outcome row).
 
     ``exposures_df``: ``experiment_exposures`` rows of one experiment; ``outcomes_df``: its
     ``experiment_outcomes`` rows. Returns the per-user frame with ``arms`` (distinct arms
@@ -64,6 +66,7 @@ def population(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
         F.first("arm").alias("arm"),
         F.countDistinct("arm").alias("arms"),
         F.max((F.col("reason_code") == EXPLORATION_REASON).cast("int")).alias("is_exploring"),
+        F.max((F.col("rank") > 0).cast("int")).alias("has_list"),
     )
     zero = F.lit(0)
     for column in TRUTH_COLUMNS:
@@ -79,6 +82,7 @@ def population(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
         "arm",
         "arms",
         F.col("is_exploring").cast("boolean").alias("is_exploring"),
+        F.col("has_list").cast("boolean").alias("has_list"),
         F.coalesce("has_outcome", zero).alias("has_outcome"),
         *[F.coalesce(F.col(c), zero).cast("double").alias(c) for c, _ in METRICS.values()],
         *[F.coalesce(F.col(c), F.lit(0.0)).alias(c) for c in ("pre_revenue", "pre_engagement")],
@@ -90,8 +94,7 @@ def population(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
 
 def with_reference_revenue(users_df: DataFrame, reference_price: Mapping[str, float]) -> DataFrame:
     """Adds revenue columns in months of each market's reference price, so markets pool."""
-    price = F.create_map(*[x for m, p in reference_price.items() for x in (F.lit(m), F.lit(p))])
-    per = price[F.col("market")]
+    per = literal_map(reference_price)[F.col("market")]
     return users_df.select(
         "*",
         (F.col("revenue") / per).alias("revenue_ref"),

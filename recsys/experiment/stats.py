@@ -19,11 +19,11 @@ not stop the report of the others.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -135,17 +135,6 @@ class Comparison:
     theta: float | None
 
 
-class _Estimate(NamedTuple):
-    lift: float
-    lift_low: float
-    lift_high: float
-    rel_lift: float
-    rel_low: float
-    rel_high: float
-    p_value: float
-    se: float
-
-
 def compare(a: Moments, b: Moments, *, level: float = 0.95, cuped: bool = False) -> Comparison:
     """Treatment ``a`` against control ``b``: absolute and relative lift, interval and p-value.
 
@@ -161,7 +150,7 @@ def compare(a: Moments, b: Moments, *, level: float = 0.95, cuped: bool = False)
     z = _z(level)
     raw = _estimate(a.mean_y, a.var_y, a.n, b.mean_y, b.var_y, b.n, z)
     if not cuped:
-        return Comparison(a.n, b.n, a.mean_y, b.mean_y, *raw, variance_reduction=None, theta=None)
+        return raw
 
     pooled = a + b
     theta = pooled.cov_xy / pooled.var_x if pooled.var_x > 0 else 0.0
@@ -169,9 +158,7 @@ def compare(a: Moments, b: Moments, *, level: float = 0.95, cuped: bool = False)
     mean_b, var_b = _adjusted(b, theta, pooled.mean_x)
     adjusted = _estimate(mean_a, var_a, a.n, mean_b, var_b, b.n, z)
     reduction = 1.0 - (adjusted.se / raw.se) ** 2 if raw.se > 0 else NAN
-    return Comparison(
-        a.n, b.n, mean_a, mean_b, *adjusted, variance_reduction=reduction, theta=theta
-    )
+    return dataclasses.replace(adjusted, variance_reduction=reduction, theta=theta)
 
 
 def mean_interval(m: Moments, *, level: float = 0.95) -> tuple[float, float]:
@@ -204,7 +191,8 @@ def _adjusted(m: Moments, theta: float, pooled_mean_x: float) -> tuple[float, fl
 
 def _estimate(
     mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int, z: float
-) -> _Estimate:
+) -> Comparison:
+    """The lift of ``a`` over ``b`` from their means and variances (no CUPED figures)."""
     lift = mean_a - mean_b
     se = math.sqrt(var_a / n_a + var_b / n_b) if n_a >= 2 and n_b >= 2 else NAN
     lift_low, lift_high, p_value = NAN, NAN, NAN
@@ -219,7 +207,22 @@ def _estimate(
             # Delta method for the ratio of two independent means.
             rel_se = math.sqrt(var_a / (n_a * mean_b**2) + mean_a**2 * var_b / (n_b * mean_b**4))
             rel_low, rel_high = rel_lift - z * rel_se, rel_lift + z * rel_se
-    return _Estimate(lift, lift_low, lift_high, rel_lift, rel_low, rel_high, p_value, se)
+    return Comparison(
+        n_a,
+        n_b,
+        mean_a,
+        mean_b,
+        lift,
+        lift_low,
+        lift_high,
+        rel_lift,
+        rel_low,
+        rel_high,
+        p_value,
+        se,
+        variance_reduction=None,
+        theta=None,
+    )
 
 
 def srm_p_value(counts: Mapping[str, int], shares: Mapping[str, float]) -> float:
