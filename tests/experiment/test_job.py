@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.errors import RecsysError
 from recsys.experiment import job as experiment_job
 from recsys.experiment import report
 from recsys.recommend import job as recommend_job
@@ -160,3 +161,63 @@ def test_the_analyze_run_is_linked_to_the_model_version_under_test(analyzed):
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "report")}
     assert f"report/experiment-{config.recommend.experiment.id}.md" in artifacts
     assert "srm_p_value" in run.data.metrics
+
+
+@pytest.fixture
+def elsewhere(spark, analyzed):
+    """A config on another database, whose tables are views over the served world's."""
+    config, _ = analyzed
+    other = config.model_copy(
+        update={"catalog": config.catalog.model_copy(update={"database": "experiment_bad"})}
+    )
+    spark.sql("CREATE DATABASE IF NOT EXISTS experiment_bad")
+    yield config, other
+    spark.sql("DROP DATABASE experiment_bad CASCADE")
+
+
+def test_simulate_refuses_lists_of_another_experiment(spark, analyzed):
+    config, _ = analyzed
+    renamed = config.model_copy(
+        update={
+            "recommend": config.recommend.model_copy(
+                update={
+                    "experiment": config.recommend.experiment.model_copy(update={"id": "other"})
+                }
+            )
+        }
+    )
+    with pytest.raises(RecsysError, match=r"belong to experiment 'plan-offers-2026-11'.*'other'"):
+        experiment_job.simulate_run(spark, renamed)
+
+
+def test_simulate_refuses_served_users_the_world_does_not_know(spark, elsewhere):
+    config, other = elsewhere
+    lost = spark.table(config.table(S.PLAN_RECOMMENDATIONS_CURRENT)).first()["user_id"]
+    spark.sql(
+        f"CREATE VIEW {other.table(S.PLAN_RECOMMENDATIONS_CURRENT)} AS "
+        f"SELECT * FROM {config.table(S.PLAN_RECOMMENDATIONS_CURRENT)}"
+    )
+    spark.sql(
+        f"CREATE VIEW {other.table(S.WORLD_TRUTH)} AS SELECT * FROM "
+        f"{config.table(S.WORLD_TRUTH)} WHERE user_id <> '{lost}'"
+    )
+    with pytest.raises(RecsysError, match=rf"1 served users \(e.g. {lost}\) are not in"):
+        experiment_job.simulate_run(spark, other)
+
+
+def test_analyze_refuses_logs_of_a_market_the_catalogue_does_not_define(spark, elsewhere):
+    config, other = elsewhere
+    moved = spark.table(config.table(S.EXPERIMENT_OUTCOMES)).first()["user_id"]
+    for name, schema in (
+        (S.EXPERIMENT_EXPOSURES, S.EXPERIMENT_EXPOSURES_SCHEMA),
+        (S.EXPERIMENT_OUTCOMES, S.EXPERIMENT_OUTCOMES_SCHEMA),
+    ):
+        columns = ", ".join(
+            f"CASE WHEN user_id = '{moved}' THEN 'ZZ' ELSE market END AS market"
+            if c == "market"
+            else c
+            for c in schema.fieldNames()
+        )
+        spark.sql(f"CREATE VIEW {other.table(name)} AS SELECT {columns} FROM {config.table(name)}")
+    with pytest.raises(RecsysError, match=r"name markets \['ZZ'\] that .* does not define"):
+        experiment_job.analyze_run(spark, other)
