@@ -19,11 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -69,14 +71,17 @@ class Served:
         self.market_params = json.loads(tags.get("recsys.market_params", "{}"))
         self.run_id = tags.get("recsys.train_run_id") or version.run_id
         self.trained_on = tags.get("recsys.snapshot_date")
-        destination = Path(config.train.model_dir) / "registry" / name / f"v{self.version}"
-        if "://" in config.train.model_dir:
-            raise RecsysError(
-                "train.model_dir on remote storage: recommend downloads registered models to a "
-                "local folder; set train.model_dir to a path every executor can read"
-            )
-        saved = tracking.download_recsys_model(name, self.version, destination)
-        self.model = load_model(spark, saved.resolve().as_uri())
+        base = config.train.model_dir.rstrip("/")
+        if "://" in base:
+            # Executors cannot read the driver's disk: they load a copy on the shared storage.
+            uri = f"{base}/registry/{name}/v{self.version}"
+            with tempfile.TemporaryDirectory(prefix="recsys-model-") as folder:
+                _stage(spark, tracking.download_recsys_model(name, self.version, Path(folder)), uri)
+        else:
+            destination = Path(base) / "registry" / name / f"v{self.version}"
+            saved = tracking.download_recsys_model(name, self.version, destination)
+            uri = saved.resolve().as_uri()
+        self.model = load_model(spark, uri)
         log.info(
             "serving %s v%s (%s, alias %s, trained on snapshot %s)",
             name,
@@ -259,6 +264,22 @@ def run(spark: SparkSession, config: Config) -> None:
         df.unpersist()
     for model in (served.model, fallback, control):
         model.unpersist()
+
+
+def _stage(spark: SparkSession, local: Path, uri: str) -> None:
+    """Copy the folder ``local`` to ``uri`` on any filesystem Hadoop reaches (``s3a://``,
+    ``hdfs://``, ``abfss://``, ``gs://``, ``file://``), replacing what is there."""
+    hadoop_path = spark._jvm.org.apache.hadoop.fs.Path
+    try:
+        target = hadoop_path(uri)
+        fs = target.getFileSystem(spark._jsc.hadoopConfiguration())
+        # Onto an existing folder, copyFromLocalFile copies into it (v1/<artifact>): start clean.
+        fs.delete(target, True)
+        fs.copyFromLocalFile(False, True, hadoop_path(local.resolve().as_uri()), target)
+    except Py4JJavaError as exc:
+        raise RecsysError(
+            f"cannot stage the served model at {uri}: {exc.java_exception.toString()}"
+        ) from None
 
 
 def _baseline(config: Config, family: str) -> Recommender:
