@@ -251,9 +251,6 @@ class TrainConfig(_Section):
     ks: list[Annotated[int, Field(ge=1, le=100)]] = Field(default=[1, 3, 5], min_length=1)
     seed: int = 7
     max_trials: Annotated[int, Field(ge=1, le=1000)] = 4
-    parallel_fits: Annotated[int, Field(ge=1, le=256)] = Field(
-        default=4, description="Spark ALS fits (one per market) submitted at once."
-    )
     registered_model: str = Field(default="recsys-plan-recommender", pattern=r"^[\w.-]+$")
     model_dir: str = Field(
         default=".recsys/models",
