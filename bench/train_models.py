@@ -8,8 +8,12 @@ process) in a temporary catalog; then one process fits every family on the ``tra
 ``rounds`` times, families interleaved within each round so that a noisy moment of this
 shared machine hits all of them alike. A fit is timed from ``fit()`` until the fitted state
 is materialised (factors counted), after one untimed warm-up fit per family on one market.
-The ratio is taken within each round, then the median over rounds. Results go to
-bench/results/train_models.json and .md.
+The ratio is taken within each round, then the median over rounds.
+
+Beside the families, ``bare_implicit_als`` and ``bare_implicit_bpr`` fit ``implicit`` outside
+Spark on the very matrices the Spark path builds per market (collected to the driver and built
+beforehand, untimed), one market after another with every core, to show what the Spark
+wrapping costs. Results go to bench/results/train_models.json and .md.
 """
 
 from __future__ import annotations
@@ -37,6 +41,44 @@ BPR = {
     "prior_weight": 0.0,
 }
 ORDER = ("spark_als", "implicit_als", "implicit_bpr", "popularity", "ladder")
+BARE = {"bare_implicit_als": "implicit_als", "bare_implicit_bpr": "implicit_bpr"}
+
+
+def market_matrices(train_df) -> list:
+    """Each market's user x item confidence matrix, built on the driver (untimed): the same
+    matrices the Spark path builds inside its tasks."""
+    from scipy.sparse import csr_matrix
+
+    rows = train_df.select("market", "user_idx", "item_idx", "confidence").toPandas()
+    matrices = []
+    for _, market in rows.groupby("market"):
+        users, items = market["user_idx"].to_numpy(), market["item_idx"].to_numpy()
+        matrices.append(
+            csr_matrix(
+                (market["confidence"].to_numpy(dtype="float32"), (users, items)),
+                shape=(int(users.max()) + 1, int(items.max()) + 1),
+            )
+        )
+    return matrices
+
+
+def fit_bare(family: str, params: dict, matrices: list) -> float:
+    """Seconds to fit ``implicit`` on every market's matrix in this process, one market after
+    another, each fit using every core: what the library costs without Spark around it."""
+    import implicit
+    from threadpoolctl import threadpool_limits
+
+    model_class = {
+        "implicit_als": implicit.als.AlternatingLeastSquares,
+        "implicit_bpr": implicit.bpr.BayesianPersonalizedRanking,
+    }[family]
+    kwargs = {k: v for k, v in params.items() if k != "prior_weight"}  # the library's names
+    started = time.perf_counter()
+    for matrix in matrices:
+        with threadpool_limits(1, "blas"):
+            model = model_class(**kwargs, random_state=1, use_gpu=False)
+            model.fit(matrix, show_progress=False)
+    return time.perf_counter() - started
 
 
 def measure(conf: Path, rounds: int) -> dict:
@@ -87,14 +129,25 @@ def measure(conf: Path, rounds: int) -> dict:
     warm_df = train_df.where(F.col("market") == "SE")
     for family in ORDER:
         fit(family, warm_df)
-    times: dict[str, list[float]] = {family: [] for family in ORDER}
+    matrices = market_matrices(train_df)
+    for family in BARE.values():
+        fit_bare(family, params[family], matrices[:1])
+    times: dict[str, list[float]] = {family: [] for family in (*ORDER, *BARE)}
     for number in range(rounds):
         for family in ORDER:
             times[family].append(round(fit(family, train_df), 2))
+        for bare, family in BARE.items():
+            times[bare].append(round(fit_bare(family, params[family], matrices), 2))
         print(f"round {number + 1}: {json.dumps({f: t[-1] for f, t in times.items()})}", flush=True)
     ratios = [i / s for i, s in zip(times["implicit_als"], times["spark_als"], strict=True)]
+    wrapping = {
+        family: [round(i / b, 3) for i, b in zip(times[family], times[bare], strict=True)]
+        for bare, family in BARE.items()
+    }
     spark.stop()
     return {
+        "spark_path_over_bare": wrapping,
+        "median_spark_path_over_bare": {f: statistics.median(r) for f, r in wrapping.items()},
         "nnz": shape["nnz"],
         "users": shape["users"],
         "markets": shape["markets"],
@@ -152,7 +205,7 @@ def write(record: dict) -> None:
         "|---:|---:|---:|---|---:|---|",
     ]
     for r in record["results"]:
-        for family in ORDER:
+        for family in (*ORDER, *BARE):
             lines.append(
                 f"| {r['world_users']:,} | {r['users']:,} | {r['nnz']:,} | {family} | "
                 f"{r['median_seconds'][family]} | {', '.join(map(str, r['seconds'][family]))} |"
@@ -167,6 +220,22 @@ def write(record: dict) -> None:
             f"| {r['world_users']:,} | {r['median_implicit_over_spark_als']} | "
             f"{', '.join(map(str, r['implicit_over_spark_als']))} |"
         )
+    lines += [
+        "",
+        "What the Spark wrapping costs: the path `train` uses (one market per Spark task, each",
+        "building its matrix from rows and returning factors as rows) over bare `implicit` on",
+        "the same matrices (`bare_*`: built beforehand, fitted market after market with every",
+        "core, nothing returned). Target: at most 1.25.",
+        "",
+        "| world users | family | Spark path / bare (median) | per round |",
+        "|---:|---|---:|---|",
+    ]
+    for r in record["results"]:
+        for family, ratios in r["spark_path_over_bare"].items():
+            lines.append(
+                f"| {r['world_users']:,} | {family} | "
+                f"{r['median_spark_path_over_bare'][family]} | {', '.join(map(str, ratios))} |"
+            )
     (RESULTS / "train_models.md").write_text("\n".join(lines) + "\n")
 
 
