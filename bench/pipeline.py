@@ -1,12 +1,14 @@
 """Benchmark the pipeline's steps at several sizes; record time, CPU and peak memory.
 
     .venv/bin/python bench/pipeline.py [--users 100000 1000000] [--steps generate-world ...]
+        [--set KEY=VALUE ...] [--out bench/results/pipeline]
 
 For each size, every step runs as its own `recsys <step>` process (as spark-submit would run
-it), in order, on a fresh catalog in a temporary folder. Peak memory is the largest resident
-set of the whole process tree (the Python driver plus its JVM, where executors live in local
-mode), sampled every 0.2 s from /proc; CPU time is the tree's user+system time, sampled the
-same way. Results are written to bench/results/pipeline.json and .md.
+it), in order, on a fresh catalog and MLflow store in a temporary folder. Peak memory is the
+largest resident set of the whole process tree (the Python driver plus its JVM, where
+executors live in local mode), sampled every 0.2 s from /proc; CPU time is the tree's
+user+system time, sampled the same way. Rows in and out are counted in the tables afterwards.
+Results are written to bench/results/pipeline.json and .md (or --out).
 """
 
 from __future__ import annotations
@@ -72,19 +74,29 @@ def _sample(pid: int) -> tuple[int, int, dict[int, float]]:
     return anon, rss, cpu
 
 
-STEPS = ("generate-world", "build-interactions")
+# Each step, the tables it reads and the tables it writes (rows are counted after the run).
+STEPS = {
+    "generate-world": ((), ("users", "events", "world_truth")),
+    "build-interactions": (("events",), ("interactions", "user_state", "events_quarantine")),
+    "train": (("interactions",), ()),
+    "recommend": (("users", "user_state"), ("plan_recommendations", "eligibility_audit")),
+    "simulate": (("plan_recommendations",), ("experiment_exposures", "experiment_outcomes")),
+    "analyze": (
+        ("experiment_exposures", "experiment_outcomes"),
+        ("experiment_results", "experiment_policy_values"),
+    ),
+}
+# The issue's pipeline: generate, build, train (with its evaluation), recommend (and publish).
+PIPELINE = ("generate-world", "build-interactions", "train", "recommend")
+DONE = re.compile(r"recsys[.\w]*: (.+): done in ([\d.]+)s")
 
 
-def run_step(step: str, users: int, conf: Path, folder: Path) -> dict:
-    """Run one step as a process; its wall time, CPU time, peak memory and rows."""
-    command = [
-        str(Path(sys.executable).with_name("recsys")),
-        step,
-        "--conf",
-        str(conf),
-        "--set",
-        f"world.users={users}",
-    ]
+def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[str]) -> dict:
+    """Run one step as a process; its wall time, CPU time, peak memory and the wall time of
+    each stage it logged."""
+    sets = [f"world.users={users}", *overrides]
+    command = [str(Path(sys.executable).with_name("recsys")), step, "--conf", str(conf)]
+    command += [arg for value in sets for arg in ("--set", value)]
     started = time.perf_counter()
     log_path = folder / f"{step}.log"
     with log_path.open("w") as log:
@@ -107,31 +119,28 @@ def run_step(step: str, users: int, conf: Path, folder: Path) -> dict:
         "peak_anon_gib": round(peak_anon / 2**30, 2),
         "peak_rss_gib": round(peak_rss / 2**30, 2),
         "users_per_s": round(users / wall),
-        "rows": _rows(step, output),
+        "stages_s": {name: float(s) for name, s in DONE.findall(output) if name != step},
         "command": f"recsys {step} --conf <conf extending conf/local.yaml> "
-        f"--set world.users={users}",
+        + " ".join(f"--set {value}" for value in sets),
     }
 
 
-def _count(text: str) -> int:
-    return int(text.replace(",", ""))
+def count_rows(conf: Path, folder: Path) -> dict[str, int]:
+    """Rows of every table the steps read or write, counted in one `recsys sql` process."""
+    tables = sorted({t for reads, writes in STEPS.values() for t in (*reads, *writes)})
+    query = " union all ".join(f"select '{t}' as t, count(*) as n from {t}" for t in tables)
+    recsys = str(Path(sys.executable).with_name("recsys"))
+    done = subprocess.run(
+        [recsys, "sql", query, "--conf", str(conf), "--format", "json"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return {r["t"]: r["n"] for r in map(json.loads, done.stdout.splitlines())}
 
 
-def _rows(step: str, output: str) -> dict[str, int]:
-    """Rows in and out, as the step logged them."""
-    if step == "generate-world":
-        found = re.findall(r"(users|events): ([\d,]+) rows", output)
-        return {name: _count(n) for name, n in found}
-    events = re.search(r"validated ([\d,]+) events: ([\d,]+) quarantined", output)
-    nnz = re.findall(r"train [\d,]+ users x \d+ items, nnz ([\d,]+)", output)
-    return {
-        "events_in": _count(events[1]),
-        "quarantined": _count(events[2]),
-        "train_nnz": sum(_count(n) for n in nnz),
-    }
-
-
-def run_size(users: int, steps: list[str]) -> list[dict]:
+def run_size(users: int, steps: list[str], overrides: list[str]) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="recsys-bench-") as tmp:
         folder = Path(tmp)
         conf = folder / "bench.yaml"
@@ -142,8 +151,13 @@ def run_size(users: int, steps: list[str]) -> list[dict]:
         results = []
         for step in steps:
             print(f"{step}, {users:,} users ...", flush=True)
-            results.append(run_step(step, users, conf, folder))
+            results.append(run_step(step, users, conf, folder, overrides))
             print(json.dumps(results[-1]), flush=True)
+        rows = count_rows(conf, folder)
+        for result in results:
+            reads, writes = STEPS[result["step"]]
+            result["rows_in"] = {t: rows[t] for t in reads}
+            result["rows_out"] = {t: rows[t] for t in writes}
         return results
 
 
@@ -157,42 +171,124 @@ def machine() -> dict:
     }
 
 
+def totals(results: list[dict]) -> list[dict]:
+    """Per size: wall and CPU seconds of the issue's pipeline (generate .. recommend) and of
+    every step run, with seconds per 1,000 users against the smallest size's."""
+    sizes = sorted({r["users"] for r in results})
+    rows = []
+    for users in sizes:
+        mine = [r for r in results if r["users"] == users]
+        pipeline = [r for r in mine if r["step"] in PIPELINE]
+        complete = len(pipeline) == len(PIPELINE)
+        rows.append(
+            {
+                "users": users,
+                "pipeline_wall_s": round(sum(r["wall_s"] for r in pipeline), 1)
+                if complete
+                else None,
+                "all_steps_wall_s": round(sum(r["wall_s"] for r in mine), 1),
+                "all_steps_cpu_s": round(sum(r["cpu_s"] for r in mine), 1),
+                "peak_anon_gib": max(r["peak_anon_gib"] for r in mine),
+            }
+        )
+    smallest = rows[0]
+    for row in rows:
+        for key in ("pipeline_wall_s", "all_steps_wall_s"):
+            if row[key] is not None and smallest[key]:
+                per_user = row[key] / row["users"]
+                row[f"{key}_per_user_vs_{smallest['users']}"] = round(
+                    per_user / (smallest[key] / smallest["users"]), 3
+                )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override passed to every step, e.g. --set spark.driver_memory=20g",
+    )
+    parser.add_argument("--out", default=str(RESULTS / "pipeline"), help="results file prefix")
     args = parser.parse_args()
-    results = [r for users in args.users for r in run_size(users, args.steps)]
+    results = [r for users in args.users for r in run_size(users, args.steps, args.overrides)]
+    reproduce = ".venv/bin/python bench/pipeline.py --users " + " ".join(map(str, args.users))
+    if args.steps != list(STEPS):
+        reproduce += " --steps " + " ".join(args.steps)
+    reproduce += "".join(f" --set {o}" for o in args.overrides)
+    if args.out != str(RESULTS / "pipeline"):
+        reproduce += f" --out {os.path.relpath(args.out, ROOT)}"
     record = {
         "benchmark": "pipeline steps",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "reproduce": ".venv/bin/python bench/pipeline.py --users "
-        + " ".join(str(u) for u in args.users),
+        "reproduce": reproduce,
         "results": results,
+        "totals": totals(results),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps(record, indent=2) + "\n")
+    write(record, Path(args.out))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{t} {n:,}" for t, n in counts.items()) or "-"
+
+
+def write(record: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    m = record["machine"]
     lines = [
         "# Pipeline steps benchmark",
         "",
-        f"{record['date']} on {record['machine']['cpus']} CPUs, "
-        f"{record['machine']['memory_gib']} GiB ({record['machine']['platform']}).",
-        f"Reproduce: `{record['reproduce']}`. Each step is its own process. Memory is the",
-        "whole process tree (Python driver + JVM with its local executors), sampled every",
-        "0.2 s from /proc: anonymous memory (what the processes allocated) and resident set",
-        "(which also counts file pages mapped when Spark reads its disk-cached blocks).",
+        f"{record['date']} on {m['cpus']} CPUs, {m['memory_gib']} GiB ({m['platform']}).",
+        f"Reproduce: `{record['reproduce']}`.",
         "",
-        "| step | users | wall s | CPU s | peak anon GiB | peak RSS GiB | users/s | rows |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "Each step is its own `recsys <step>` process, as spark-submit runs it, so every step",
+        "pays its own Spark start (15-25 s here). Memory is the whole process tree (Python",
+        "driver, JVM with its local executors, Python workers), sampled every 0.2 s from /proc:",
+        "anonymous memory (what the processes allocated) and resident set (which also counts",
+        "file pages mapped when Spark reads its disk-cached blocks). Rows are counted in the",
+        "tables after the run.",
+        "",
+        "| step | users | wall s | CPU s | peak anon GiB | peak RSS GiB | users/s "
+        "| rows in | rows out |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in results:
-        rows = ", ".join(f"{k} {v:,}" for k, v in r["rows"].items() if v is not None)
+    for r in record["results"]:
         lines.append(
             f"| {r['step']} | {r['users']:,} | {r['wall_s']} | {r['cpu_s']} | "
-            f"{r['peak_anon_gib']} | {r['peak_rss_gib']} | {r['users_per_s']:,} | {rows} |"
+            f"{r['peak_anon_gib']} | {r['peak_rss_gib']} | {r['users_per_s']:,} | "
+            f"{_counts(r['rows_in'])} | {_counts(r['rows_out'])} |"
         )
-    (RESULTS / "pipeline.md").write_text("\n".join(lines) + "\n")
+    smallest = record["totals"][0]["users"]
+    lines += [
+        "",
+        f"Totals. The pipeline is {', '.join(PIPELINE)} (train includes its evaluation and",
+        "gate, recommend its publishing); all steps adds simulate and analyze. Per-user time",
+        f"is relative to {smallest:,} users (1.0 = the same seconds per user).",
+        "",
+        "| users | pipeline wall s | per user vs smallest | all steps wall s | all steps CPU s "
+        "| per user vs smallest | peak anon GiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in record["totals"]:
+        lines.append(
+            f"| {t['users']:,} | {t['pipeline_wall_s']} | "
+            f"{t.get(f'pipeline_wall_s_per_user_vs_{smallest}', '-')} | "
+            f"{t['all_steps_wall_s']} | {t['all_steps_cpu_s']} | "
+            f"{t.get(f'all_steps_wall_s_per_user_vs_{smallest}', '-')} | {t['peak_anon_gib']} |"
+        )
+    lines += ["", "Stages each step logged (seconds):", ""]
+    for r in record["results"]:
+        if r["stages_s"]:
+            stages = ", ".join(f"{name} {s:g}" for name, s in r["stages_s"].items())
+            lines.append(f"- {r['step']} at {r['users']:,}: {stages}")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
