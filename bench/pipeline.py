@@ -86,7 +86,8 @@ STEPS = {
         ("experiment_results", "experiment_policy_values"),
     ),
 }
-# The issue's pipeline: generate, build, train (with its evaluation), recommend (and publish).
+# The pipeline the scale targets time: generate, build, train (with its evaluation and gate),
+# recommend (with publishing); simulate and analyze are the demo's experiment on top.
 PIPELINE = ("generate-world", "build-interactions", "train", "recommend")
 DONE = re.compile(r"recsys[.\w]*: (.+): done in ([\d.]+)s")
 
@@ -125,9 +126,9 @@ def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[st
     }
 
 
-def count_rows(conf: Path, folder: Path) -> dict[str, int]:
-    """Rows of every table the steps read or write, counted in one `recsys sql` process."""
-    tables = sorted({t for reads, writes in STEPS.values() for t in (*reads, *writes)})
+def count_rows(steps: list[str], conf: Path, folder: Path) -> dict[str, int]:
+    """Rows of every table ``steps`` read or write, counted in one `recsys sql` process."""
+    tables = sorted({t for step in steps for t in (*STEPS[step][0], *STEPS[step][1])})
     query = " union all ".join(f"select '{t}' as t, count(*) as n from {t}" for t in tables)
     recsys = str(Path(sys.executable).with_name("recsys"))
     done = subprocess.run(
@@ -153,7 +154,7 @@ def run_size(users: int, steps: list[str], overrides: list[str]) -> list[dict]:
             print(f"{step}, {users:,} users ...", flush=True)
             results.append(run_step(step, users, conf, folder, overrides))
             print(json.dumps(results[-1]), flush=True)
-        rows = count_rows(conf, folder)
+        rows = count_rows(steps, conf, folder)
         for result in results:
             reads, writes = STEPS[result["step"]]
             result["rows_in"] = {t: rows[t] for t in reads}
@@ -172,8 +173,8 @@ def machine() -> dict:
 
 
 def totals(results: list[dict]) -> list[dict]:
-    """Per size: wall and CPU seconds of the issue's pipeline (generate .. recommend) and of
-    every step run, with seconds per 1,000 users against the smallest size's."""
+    """Per size: wall and CPU seconds of the pipeline (generate .. recommend) and of every
+    step run, and their time per user relative to the smallest size's (1.0 = the same)."""
     sizes = sorted({r["users"] for r in results})
     rows = []
     for users in sizes:
