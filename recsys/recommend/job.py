@@ -47,7 +47,7 @@ from recsys.recommend.assign import (
 from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK, FALLBACK_REASON, MODEL
 from recsys.recommend.offers import offer_terms_df
 from recsys.recommend.rank import exploration_candidates, ranked_lists
-from recsys.tables import publish_partition, read_table
+from recsys.tables import filesystem, publish_partition, read_table
 from recsys.training import tracking
 from recsys.training.search import baseline_params
 
@@ -269,13 +269,12 @@ def run(spark: SparkSession, config: Config) -> None:
 def _stage(spark: SparkSession, local: Path, uri: str) -> None:
     """Copy the folder ``local`` to ``uri`` on any filesystem Hadoop reaches (``s3a://``,
     ``hdfs://``, ``abfss://``, ``gs://``, ``file://``), replacing what is there."""
-    hadoop_path = spark._jvm.org.apache.hadoop.fs.Path
     try:
-        target = hadoop_path(uri)
-        fs = target.getFileSystem(spark._jsc.hadoopConfiguration())
+        fs, target = filesystem(spark, uri)
+        _, source = filesystem(spark, local.resolve().as_uri())
         # Onto an existing folder, copyFromLocalFile copies into it (v1/<artifact>): start clean.
         fs.delete(target, True)
-        fs.copyFromLocalFile(False, True, hadoop_path(local.resolve().as_uri()), target)
+        fs.copyFromLocalFile(False, True, source, target)
     except Py4JJavaError as exc:
         raise RecsysError(
             f"cannot stage the served model at {uri}: {exc.java_exception.toString()}"
