@@ -3,6 +3,8 @@ small served world that the recommend and experiment tests share."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import mlflow
@@ -53,6 +55,23 @@ def write_conf(folder: Path, **sections: dict) -> Path:
     return path
 
 
+def console_script(name: str) -> str:
+    """The path of an executable installed next to this interpreter (the venv's ``recsys``,
+    ``spark-submit``, ``spark-class``), else the one on PATH."""
+    found = Path(sys.executable).with_name(name)
+    return str(found) if found.exists() else shutil.which(name)
+
+
+def promote_if_needed(config: Config) -> None:
+    """Point ``champion`` at version 1 when train did not: a world this small may not pass
+    the gate, and an approver promotes by hand in the MLflow UI, which is this call."""
+    tracking.setup(config)
+    client = MlflowClient()
+    name = config.train.registered_model
+    if "champion" not in client.get_registered_model(name).aliases:
+        client.set_registered_model_alias(name, "champion", "1")
+
+
 @pytest.fixture(scope="session")
 def conf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_conf(tmp_path_factory.mktemp("recsys"))
@@ -93,12 +112,6 @@ def served(spark, config, tmp_path_factory):
     world_job.run(spark, small)
     interactions_job.run(spark, small)
     train_job.run(spark, small)
-    tracking.setup(small)
-    client = MlflowClient()
-    name = small.train.registered_model
-    if "champion" not in client.get_registered_model(name).aliases:
-        # A world this small may not pass the gate; an approver promotes by hand in the
-        # MLflow UI, which is this call.
-        client.set_registered_model_alias(name, "champion", "1")
+    promote_if_needed(small)
     yield path, small
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)

@@ -30,11 +30,9 @@ from pathlib import Path
 
 import pyspark
 import pytest
-from mlflow import MlflowClient
 
 from recsys.config import load_config
-from recsys.training import tracking
-from tests.conftest import ROOT, write_conf
+from tests.conftest import ROOT, console_script, promote_if_needed, write_conf
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +40,6 @@ USERS = 2_000
 MARKETS = 14
 WORKERS = 2
 PACKAGE = "recsys_pkg"  # the archive's folder in each executor's working directory
-
-
-def _bin(name: str) -> str:
-    found = Path(sys.executable).with_name(name)
-    return str(found) if found.exists() else shutil.which(name)
 
 
 def _free_port() -> int:
@@ -81,7 +74,7 @@ class Cluster:
         with log.open("wb") as out:
             # A session of its own: the group is the JVM and every executor it forks.
             process = subprocess.Popen(
-                [_bin("spark-class"), *args],
+                [console_script("spark-class"), *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -234,7 +227,7 @@ def _submit(cluster: Cluster, folder: Path, package: Path, job: str, *args: str)
     with log.open("wb") as out:
         done = subprocess.run(
             [
-                _bin("spark-submit"),
+                console_script("spark-submit"),
                 *("--master", cluster.master_url),
                 *("--conf", f"spark.pyspark.driver.python={sys.executable}"),
                 *("--conf", f"spark.pyspark.python={python}"),
@@ -255,7 +248,7 @@ def _submit(cluster: Cluster, folder: Path, package: Path, job: str, *args: str)
 
 def _sql(conf: Path, folder: Path, query: str) -> list[dict]:
     done = subprocess.run(
-        [_bin("recsys"), "sql", query, "--conf", str(conf), "--format", "json"],
+        [console_script("recsys"), "sql", query, "--conf", str(conf), "--format", "json"],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -263,17 +256,6 @@ def _sql(conf: Path, folder: Path, query: str) -> list[dict]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines()]
-
-
-def _promote_if_needed(conf: Path) -> None:
-    """A world this small may not pass the gate; an approver promotes by hand in the MLflow
-    UI, which is this call (as in conftest's ``served``)."""
-    config = load_config(conf)
-    tracking.setup(config)
-    client = MlflowClient()
-    name = config.train.registered_model
-    if "champion" not in client.get_registered_model(name).aliases:
-        client.set_registered_model_alias(name, "champion", "1")
 
 
 def test_pipeline_on_standalone_cluster(tmp_path, cluster):
@@ -290,7 +272,7 @@ def test_pipeline_on_standalone_cluster(tmp_path, cluster):
     k = load_config(conf).recommend.k
 
     _submit(cluster, tmp_path, package, "pipeline", "--conf", str(conf), "--until", "train")
-    _promote_if_needed(conf)
+    promote_if_needed(load_config(conf))
     _submit(cluster, tmp_path, package, "recommend", "--conf", str(conf))
 
     # Both applications ran on the workers: the master lists them, and each left executor

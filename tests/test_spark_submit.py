@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_conf
+from tests.conftest import ROOT, console_script, write_conf
 
 pytestmark = pytest.mark.slow
-
-
-def _bin(name: str) -> str:
-    found = Path(sys.executable).with_name(name)
-    return str(found) if found.exists() else shutil.which(name)
 
 
 def test_spark_submit_job_then_recsys_sql(tmp_path):
@@ -26,7 +19,7 @@ def test_spark_submit_job_then_recsys_sql(tmp_path):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     subprocess.run(
         [
-            _bin("spark-submit"),
+            console_script("spark-submit"),
             "--master",
             "local[2]",
             str(ROOT / "jobs" / "generate_world.py"),
@@ -42,7 +35,7 @@ def test_spark_submit_job_then_recsys_sql(tmp_path):
     )
     done = subprocess.run(
         [
-            _bin("recsys"),
+            console_script("recsys"),
             "sql",
             "select count(distinct market) as markets from recsys.users",
             "--conf",
