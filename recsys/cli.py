@@ -1,6 +1,7 @@
 """The `recsys` command: one subcommand per step of the flow, plus `pipeline` and `sql`.
 
     recsys generate-world --conf conf/local.yaml --set world.users=50000
+    recsys ingest --conf conf/local.yaml --users data/users.csv --events data/events.csv
     recsys pipeline --conf conf/local.yaml
     recsys sql "select market, count(*) from recsys.users group by market"
 
@@ -22,9 +23,10 @@ from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
-from recsys.config import Config, load_config
+from recsys.config import Config, load_config, with_ingest
 from recsys.errors import RecsysError
 from recsys.experiment import job as experiment_job
+from recsys.ingest import job as ingest_job
 from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
 from recsys.recommend import job as recommend_job
@@ -37,15 +39,21 @@ log = logging.getLogger("recsys.cli")
 
 Step = Callable[[SparkSession, Config], None]
 
-# The flow of DESIGN.md section 2, in order; `pipeline` runs all of them.
+# The flow of DESIGN.md section 2, in order.
 STEPS: dict[str, Step] = {
     "generate-world": world_job.run,
+    "ingest": ingest_job.run,
     "build-interactions": interactions_job.run,
     "train": train_job.run,
     "recommend": recommend_job.run,
     "simulate": experiment_job.simulate_run,
     "analyze": experiment_job.analyze_run,
 }
+# What `pipeline` runs: the demo on the synthetic world, or (with ingest.events and
+# ingest.users set) own data, which stops after recommend: simulate needs the synthetic
+# world's hidden truth, and analyze the experiment's outcomes, which real data does not have.
+DEMO_FLOW = ("generate-world", "build-interactions", "train", "recommend", "simulate", "analyze")
+OWN_DATA_FLOW = ("ingest", "build-interactions", "train", "recommend")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,15 +71,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in STEPS:
-        commands.add_parser(name, parents=[common], help=f"run the {name} step")
+    parsers = {
+        name: commands.add_parser(name, parents=[common], help=f"run the {name} step")
+        for name in STEPS
+    }
+    ingest = parsers["ingest"]
+    ingest.description = (
+        "Load your own users and events files (CSV with a header, or Parquet) into the "
+        "users, events and catalog tables, instead of generate-world."
+    )
+    ingest.add_argument("--users", metavar="PATH", help="file, folder or glob (ingest.users)")
+    ingest.add_argument("--events", metavar="PATH", help="file, folder or glob (ingest.events)")
+    ingest.add_argument(
+        "--format",
+        choices=("csv", "parquet", "auto"),
+        help="the files' format (ingest.format; auto: from the extension)",
+    )
     pipeline = commands.add_parser("pipeline", parents=[common], help="run every step in order")
     pipeline.add_argument(
         "--until",
         choices=list(STEPS),
-        default=list(STEPS)[-1],
         metavar="STEP",
-        help="stop after this step (default: the last, %(default)s)",
+        help="stop after this step (default: the last: analyze, or recommend on own data)",
     )
     rollback = commands.add_parser(
         "rollback",
@@ -97,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sql(config, args.query, args.format, args.limit)
         if args.command == "rollback":
             return _rollback(config, args.to)
+        if args.command == "ingest":
+            config = with_ingest(config, events=args.events, users=args.users, fmt=args.format)
         if args.command == "pipeline":
-            steps = list(STEPS)[: list(STEPS).index(args.until) + 1]
+            steps = _pipeline_steps(config, args.until)
         else:
             steps = [args.command]
         return _run_steps(config, steps)
@@ -127,6 +150,27 @@ def _session(config: Config, app_name: str) -> Iterator[SparkSession]:
     finally:
         if owned:
             spark.stop()
+
+
+def _pipeline_steps(config: Config, until: str | None) -> list[str]:
+    """The steps `pipeline` runs: the demo flow, or the own-data flow when the config names
+    the files to ingest. generate-world and ingest stand for each other in ``until``."""
+    if not config.ingest.is_set:
+        flow, first = DEMO_FLOW, "generate-world"
+    else:
+        flow, first = OWN_DATA_FLOW, "ingest"
+        log.info(
+            "real data: skipping simulate and analyze (simulate plays the test on the "
+            "synthetic world's hidden truth; analyze needs the experiment's real exposures "
+            "and outcomes); ingest runs instead of generate-world (ingest.users and "
+            "ingest.events are set)"
+        )
+    until = until or flow[-1]
+    if until in ("generate-world", "ingest"):
+        until = first
+    elif until not in flow:
+        until = flow[-1]
+    return list(flow[: flow.index(until) + 1])
 
 
 def _run_steps(config: Config, steps: list[str]) -> int:

@@ -106,6 +106,31 @@ class SourceConfig(_Section):
         return self
 
 
+class IngestConfig(_Section):
+    """Your own users and events files (README "Bring your own data"), read by ``ingest``.
+
+    With both set, ``pipeline`` runs ingest instead of generate-world and stops after
+    recommend. Relative paths are against the current directory.
+    """
+
+    events: str | None = Field(default=None, description="Events file, folder or glob.")
+    users: str | None = Field(default=None, description="Users file, folder or glob.")
+    format: Literal["csv", "parquet", "auto"] = Field(
+        default="auto", description="auto: from the extension (.csv, .parquet)."
+    )
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> IngestConfig:
+        if (self.events is None) != (self.users is None):
+            raise ValueError("set both events and users (own data), or neither (synthetic world)")
+        return self
+
+    @property
+    def is_set(self) -> bool:
+        """Whether the config describes own data rather than the synthetic world."""
+        return self.events is not None and self.users is not None
+
+
 class InteractionsConfig(_Section):
     """Building the user-item matrices (DESIGN.md section 6)."""
 
@@ -122,14 +147,44 @@ class InteractionsConfig(_Section):
     )
     max_bad_share: Annotated[float, Field(ge=0, le=1)] = 0.05
     source: SourceConfig = SourceConfig()
+    behaviour_tokens: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: list(BEHAVIOUR_TOKENS),
+        min_length=1,
+        description="The non-offer items of the matrix: what a behaviour event's item_id may be.",
+    )
+    behaviour_events: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Behaviour event types of your own data, beyond the built-in ones.",
+    )
 
-    @field_validator("weights", "max_values")
+    @field_validator("behaviour_tokens", "behaviour_events")
     @classmethod
-    def _known_event_types(cls, mapping: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(mapping) - set(EVENT_TYPES) - {"default"})
-        if unknown:
-            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
-        return mapping
+    def _distinct(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {repeated}")
+        return names
+
+    @model_validator(mode="after")
+    def _known_event_types(self) -> InteractionsConfig:
+        # Own event types are declared in behaviour_events, not by giving them a weight: a
+        # misspelt weight key must fail here rather than leave the real type unweighted.
+        built_in = sorted(set(self.behaviour_events) & set(EVENT_TYPES))
+        if built_in:
+            raise ValueError(f"behaviour_events: {built_in} are built-in event types")
+        for key in ("weights", "max_values"):
+            unknown = sorted(set(getattr(self, key)) - set(self.event_types) - {"default"})
+            if unknown:
+                raise ValueError(
+                    f"{key}: unknown event types {unknown}; known: {list(self.event_types)} "
+                    "(declare your own data's event types in interactions.behaviour_events)"
+                )
+        return self
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The built-in event types, then the behaviour event types of own data."""
+        return (*EVENT_TYPES, *self.behaviour_events)
 
     def snapshot(self) -> dt.date:
         return self.snapshot_date or dt.datetime.now(dt.UTC).date()
@@ -234,7 +289,7 @@ class GateConfig(_Section):
     """Promotion to ``champion``: beat the champion and every baseline on ``metric@k`` by more
     than ``margin``, with the lower end of the paired bootstrap interval above it."""
 
-    metric: Literal["precision", "recall", "hit_rate", "ndcg", "map"] = "ndcg"
+    metric: Literal["precision", "recall", "hit_rate", "ndcg", "map", "mrr"] = "ndcg"
     k: Annotated[int, Field(ge=1, le=100)] = 3
     margin: Annotated[float, Field(ge=0)] = 0.0
     level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
@@ -443,6 +498,7 @@ class Config(_Section):
     catalog: CatalogConfig = CatalogConfig()
     mlflow: MlflowConfig = MlflowConfig()
     world: WorldConfig
+    ingest: IngestConfig = IngestConfig()
     interactions: InteractionsConfig
     train: TrainConfig
     recommend: RecommendConfig = RecommendConfig()
@@ -479,7 +535,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
 
     markets = load_markets(config.markets_file)
     _check_policy_offers(config.world, markets)
-    _check_train_names(config.train, markets)
+    _check_behaviour_tokens(config.interactions, markets)
+    _check_train_names(config.train, markets, config.interactions.behaviour_tokens)
     _check_recommend_names(config.recommend, markets)
     _check_reference_offer(config.analyze, markets)
     catalog = config.catalog.model_copy(
@@ -505,6 +562,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     return config.model_copy(
         update={
             "catalog": catalog,
+            "ingest": _absolute_ingest(config.ingest),
             "mlflow": mlflow,
             "train": train,
             "markets": markets,
@@ -573,7 +631,38 @@ def _check_policy_offers(world: WorldConfig, markets: MarketCatalog) -> None:
                 raise ConfigError(f"world.legacy_policy.{plan}.{offer}: unknown offer type")
 
 
-def _check_train_names(train: TrainConfig, markets: MarketCatalog) -> None:
+def with_ingest(
+    config: Config,
+    *,
+    events: str | None = None,
+    users: str | None = None,
+    fmt: str | None = None,
+) -> Config:
+    """``config`` with the given ingest settings (command-line flags) replacing its own."""
+    given = {"events": events, "users": users, "format": fmt}
+    raw = {**config.ingest.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    try:
+        ingest = IngestConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  {'.'.join(['ingest', *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid ingest settings (flags and config):\n{problems}") from None
+    return config.model_copy(update={"ingest": _absolute_ingest(ingest)})
+
+
+def _check_behaviour_tokens(interactions: InteractionsConfig, markets: MarketCatalog) -> None:
+    clash = sorted(set(interactions.behaviour_tokens) & set(markets.offer_types))
+    if clash:
+        raise ConfigError(
+            f"interactions.behaviour_tokens: {clash} are offer ids of the market catalogue; "
+            "an item is either an offer or a behaviour token"
+        )
+
+
+def _check_train_names(
+    train: TrainConfig, markets: MarketCatalog, behaviour_tokens: Iterable[str]
+) -> None:
     plans = {t.plan_id for t in markets.offer_types.values()}
     ladder = train.models.ladder
     for plan, offers in ladder.steps.items():
@@ -582,11 +671,12 @@ def _check_train_names(train: TrainConfig, markets: MarketCatalog) -> None:
         for offer in offers:
             if offer not in markets.offer_types:
                 raise ConfigError(f"train.models.ladder.steps.{plan}: unknown offer {offer!r}")
+    tokens = list(behaviour_tokens)
     for token, offers in ladder.signals.items():
-        if token not in BEHAVIOUR_TOKENS:
+        if token not in tokens:
             raise ConfigError(
                 f"train.models.ladder.signals.{token}: unknown behaviour token; "
-                f"known: {list(BEHAVIOUR_TOKENS)}"
+                f"known (interactions.behaviour_tokens): {tokens}"
             )
         for offer in offers:
             if offer not in markets.offer_types:
@@ -628,6 +718,15 @@ def _check_reference_offer(analyze: AnalyzeConfig, markets: MarketCatalog) -> No
             f"analyze.reference_offer: {analyze.reference_offer!r} is not sold in {missing}; "
             "pooled revenue needs an offer every market sells"
         )
+
+
+def _absolute_ingest(ingest: IngestConfig) -> IngestConfig:
+    return ingest.model_copy(
+        update={
+            "events": ingest.events and _absolute(ingest.events),
+            "users": ingest.users and _absolute(ingest.users),
+        }
+    )
 
 
 def _absolute(path: str) -> str:

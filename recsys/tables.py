@@ -75,6 +75,24 @@ def versions(spark: SparkSession, config: Config, name: str) -> list[str]:
     return [f"{config.catalog.database}.{name}__v{v}" for v in sorted(found)]
 
 
+def drop_table(spark: SparkSession, config: Config, name: str) -> bool:
+    """Drop a table published by :func:`publish_table`: its view, then every version.
+
+    Returns whether there was anything to drop.
+    """
+    view = config.table(name)
+    if _is_physical_table(spark, view):
+        raise RecsysError(
+            f"{view} is a physical table, not a view written by recsys; drop or rename it"
+        )
+    found = spark.catalog.tableExists(view)
+    spark.sql(f"DROP VIEW IF EXISTS {view}")
+    old = versions(spark, config, name)
+    for physical in old:
+        spark.sql(f"DROP TABLE IF EXISTS {physical}")
+    return found or bool(old)
+
+
 def _drop_old_versions(spark: SparkSession, config: Config, name: str) -> None:
     old = versions(spark, config, name)[: -config.catalog.keep_versions]
     for physical in old:

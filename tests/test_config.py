@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from recsys.cli import main
-from recsys.config import load_config
+from recsys.config import load_config, with_ingest
 from recsys.errors import ConfigError
+from recsys.schemas import BEHAVIOUR_TOKENS, EVENT_TYPES
 from tests.conftest import LOCAL_CONF, ROOT
 
 
@@ -60,6 +61,12 @@ def test_overrides_are_typed_yaml_scalars():
         (["analyze.guardrails.churn=0.01"], "unknown guardrails ['churn']"),
         (["analyze.success_metric=clicks"], "analyze.success_metric"),
         (["analyze.reference_offer=premium_mini"], "'premium_mini' is not sold in"),
+        (["interactions.max_values.nope=5"], "max_values: unknown event types ['nope']"),
+        (["interactions.behaviour_tokens=[a, a]"], "behaviour_tokens: Value error, listed more"),
+        (["interactions.behaviour_tokens=[free]"], "['free'] are offer ids of the market"),
+        (["train.models.ladder.signals.usage:tv=[free]"], "signals.usage:tv: unknown behaviour"),
+        (["ingest.users=u.csv"], "ingest: Value error, set both events and users"),
+        (["ingest.format=json"], "ingest.format: Input should be 'csv', 'parquet' or 'auto'"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):
@@ -130,3 +137,42 @@ def test_rollback_needs_a_date(capsys):
         main(["rollback", "--to", "2026-13-01"])
     assert exit_.value.code == 2
     assert "not a date (YYYY-MM-DD): '2026-13-01'" in capsys.readouterr().err
+
+
+def test_own_event_types_and_tokens():
+    default = load_config(LOCAL_CONF).interactions
+    assert default.event_types == EVENT_TYPES
+    assert default.behaviour_tokens == list(BEHAVIOUR_TOKENS)
+    own = load_config(
+        LOCAL_CONF,
+        [
+            "interactions.behaviour_events=[addon_usage]",
+            "interactions.weights.addon_usage=2",
+            "interactions.max_values.addon_usage=10",
+            "interactions.behaviour_tokens=[usage:tv, signal:household, signal:student, "
+            "signal:audiobook]",
+        ],
+    ).interactions
+    assert own.event_types == (*EVENT_TYPES, "addon_usage")
+    assert own.behaviour_tokens[0] == "usage:tv"
+
+
+def test_a_weight_for_an_undeclared_event_type_fails():
+    # A typo would otherwise leave `listen` unweighted, silently out of the matrix.
+    with pytest.raises(ConfigError, match=r"weights: unknown event types \['lisen'\]"):
+        load_config(LOCAL_CONF, ["interactions.weights.lisen=0.3"])
+    with pytest.raises(ConfigError, match=r"behaviour_events: \['listen'\] are built-in"):
+        load_config(LOCAL_CONF, ["interactions.behaviour_events=[listen]"])
+
+
+def test_ingest_flags_win_over_the_config_and_paths_are_absolute(tmp_path):
+    config = load_config(LOCAL_CONF, ["ingest.users=a.csv", "ingest.events=b.csv"])
+    assert config.ingest.users == str(Path("a.csv").resolve())
+    assert config.ingest.is_set
+    flagged = with_ingest(config, events="s3a://bucket/events/*.parquet", fmt="parquet")
+    assert flagged.ingest.users == str(Path("a.csv").resolve())
+    assert flagged.ingest.events == "s3a://bucket/events/*.parquet"
+    assert flagged.ingest.format == "parquet"
+    assert not load_config(LOCAL_CONF).ingest.is_set
+    with pytest.raises(ConfigError, match="ingest: Value error, set both events and users"):
+        with_ingest(load_config(LOCAL_CONF), events="e.csv")

@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 
 def simulate_run(spark: SparkSession, config: Config) -> None:
     """Play the experiment out on the synthetic world and write its logs."""
+    if not spark.catalog.tableExists(config.table(S.WORLD_TRUTH)):
+        # Own data (ingest drops the table) or no generate-world yet: nothing can answer
+        # "would this user have converted?" for a list they were never shown.
+        raise RecsysError(
+            f"no {config.table(S.WORLD_TRUTH)} table for this data: simulate is demo-only, it "
+            "plays the experiment on the synthetic world's hidden truth, which generate-world "
+            "writes and ingested data does not have. With your own data, load real "
+            "experiment_exposures and experiment_outcomes and run analyze"
+        )
     experiment = config.recommend.experiment.id
     lists_df = read_table(spark, config, S.PLAN_RECOMMENDATIONS_CURRENT)
     first = lists_df.select("snapshot_date", "experiment_id").first()

@@ -70,6 +70,8 @@ def run(spark: SparkSession, config: Config) -> None:
         catalog_df,
         cutoff=F.lit(cutoff),
         max_values=settings.max_values,
+        event_types=settings.event_types,
+        behaviour_tokens=settings.behaviour_tokens,
     ).persist()
     try:
         with step("build-interactions: validate"):
@@ -85,7 +87,12 @@ def run(spark: SparkSession, config: Config) -> None:
             )
             _check_bad_share(tally, settings.max_bad_share, set(config.markets.markets))
         with step("build-interactions: matrices"):
-            _write_matrices(spark, config, validated.events_df, known_items_df(catalog_df))
+            _write_matrices(
+                spark,
+                config,
+                validated.events_df,
+                known_items_df(catalog_df, settings.behaviour_tokens),
+            )
         with step("build-interactions: user state"):
             _write_user_state(spark, config, validated.events_df, catalog_df)
     finally:

@@ -6,6 +6,7 @@ counted once. Exact duplicates of a valid row are kept once; the copies are quar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
@@ -108,15 +109,18 @@ class Validated:
         )
 
 
-def known_items_df(catalog_df: DataFrame) -> DataFrame:
-    """(market, item_id, is_offer): the market's offers plus the behaviour tokens.
+def known_items_df(
+    catalog_df: DataFrame, behaviour_tokens: Sequence[str] = S.BEHAVIOUR_TOKENS
+) -> DataFrame:
+    """(market, item_id, is_offer): the market's offers plus the behaviour tokens
+    (``interactions.behaviour_tokens``; the synthetic world's by default).
 
     Grain: market x item. Config-sized.
     """
     markets_df = catalog_df.select("market").distinct()
     tokens_df = markets_df.crossJoin(
         catalog_df.sparkSession.createDataFrame(
-            [(t,) for t in S.BEHAVIOUR_TOKENS],
+            [(t,) for t in behaviour_tokens],
             T.StructType([T.StructField("item_id", T.StringType())]),
         )
     ).withColumn("is_offer", F.lit(False))
@@ -148,16 +152,19 @@ def with_parsed_columns(raw_df: DataFrame) -> DataFrame:
     )
 
 
-def reject_reason(cutoff: Column, max_value: Column) -> Column:
+def reject_reason(
+    cutoff: Column, max_value: Column, event_types: Sequence[str] = S.EVENT_TYPES
+) -> Column:
     """The first rule a parsed row breaks, or null. Needs columns from ``with_parsed_columns``
     joined with ``known_items_df`` (``is_offer``, null when the item is unknown there) and
-    ``market_known``."""
+    ``market_known``. ``event_types``: the known ones (``InteractionsConfig.event_types``);
+    those that are not offer events are behaviour events, whose item is a behaviour token."""
     user, event_type, ts, num = F.col("user_id"), F.col("event_type"), F.col("ts"), F.col("num")
     offer_event = event_type.isin(*S.OFFER_EVENTS)
     return (
         F.when(user.isNull() | (F.trim(user) == ""), F.lit(MISSING_USER_ID))
         .when(~F.coalesce(F.col("market_known"), F.lit(False)), F.lit(UNKNOWN_MARKET))
-        .when(event_type.isNull() | ~event_type.isin(*S.EVENT_TYPES), F.lit(UNKNOWN_EVENT_TYPE))
+        .when(event_type.isNull() | ~event_type.isin(*event_types), F.lit(UNKNOWN_EVENT_TYPE))
         .when(F.col("event_ts").isNull(), F.lit(MISSING_TIMESTAMP))
         .when(ts.isNull(), F.lit(UNPARSEABLE_TIMESTAMP))
         .when(ts >= cutoff, F.lit(FUTURE_TIMESTAMP))
@@ -174,11 +181,15 @@ def validate_events(
     *,
     cutoff: Column,
     max_values: dict[str, float],
+    event_types: Sequence[str] = S.EVENT_TYPES,
+    behaviour_tokens: Sequence[str] = S.BEHAVIOUR_TOKENS,
 ) -> Validated:
     """Split raw events into valid rows and quarantined rows with a reason.
 
     ``raw_df`` has the events columns (any of them may be strings); ``catalog_df`` the catalog
-    table's; ``cutoff`` is the first instant after the snapshot.
+    table's; ``cutoff`` is the first instant after the snapshot. ``event_types`` and
+    ``behaviour_tokens`` are the known vocabularies (``InteractionsConfig.event_types`` and
+    ``.behaviour_tokens``; the synthetic world's by default).
     """
     default_max = max_values.get("default", float("inf"))
     limits = literal_map({t: v for t, v in max_values.items() if t != "default"})
@@ -187,8 +198,12 @@ def validate_events(
     labelled_df = (
         raw_df.transform(with_parsed_columns)
         .join(F.broadcast(markets_df), on="market", how="left")
-        .join(F.broadcast(known_items_df(catalog_df)), on=["market", "item_id"], how="left")
-        .withColumn("reject_reason", reject_reason(cutoff, max_value))
+        .join(
+            F.broadcast(known_items_df(catalog_df, behaviour_tokens)),
+            on=["market", "item_id"],
+            how="left",
+        )
+        .withColumn("reject_reason", reject_reason(cutoff, max_value, event_types))
     )
     # One row per distinct event with its multiplicity: duplicates found without a sort.
     return Validated(

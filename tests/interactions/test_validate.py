@@ -11,8 +11,10 @@ from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.catalog import catalog_df
+from recsys.config import load_config
 from recsys.errors import RecsysError
 from recsys.interactions import validate as V
+from tests.conftest import LOCAL_CONF
 
 RAW = T.StructType([T.StructField(c, T.StringType()) for c in S.EVENTS_SCHEMA.fieldNames()])
 OK_TS = "2026-10-20 10:00:00"
@@ -95,3 +97,71 @@ def test_missing_columns_are_named(spark, config):
             cutoff=F.lit(CUTOFF),
             max_values=LIMITS,
         )
+
+
+# Own data's vocabulary: an event type given a weight is a behaviour event type, and its
+# items are the configured behaviour tokens (README "Bring your own data").
+OWN = [
+    ("u1", "SE", "addon_usage", "usage:tv", OK_TS, "1"),
+    ("u2", "SE", "listen", "genre:pop", OK_TS, "1"),
+    ("u3", "SE", "conversion", "premium_family", OK_TS, "209.0"),
+]
+OWN_BAD = [
+    (("u4", "SE", "gaming", "usage:tv", OK_TS, "1"), V.UNKNOWN_EVENT_TYPE),
+    (("u5", "SE", "addon_usage", "usage:radio", OK_TS, "1"), V.UNKNOWN_ITEM),
+    (("u6", "SE", "listen", "genre:rock", OK_TS, "1"), V.UNKNOWN_ITEM),  # not a token here
+    (("u7", "SE", "addon_usage", "premium_family", OK_TS, "1"), V.UNKNOWN_ITEM),  # an offer
+    (("u8", "SE", "addon_usage", "usage:tv", OK_TS, "9"), V.ABSURD_VALUE),
+]
+
+
+def _own_vocabulary(spark, config, rows, settings=None):
+    kwargs = (
+        {"event_types": settings.event_types, "behaviour_tokens": settings.behaviour_tokens}
+        if settings
+        else {}
+    )
+    return V.validate_events(
+        spark.createDataFrame(rows, RAW),
+        catalog_df(spark, config.markets),
+        cutoff=F.lit(CUTOFF),
+        max_values=settings.max_values if settings else LIMITS,
+        **kwargs,
+    )
+
+
+def test_configured_event_types_and_tokens_are_kept_and_others_quarantined(spark, config):
+    settings = load_config(
+        LOCAL_CONF,
+        [
+            "interactions.behaviour_events=[addon_usage]",
+            "interactions.weights.addon_usage=1",
+            "interactions.max_values.addon_usage=5",
+            "interactions.behaviour_tokens=[usage:tv, genre:pop]",
+            "train.models.ladder.signals={}",  # the ladder's signals are the music tokens
+        ],
+    ).interactions
+    assert settings.event_types == (*S.EVENT_TYPES, "addon_usage")
+    validated = _own_vocabulary(spark, config, OWN + [row for row, _ in OWN_BAD], settings)
+    kept_df = spark.createDataFrame(
+        [
+            ("u1", "SE", "addon_usage", "usage:tv", dt.datetime(2026, 10, 20, 10), 1.0),
+            ("u2", "SE", "listen", "genre:pop", dt.datetime(2026, 10, 20, 10), 1.0),
+            ("u3", "SE", "conversion", "premium_family", dt.datetime(2026, 10, 20, 10), 209.0),
+        ],
+        S.EVENTS_SCHEMA,
+    )
+    assert_df_equality(validated.events_df, kept_df, ignore_row_order=True, ignore_nullable=True)
+    quarantined_df = spark.createDataFrame(
+        [(*row, reason) for row, reason in OWN_BAD],
+        T.StructType([*RAW.fields, T.StructField("reject_reason", T.StringType())]),
+    )
+    assert_df_equality(
+        validated.quarantine_df, quarantined_df, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_without_configuration_own_event_types_stay_unknown(spark, config):
+    validated = _own_vocabulary(spark, config, OWN[:1])
+    reasons = [r["reject_reason"] for r in validated.quarantine_df.collect()]
+    assert reasons == [V.UNKNOWN_EVENT_TYPE]

@@ -1,0 +1,26 @@
+"""A config of its own catalog database for the ingest tests, so that replacing users and
+events (and dropping world_truth) leaves the other tests' world alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.config import load_config
+from tests.conftest import write_conf
+
+
+@pytest.fixture(scope="session")
+def ingest_conf(spark, config, tmp_path_factory):
+    """(conf path, config) of the database ``ingest_tests`` in the session's metastore."""
+    folder = tmp_path_factory.mktemp("ingest")
+    path = write_conf(
+        folder,
+        catalog={
+            "database": "ingest_tests",
+            "warehouse_dir": config.catalog.warehouse_dir,
+            "metastore_dir": config.catalog.metastore_dir,
+        },
+    )
+    small = load_config(path)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {small.catalog.database}")
+    return path, small
