@@ -9,6 +9,7 @@ r is relevant when rel_r = 1 (ranks 1..k):
     hit_rate@k  = 1 if hits@k > 0 else 0
     ndcg@k      = sum_{r<=k} rel_r / log2(r + 1)  /  sum_{r<=min(|R|,k)} 1 / log2(r + 1)
     map@k       = sum_{r<=k} rel_r * precision@r  /  min(|R|, k)
+    mrr@k       = 1 / (rank of the first relevant item) if hits@k > 0 else 0
     revenue@k   = sum_{r<=k} rel_r * value of the item (e.g. its price)
 
 Only users with at least one relevant item are evaluated; a user the model gave no list
@@ -26,7 +27,7 @@ from pyspark.sql import functions as F
 
 from recsys.world.rand import Rng
 
-METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "revenue")
+METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr", "revenue")
 
 
 def _ideal_dcg(n_relevant: Column, k: int) -> Column:
@@ -73,12 +74,14 @@ def per_user_metrics(
         *keys,
         (F.lit(1.0) / F.log2(F.col("rank") + 1)).alias("gain"),
         (running / F.col("rank")).alias("precision_at_hit"),
+        "rank",
         "_value",
     )
     sums_df = per_hit_df.groupBy(*keys).agg(
         F.count(F.lit(1)).alias("hits"),
         F.sum("gain").alias("dcg"),
         F.sum("precision_at_hit").alias("ap_sum"),
+        F.min("rank").alias("first_hit"),
         F.sum("_value").alias("revenue"),
     )
     joined = relevant_df.join(sums_df, on=list(keys), how="left").na.fill(
@@ -92,6 +95,7 @@ def per_user_metrics(
         (F.col("hits") > 0).cast("double").alias("hit_rate"),
         (F.col("dcg") / _ideal_dcg(n, k)).alias("ndcg"),
         (F.col("ap_sum") / F.least(n, F.lit(k))).alias("map"),
+        F.coalesce(F.lit(1.0) / F.col("first_hit"), F.lit(0.0)).alias("mrr"),
         F.col("revenue").cast("double").alias("revenue"),
     )
 

@@ -1,10 +1,10 @@
 """Offline evaluation of a model on one window: candidates, labels, metrics per user and market.
 
 A model is judged only on what it could have done: its candidates are the offers each user
-was eligible for at the start of the window (the same rules as serving, from the user's state
-then), and labels are the offers users converted to in the window that were among those
-candidates. Users with no such label are not evaluated (they are counted). Every evaluated
-user counts, whether or not the model scored them.
+was eligible for at the start of the window (the same rules as serving, the configured ones
+included, from the user's state then), and labels are the offers users converted to in the
+window that were among those candidates. Users with no such label are not evaluated (they are
+counted). Every evaluated user counts, whether or not the model scored them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recsys.config import EligibilityRules
 from recsys.eligibility import with_eligibility
 from recsys.evaluation.metrics import per_user_metrics
 from recsys.models.base import Recommender
@@ -23,7 +24,7 @@ from recsys.ranking import top_k
 
 KEYS = ("market", "user_id")
 ALL = "all"  # the market label of pooled figures
-RANKING_METRICS = ("precision", "recall", "hit_rate", "ndcg", "map")
+RANKING_METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr")
 
 
 def metric_column(metric: str, k: int) -> str:
@@ -56,15 +57,22 @@ class Window:
             df.unpersist()
 
 
-def window(state_df: DataFrame, outcomes_df: DataFrame, catalog_df: DataFrame) -> Window:
+def window(
+    state_df: DataFrame,
+    outcomes_df: DataFrame,
+    catalog_df: DataFrame,
+    rules: EligibilityRules | None = None,
+) -> Window:
     """Build a window from users' state at its start and what they converted to in it.
 
     ``state_df``: one row per user with the eligibility state columns (``user_state``).
     ``outcomes_df``: (market, user_id, item_id) conversions in the window (a label split of
-    ``interactions``). ``catalog_df``: the ``catalog`` table.
+    ``interactions``). ``catalog_df``: the ``catalog`` table. ``rules``: the configured
+    eligibility rules (``recommend.eligibility``), so that an offer serving would never show
+    is neither a candidate nor a label.
     """
     eligible_df = (
-        with_eligibility(state_df, catalog_df)
+        with_eligibility(state_df, catalog_df, rules)
         .where(F.col("eligible"))
         .join(state_df.select(*KEYS, "current_plan"), on=list(KEYS), how="inner")
         .select(*KEYS, "offer_id", "current_plan")

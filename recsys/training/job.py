@@ -81,7 +81,9 @@ class Trainer:
 
     def window(self, state_split: str, label_split: str) -> evaluate.Window:
         state_df = self.state_df.where(F.col("split") == state_split)
-        return evaluate.window(state_df, self.rows(label_split), self.catalog_df).persist()
+        return evaluate.window(
+            state_df, self.rows(label_split), self.catalog_df, self.config.recommend.eligibility
+        ).persist()
 
     def check_inputs(self) -> dict[str, int]:
         counts = {

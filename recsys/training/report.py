@@ -34,6 +34,7 @@ class Summary:
 def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataFrame:
     gate = config.train.gate.column
     k = config.train.gate.k
+    ks = config.train.ks
     rows = []
     for family, result in results.items():
         table = result.holdout.table
@@ -43,9 +44,12 @@ def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataF
                 "model": family,
                 f"{gate} (95% CI)": f"{mean:.4f} [{low:.4f}, {high:.4f}]",
                 f"validation {gate}": round(result.chosen.pooled(gate), 4),
-                "hit_rate_at_1": round(float(table.loc[ALL, "hit_rate_at_1"]), 4)
-                if "hit_rate_at_1" in table
-                else None,
+                **{
+                    f"hit_rate_at_{n}": round(float(table.loc[ALL, f"hit_rate_at_{n}"]), 4)
+                    for n in ks
+                },
+                # At the largest k: the plain MRR whenever no user has more candidates.
+                f"mrr_at_{max(ks)}": round(float(table.loc[ALL, f"mrr_at_{max(ks)}"]), 4),
                 f"precision_at_{k}": round(float(table.loc[ALL, f"precision_at_{k}"]), 4),
                 f"recall_at_{k}": round(float(table.loc[ALL, f"recall_at_{k}"]), 4),
                 f"map_at_{k}": round(float(table.loc[ALL, f"map_at_{k}"]), 4),

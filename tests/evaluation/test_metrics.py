@@ -27,12 +27,14 @@ def reference(ranked: list[str], relevant: dict[str, float], k: int) -> tuple[fl
     dcg = sum(r / math.log2(i + 2) for i, r in enumerate(rel))
     idcg = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), k)))
     ap = sum(sum(rel[: i + 1]) / (i + 1) for i, r in enumerate(rel) if r)
+    first_hit = next((i + 1 for i, r in enumerate(rel) if r), None)
     return (
         hits / k,
         hits / len(relevant),
         1.0 if hits else 0.0,
         dcg / idcg,
         ap / min(len(relevant), k),
+        1 / first_hit if first_hit else 0.0,
         float(sum(relevant[item] for item in top if item in relevant)),
     )
 
@@ -48,7 +50,23 @@ def test_a_hand_computed_user(spark):
     assert row["hit_rate"] == 1.0
     assert row["ndcg"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
     assert row["map"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert row["mrr"] == 1.0
     assert row["revenue"] == pytest.approx(15.0)
+
+
+def test_mrr_is_the_reciprocal_rank_of_the_first_hit_within_k(spark):
+    # The leave-one-out case: one relevant item per user, at rank 2, 3 or nowhere.
+    recs = spark.createDataFrame(
+        [("US", u, item, r) for u in ("u", "v", "w") for r, item in enumerate("abc", start=1)],
+        RECS,
+    )
+    labels = spark.createDataFrame(
+        [("US", "u", "b", 1.0), ("US", "v", "c", 1.0), ("US", "w", "z", 1.0)], LABELS
+    )
+    at_3 = {r["user_id"]: r["mrr"] for r in per_user_metrics(recs, labels, 3).collect()}
+    at_1 = {r["user_id"]: r["mrr"] for r in per_user_metrics(recs, labels, 1).collect()}
+    assert at_3 == {"u": pytest.approx(1 / 2), "v": pytest.approx(1 / 3), "w": 0.0}
+    assert at_1 == {"u": 0.0, "v": 0.0, "w": 0.0}
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

@@ -8,6 +8,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from recsys.catalog import catalog_df
+from recsys.config import EligibilityRules
 from recsys.models import FAMILIES
 from recsys.training import evaluate
 
@@ -63,6 +64,25 @@ def test_only_labelled_users_are_candidates_and_only_eligible_offers(win):
     assert "premium_individual" not in u2_offers  # the plan held
     assert "trial_individual_1m" not in u2_offers  # already pays
     assert "premium_family" in u2_offers
+
+
+def test_configured_rules_remove_candidates_and_labels_as_in_serving(spark, se_catalog_df):
+    state_df = spark.createDataFrame(
+        [("SE", "u1", "free", [], False, False), ("SE", "u2", "free", [], False, False)], STATE
+    )
+    outcomes_df = spark.createDataFrame(
+        [("SE", "u1", "trial_individual_1m"), ("SE", "u2", "premium_family")],
+        "market string, user_id string, item_id string",
+    )
+    rules = EligibilityRules(exclude={"SE": ["trial_individual_1m"]})
+    win = evaluate.window(state_df, outcomes_df, se_catalog_df, rules)
+    # u1 converted only to an offer serving withholds: no label, so not a user of the window.
+    assert {r["user_id"] for r in win.labels_df.collect()} == {"u2"}
+    offers = {r["offer_id"] for r in win.candidates_df.collect()}
+    assert "trial_individual_1m" not in offers
+    assert "premium_family" in offers
+    unruled = evaluate.window(state_df, outcomes_df, se_catalog_df)
+    assert {r["user_id"] for r in unruled.labels_df.collect()} == {"u1", "u2"}
 
 
 def test_summary_pools_users_and_measures_coverage(spark, win, se_catalog_df):
