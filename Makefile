@@ -4,7 +4,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo telco test test-slow bench clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,6 +16,14 @@ setup: $(BIN)/.installed
 
 demo: setup
 	$(BIN)/recsys pipeline --conf conf/local.yaml
+
+# The worked example on your own data (README "Worked example: your own data (Telco)"):
+# IBM's public Telco sample converted to the ingest files, then the same pipeline, with its
+# state under .recsys/telco/ (conf/examples/telco.yaml).
+TELCO_CSV ?= ../shared/data/telco/Telco-Customer-Churn.csv
+telco: setup
+	$(BIN)/python -m recsys.examples.telco --csv $(TELCO_CSV) --out .recsys/telco/data
+	$(BIN)/recsys pipeline --conf conf/examples/telco.yaml
 
 test: setup
 	$(BIN)/ruff check .
