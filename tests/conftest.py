@@ -1,5 +1,5 @@
 """One SparkSession for the whole test run, with its catalog in a temporary folder, and the
-small served world that the recommend and experiment tests share."""
+small served world that the recommend, experiment and notebook tests share."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
 from recsys.config import Config, load_config
+from recsys.experiment import job as experiment_job
 from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging
+from recsys.recommend import job as recommend_job
 from recsys.session import build_session
 from recsys.training import job as train_job
 from recsys.training import tracking
@@ -115,3 +117,14 @@ def served(spark, config, tmp_path_factory):
     promote_if_needed(small)
     yield path, small
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)
+
+
+@pytest.fixture(scope="session")
+def experimented(spark, served):
+    """(conf path, config) of the served world after recommend, simulate and analyze: every
+    table and report that the experiment tests and the notebooks read."""
+    _, config = served
+    recommend_job.run(spark, config)
+    experiment_job.simulate_run(spark, config)
+    experiment_job.analyze_run(spark, config)
+    return served

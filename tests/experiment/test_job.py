@@ -17,16 +17,12 @@ from recsys import schemas as S
 from recsys.errors import RecsysError
 from recsys.experiment import job as experiment_job
 from recsys.experiment import report
-from recsys.recommend import job as recommend_job
 from recsys.training import tracking
 
 
 @pytest.fixture(scope="module")
-def analyzed(spark, served):
-    _, config = served
-    recommend_job.run(spark, config)
-    experiment_job.simulate_run(spark, config)
-    experiment_job.analyze_run(spark, config)
+def analyzed(spark, experimented):
+    _, config = experimented
     experiment = config.recommend.experiment.id
     mine = F.col("experiment_id") == experiment
     tables = {
