@@ -57,6 +57,18 @@ def write_conf(folder: Path, **sections: dict) -> Path:
     return path
 
 
+def database_conf(folder: Path, config: Config, database: str, **sections: dict) -> Path:
+    """A config like :func:`write_conf`'s whose tables go to their own ``database`` in the
+    session's catalog (``config``'s warehouse and metastore), so that a test replacing
+    tables leaves the others' alone."""
+    catalog = {
+        "database": database,
+        "warehouse_dir": config.catalog.warehouse_dir,
+        "metastore_dir": config.catalog.metastore_dir,
+    }
+    return write_conf(folder, catalog=catalog, **sections)
+
+
 def console_script(name: str) -> str:
     """The path of an executable installed next to this interpreter (the venv's ``recsys``,
     ``spark-submit``, ``spark-class``), else the one on PATH."""
@@ -96,13 +108,10 @@ def spark(config: Config) -> SparkSession:
 def served(spark, config, tmp_path_factory):
     """(conf path, config) of a world whose registry has a champion."""
     folder = tmp_path_factory.mktemp("recommend")
-    path = write_conf(
+    path = database_conf(
         folder,
-        catalog={
-            "database": "recommend_tests",
-            "warehouse_dir": config.catalog.warehouse_dir,
-            "metastore_dir": config.catalog.metastore_dir,
-        },
+        config,
+        "recommend_tests",
         world={"users": 4_000},
         train={
             "max_trials": 1,

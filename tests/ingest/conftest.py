@@ -6,21 +6,14 @@ from __future__ import annotations
 import pytest
 
 from recsys.config import load_config
-from tests.conftest import write_conf
+from tests.conftest import database_conf
 
 
 @pytest.fixture(scope="session")
 def ingest_conf(spark, config, tmp_path_factory):
     """(conf path, config) of the database ``ingest_tests`` in the session's metastore."""
     folder = tmp_path_factory.mktemp("ingest")
-    path = write_conf(
-        folder,
-        catalog={
-            "database": "ingest_tests",
-            "warehouse_dir": config.catalog.warehouse_dir,
-            "metastore_dir": config.catalog.metastore_dir,
-        },
-    )
+    path = database_conf(folder, config, "ingest_tests")
     small = load_config(path)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {small.catalog.database}")
     return path, small

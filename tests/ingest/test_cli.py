@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from recsys.cli import DEMO_FLOW, OWN_DATA_FLOW, _pipeline_steps, main
 from recsys.config import load_config, with_ingest
-from tests.conftest import LOCAL_CONF, write_conf
+from tests.conftest import LOCAL_CONF, database_conf
 
 USERS = "user_id,market,current_plan,signup_date\nu1,SE,free,2025-01-01\n"
 EVENTS = "user_id,market,event_type,item_id,event_ts\nu1,SE,listen,genre:pop,2026-10-01\n"
@@ -47,13 +47,10 @@ def test_pipeline_on_own_data_runs_ingest_and_stops_after_recommend(
     capsys, spark, config, tmp_path
 ):
     users, events = _files(tmp_path, events="user_id\nu1\n")
-    conf_path = write_conf(
+    conf_path = database_conf(
         tmp_path,
-        catalog={
-            "database": "ingest_tests",
-            "warehouse_dir": config.catalog.warehouse_dir,
-            "metastore_dir": config.catalog.metastore_dir,
-        },
+        config,
+        "ingest_tests",
         ingest={"users": users, "events": events},
     )
     assert main(["pipeline", "--conf", str(conf_path)]) == 2

@@ -17,7 +17,7 @@ from recsys.interactions import job as interactions_job
 from recsys.interactions import validate as V
 from recsys.tables import read_table
 from recsys.world.generate import generate_world
-from tests.conftest import write_conf
+from tests.conftest import database_conf
 
 # Events of the data's own: a configured type and token, and a type nobody configured.
 OWN_EVENTS = [
@@ -29,13 +29,10 @@ OWN_EVENTS = [
 @pytest.fixture(scope="module")
 def ingested(spark, config, tmp_path_factory):
     folder = tmp_path_factory.mktemp("own_world")
-    conf_path = write_conf(
+    conf_path = database_conf(
         folder,
-        catalog={
-            "database": "ingest_world",
-            "warehouse_dir": config.catalog.warehouse_dir,
-            "metastore_dir": config.catalog.metastore_dir,
-        },
+        config,
+        "ingest_world",
         world={"users": 300},
         interactions={
             "behaviour_events": ["addon_usage"],
