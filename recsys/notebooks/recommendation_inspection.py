@@ -308,6 +308,17 @@ def plot_audit(reasons: pd.DataFrame, market: str) -> Figure:
     table = table[verdicts].sort_index(ascending=False)
     figure = Figure(figsize=(10, 1.5 + 0.4 * len(table)), layout="constrained")
     axes = figure.subplots()
+    if table.empty:
+        # recommend.audit_share 0, or a rolled-back snapshot whose audit was replaced since.
+        axes.set_axis_off()
+        axes.text(
+            0.5,
+            0.5,
+            f"{market}: no eligibility verdicts audited for this snapshot",
+            ha="center",
+            va="center",
+        )
+        return figure
     left = pd.Series(0.0, index=table.index)
     excluded = iter(_EXCLUSION_COLOURS * len(verdicts))
     for verdict in verdicts:

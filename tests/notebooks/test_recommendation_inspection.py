@@ -172,6 +172,10 @@ def test_charts_have_a_panel_per_arm_a_bar_per_reason_and_a_box_per_offer(lists_
     assert [t.get_text() for t in axes.get_yticklabels()] == ["b", "a"]
     widths = [[bar.get_width() for bar in bars] for bars in axes.containers]
     assert widths == [[0, 2], [0, 1], [1, 0]]  # eligible first, then reasons by name
+    (axes,) = ri.plot_audit(verdicts.iloc[:0], "SE").axes  # nothing audited: said, not blank
+    assert [t.get_text() for t in axes.texts] == [
+        "SE: no eligibility verdicts audited for this snapshot"
+    ]
 
     values = ri.value_quantiles(lists_df).toPandas()
     left, right = ri.plot_values(values, "SE").axes
