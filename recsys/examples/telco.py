@@ -223,8 +223,11 @@ def _check(customers: pd.DataFrame) -> None:
                 f"(customers {ids[bad].head(3).tolist()}); expected {sorted(values)}"
             )
     tenure = pd.to_numeric(customers["tenure"], errors="coerce")
-    if tenure.isna().any() or (tenure < 0).any():
-        raise ValueError(f"tenure: not a count of months for customers {ids[tenure.isna()][:3]}")
+    bad_tenure = tenure.isna() | (tenure < 0)
+    if bad_tenure.any():
+        raise ValueError(
+            f"tenure: not a count of months for customers {ids[bad_tenure].head(3).tolist()}"
+        )
     no_internet = customers["InternetService"] == "No"
     for column in ADDONS:
         mismatch = no_internet != (customers[column] == NO_INTERNET)
