@@ -14,8 +14,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from recsys.config import Config
 from recsys.errors import RecsysError
@@ -168,3 +170,18 @@ def _drop_old_folders(spark: SparkSession, parent: str, config: Config) -> None:
         : -config.catalog.keep_versions
     ]:
         fs.delete(old.getPath(), True)
+
+
+def log_counts(table_df: DataFrame, what: str, markets: Sequence[str]) -> None:
+    """Log a table's rows, in all and per market (``what``: its name in the log)."""
+    # Grouped by market (names outside the markets file as one): a markets-sized result.
+    market = F.when(F.col("market").isin(*markets), F.col("market")).otherwise("(other)")
+    counts = {
+        r["market"]: r["n"]
+        for r in table_df.groupBy(market.alias("market"))
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+    log.info("%s: %s rows", what, f"{sum(counts.values()):,}")
+    for name, n in sorted(counts.items()):
+        log.info("  %s %s: %s", what, name, f"{n:,}")

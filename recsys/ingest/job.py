@@ -27,7 +27,7 @@ from recsys.config import Config
 from recsys.ingest import parse as P
 from recsys.ingest.contract import EVENTS_FILE, USERS_FILE, FileContract, IngestError
 from recsys.progress import step
-from recsys.tables import drop_table, filesystem, publish_table
+from recsys.tables import drop_table, filesystem, log_counts, publish_table
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def run(spark: SparkSession, config: Config) -> None:
         publish_table(spark, config, catalog_df(spark, markets), S.CATALOG)
     with step("ingest: users"):
         publish_table(spark, config, P.table_df(users_raw_df, USERS_FILE), S.USERS)
-        _log_counts(spark.table(config.table(S.USERS)), S.USERS, list(markets.markets))
+        log_counts(spark.table(config.table(S.USERS)), S.USERS, list(markets.markets))
     with step("ingest: events"):
         publish_table(spark, config, P.table_df(events_raw_df, EVENTS_FILE), S.EVENTS)
-        _log_counts(spark.table(config.table(S.EVENTS)), S.EVENTS, list(markets.markets))
+        log_counts(spark.table(config.table(S.EVENTS)), S.EVENTS, list(markets.markets))
 
 
 def format_of(name: str) -> str | None:
@@ -233,17 +233,3 @@ def _read_errors(what: str, path: str) -> Iterator[None]:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "unreadable"
-
-
-def _log_counts(table_df: DataFrame, what: str, markets: Sequence[str]) -> None:
-    # Grouped by market (names outside the markets file as one): a markets-sized result.
-    market = F.when(F.col("market").isin(*markets), F.col("market")).otherwise("(other)")
-    counts = {
-        r["market"]: r["n"]
-        for r in table_df.groupBy(market.alias("market"))
-        .agg(F.count(F.lit(1)).alias("n"))
-        .collect()
-    }
-    log.info("%s: %s rows", what, f"{sum(counts.values()):,}")
-    for name, n in sorted(counts.items()):
-        log.info("  %s %s: %s", what, name, f"{n:,}")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from recsys import schemas as S
 from recsys.catalog import catalog_df
 from recsys.config import Config
 from recsys.progress import step
-from recsys.tables import publish_table
+from recsys.tables import log_counts, publish_table
 from recsys.world.generate import generate_world
 
 log = logging.getLogger(__name__)
@@ -36,22 +35,11 @@ def run(spark: SparkSession, config: Config) -> None:
             publish_table(spark, config, catalog_df(spark, markets), S.CATALOG)
         with step("generate-world: users"):
             publish_table(spark, config, world.users_df, S.USERS)
-            _log_counts(spark.table(config.table(S.USERS)), "users")
+            log_counts(spark.table(config.table(S.USERS)), "users", list(markets.markets))
         with step("generate-world: events"):
             publish_table(spark, config, world.events_df, S.EVENTS)
-            _log_counts(spark.table(config.table(S.EVENTS)), "events")
+            log_counts(spark.table(config.table(S.EVENTS)), "events", list(markets.markets))
         with step("generate-world: world_truth"):
             publish_table(spark, config, world.truth_df, S.WORLD_TRUTH)
     finally:
         state_df.unpersist()
-
-
-def _log_counts(table_df: DataFrame, what: str) -> None:
-    # Grouped by market: a markets-sized result, fine to bring to the driver.
-    counts = {
-        r["market"]: r["n"]
-        for r in table_df.groupBy("market").agg(F.count("*").alias("n")).collect()
-    }
-    log.info("%s: %s rows", what, f"{sum(counts.values()):,}")
-    for market, n in sorted(counts.items()):
-        log.info("  %s %s: %s", what, market, f"{n:,}")
