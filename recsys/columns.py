@@ -8,6 +8,14 @@ from collections.abc import Mapping
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+_BUCKETS = 1_000_000
+
+
+def unit(salt: str, *parts: Column | str) -> Column:
+    """A uniform number in [0, 1) from hashing ``salt`` and ``parts``; the same inputs always
+    give the same number. Spark's ``xxhash64`` is a built-in with a fixed seed: no UDF."""
+    return F.pmod(F.xxhash64(F.lit(salt), *parts), F.lit(_BUCKETS)) / F.lit(float(_BUCKETS))
+
 
 def literal_map(mapping: Mapping[str, object]) -> Column:
     """A config-sized Python dict as a map literal: ``literal_map(d)[F.col("k")]``."""

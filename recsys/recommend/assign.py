@@ -10,18 +10,11 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from recsys.columns import literal_map
+from recsys.columns import literal_map, unit
 from recsys.config import ExperimentConfig
 
 TREATMENT, CONTROL, HOLDOUT = "treatment", "control", "holdout"
 ARMS = (TREATMENT, CONTROL, HOLDOUT)
-_BUCKETS = 1_000_000
-
-
-def unit(salt: str, *parts: Column | str) -> Column:
-    """A uniform number in [0, 1) from hashing ``salt`` and ``parts``; the same inputs always
-    give the same number."""
-    return F.pmod(F.xxhash64(F.lit(salt), *parts), F.lit(_BUCKETS)) / F.lit(float(_BUCKETS))
 
 
 def arm_of(experiment: ExperimentConfig, user_id: Column | str = "user_id") -> Column:

@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.columns import unit
 from recsys.config import Config
 from recsys.eligibility import STATE_COLUMNS, with_eligibility
 from recsys.errors import RecsysError
@@ -38,12 +39,7 @@ from recsys.models import FAMILIES, Recommender, load_model
 from recsys.models.baselines import Popularity
 from recsys.progress import step
 from recsys.recommend import calibrate, lists, publish, validate
-from recsys.recommend.assign import (
-    arm_of,
-    epsilon_of,
-    is_exploring,
-    unit,
-)
+from recsys.recommend.assign import arm_of, epsilon_of, is_exploring
 from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK, FALLBACK_REASON, MODEL
 from recsys.recommend.offers import offer_terms_df
 from recsys.recommend.rank import exploration_candidates, ranked_lists

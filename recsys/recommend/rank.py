@@ -17,7 +17,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys.recommend.assign import TREATMENT, unit
+from recsys.columns import unit
+from recsys.recommend.assign import TREATMENT
 
 # What ranked_lists reads: one row per (served user, eligible offer).
 CANDIDATE_COLUMNS = (

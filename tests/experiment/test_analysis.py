@@ -14,10 +14,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys import schemas as S
+from recsys.columns import unit
 from recsys.config import AnalyzeConfig, ExperimentConfig
 from recsys.errors import RecsysError
 from recsys.experiment import analysis, stats
-from recsys.recommend.assign import CONTROL, TREATMENT, arm_of, unit
+from recsys.recommend.assign import CONTROL, TREATMENT, arm_of
 
 SHARES = {"treatment": 0.45, "control": 0.45, "holdout": 0.10}
 SETTINGS = AnalyzeConfig()

@@ -10,8 +10,8 @@ import math
 import pytest
 from pyspark.sql import functions as F
 
+from recsys.columns import unit
 from recsys.experiment import ope
-from recsys.recommend.assign import unit
 
 EPSILON = 0.1
 P_TRUE = {"A": 0.08, "B": 0.04, "C": 0.02}
