@@ -306,6 +306,12 @@ class TrainConfig(_Section):
     ks: list[Annotated[int, Field(ge=1, le=100)]] = Field(default=[1, 3, 5], min_length=1)
     seed: int = 7
     max_trials: Annotated[int, Field(ge=1, le=1000)] = 4
+    search_users: Annotated[int, Field(ge=1_000)] | None = Field(
+        default=200_000,
+        description="Trials are fitted and scored on a hashed sample of about this many "
+        "users when the tune split has more; null: every user. The chosen parameters are "
+        "refitted on every user.",
+    )
     registered_model: str = Field(default="recsys-plan-recommender", pattern=r"^[\w.-]+$")
     model_dir: str = Field(
         default=".recsys/models",

@@ -1,7 +1,8 @@
 """The `train` step (DESIGN.md section 7).
 
 For each model family: hyperparameter trials fitted on ``tune`` and scored on
-``validation``; the best trial refitted on ``train`` and scored once on ``holdout``. The
+``validation`` (of a hashed sample of users at scale, ``train.search_users``); the best trial
+refitted on ``train`` (every user) and scored once on ``holdout``. The
 family that did best on validation is the candidate: refitted on ``full`` (everything up to
 the snapshot), registered, and promoted to ``champion`` only if it beats the champion and
 every baseline on the holdout (see :mod:`recsys.training.gate`). Everything is an MLflow run:
@@ -21,10 +22,11 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.columns import unit
 from recsys.config import Config, TrainConfig
 from recsys.errors import RecsysError
 from recsys.evaluation.metrics import bootstrap_ci
@@ -53,6 +55,35 @@ class Evaluated:
         return float(self.table.loc[evaluate.ALL, column])
 
 
+@dataclass(frozen=True)
+class Search:
+    """Where every family's trials are fitted (``rows_df``, tune rows) and scored
+    (``window``, validation): all users, or a hashed sample of them at scale, so the search
+    costs the same at 10M users as at ``train.search_users``."""
+
+    rows_df: DataFrame
+    window: evaluate.Window
+    users: int  # users of the tune split
+    share: float  # of them in the search; 1.0: all
+
+    @property
+    def sampled(self) -> bool:
+        return self.share < 1.0
+
+    def describe(self) -> str:
+        if not self.sampled:
+            return f"all {self.users:,} users of the tune split"
+        return (
+            f"a hashed sample of about {round(self.users * self.share):,} of the "
+            f"{self.users:,} users of the tune split (train.search_users)"
+        )
+
+    def unpersist(self) -> None:
+        if self.sampled:
+            self.rows_df.unpersist()
+        self.window.unpersist()
+
+
 @dataclass
 class FamilyResult:
     family: str
@@ -79,17 +110,20 @@ class Trainer:
     def rows(self, split: str) -> DataFrame:
         return self.interactions_df.where(F.col("split") == split)
 
-    def window(self, state_split: str, label_split: str) -> evaluate.Window:
+    def window(
+        self, state_split: str, label_split: str, users: Column | None = None
+    ) -> evaluate.Window:
+        """The evaluation window of ``label_split``; of the users ``users`` keeps, if given."""
         state_df = self.state_df.where(F.col("split") == state_split)
+        labels_df = self.rows(label_split)
+        if users is not None:
+            state_df, labels_df = state_df.where(users), labels_df.where(users)
         return evaluate.window(
-            state_df, self.rows(label_split), self.catalog_df, self.config.recommend.eligibility
+            state_df, labels_df, self.catalog_df, self.config.recommend.eligibility
         ).persist()
 
     def check_inputs(self) -> dict[str, int]:
-        counts = {
-            r["split"]: r["count"]
-            for r in self.stats_df.groupBy("split").agg(F.sum("nnz").alias("count")).collect()
-        }
+        counts = self.totals("nnz")
         missing = [s for s in (TUNE, VALIDATION, TRAIN, HOLDOUT, FULL) if not counts.get(s)]
         if missing:
             raise RecsysError(
@@ -100,6 +134,27 @@ class Trainer:
             )
         return counts
 
+    def totals(self, column: str) -> dict[str, int]:
+        """Split -> ``column`` of interaction_stats summed over markets."""
+        summed = self.stats_df.groupBy("split").agg(F.sum(column).alias("total")).collect()
+        return {r["split"]: r["total"] for r in summed}
+
+    def search(self) -> Search:
+        """The tune rows and validation window the trials use: every user, or a hashed
+        sample of ``train.search_users`` of them when the tune split has more."""
+        users = self.totals("users")[TUNE]
+        limit = self.settings.search_users
+        share = 1.0 if limit is None else min(1.0, limit / users)
+        if share == 1.0:
+            return Search(self.rows(TUNE), self.window(TUNE, VALIDATION), users, share)
+        sampled = unit(f"train/{self.settings.seed}/search", "user_id") < F.lit(share)
+        return Search(
+            self.rows(TUNE).where(sampled).persist(),
+            self.window(TUNE, VALIDATION, users=sampled),
+            users,
+            share,
+        )
+
     # -- models ------------------------------------------------------------------------
     def new_model(self, family: str, params: dict[str, Any]) -> Recommender:
         spec = getattr(self.settings.models, family)
@@ -107,10 +162,10 @@ class Trainer:
         return FAMILIES[family](params, seed=self.settings.seed, market_params=market_params)
 
     def fit_and_score(
-        self, family: str, params: dict[str, Any], split: str, win: evaluate.Window
+        self, family: str, params: dict[str, Any], rows_df: DataFrame, win: evaluate.Window
     ) -> tuple[Recommender, Evaluated]:
         started = time.perf_counter()
-        model = self.new_model(family, params).fit(self.rows(split))
+        model = self.new_model(family, params).fit(rows_df)
         per_user_df, lists_df = evaluate.per_user(model, win, self.settings.ks)
         per_user_df = per_user_df.persist()
         table = evaluate.summary(per_user_df, lists_df, win, self.settings.ks)
@@ -155,8 +210,9 @@ def run(spark: SparkSession, config: Config) -> None:
         cutoff.date(),
         ", ".join(families),
     )
-    validation = trainer.window(TUNE, VALIDATION)
     holdout = trainer.window(TRAIN, HOLDOUT)
+    search = trainer.search()
+    log.info("search: trials fit and score %s", search.describe())
     tracking.setup(config)
     client = MlflowClient()
     with mlflow.start_run(run_name=f"train {trainer.snapshot}") as parent:
@@ -169,6 +225,8 @@ def run(spark: SparkSession, config: Config) -> None:
                 "gate": settings.gate.model_dump(),
                 "seed": settings.seed,
                 "max_trials": settings.max_trials,
+                "search_users": settings.search_users,
+                "search_share": round(search.share, 4),
                 "families": families,
             }
         )
@@ -177,7 +235,7 @@ def run(spark: SparkSession, config: Config) -> None:
         results = {}
         for family in families:
             with step(f"train: {family}"):
-                results[family] = _train_family(trainer, family, validation, holdout)
+                results[family] = _train_family(trainer, family, search, holdout)
         best = max(
             results.values(),
             key=lambda r: (r.chosen.pooled(gate_column), -families.index(r.family)),
@@ -211,6 +269,7 @@ def run(spark: SparkSession, config: Config) -> None:
             by_market,
             decision,
             version,
+            search.describe(),
         )
         mlflow.set_tags(
             {
@@ -223,7 +282,7 @@ def run(spark: SparkSession, config: Config) -> None:
     for result in results.values():
         result.chosen.per_user_df.unpersist()
         result.holdout.per_user_df.unpersist()
-    validation.unpersist()
+    search.unpersist()
     holdout.unpersist()
     trainer.interactions_df.unpersist()
 
@@ -242,7 +301,7 @@ def _log_matrix_stats(trainer: Trainer) -> None:
 
 
 def _train_family(
-    trainer: Trainer, family: str, validation: evaluate.Window, holdout: evaluate.Window
+    trainer: Trainer, family: str, search: Search, holdout: evaluate.Window
 ) -> FamilyResult:
     settings = trainer.settings
     column = settings.gate.column
@@ -251,12 +310,13 @@ def _train_family(
             {"recsys.family": family, "recsys.baseline": str(family in BASELINES).lower()}
         )
         tried = []
+        search_in = (search.rows_df, search.window)
         for number, params in enumerate(trainer.candidates_of(family), start=1):
             if family in BASELINES:
-                model, result = trainer.fit_and_score(family, params, TUNE, validation)
+                model, result = trainer.fit_and_score(family, params, *search_in)
             else:
                 with mlflow.start_run(run_name=f"{family} trial {number}", nested=True):
-                    model, result = trainer.fit_and_score(family, params, TUNE, validation)
+                    model, result = trainer.fit_and_score(family, params, *search_in)
                     mlflow.set_tags({"recsys.family": family, "recsys.trial": str(number)})
                     tracking.log_params(params)
                     tracking.log_metrics(tracking.metrics_from(result.table, prefix="val_"))
@@ -275,7 +335,7 @@ def _train_family(
         for result in tried:
             if result is not chosen:
                 result.per_user_df.unpersist()
-        model, final = trainer.fit_and_score(family, chosen.params, TRAIN, holdout)
+        model, final = trainer.fit_and_score(family, chosen.params, trainer.rows(TRAIN), holdout)
         mean, low, high = _interval(final, settings)
         tracking.log_params(
             {
@@ -360,7 +420,7 @@ def _compare(
             champion_df = same.holdout.per_user_df
         else:
             log.info("refitting %s with its parameters on this snapshot's train split", label)
-            model, evaluated = trainer.fit_and_score(family, params, TRAIN, holdout)
+            model, evaluated = trainer.fit_and_score(family, params, trainer.rows(TRAIN), holdout)
             model.unpersist()
             champion_df = evaluated.per_user_df
         comparisons.append(

@@ -87,6 +87,7 @@ def write(
     by_market: pd.DataFrame | None,
     decision: Decision,
     version: str,
+    searched_on: str,
 ) -> Summary:
     settings = config.train
     column = settings.gate.column
@@ -144,7 +145,14 @@ def write(
             .rename(columns={"n": "users"})
             .to_markdown(index=False),
         ]
-    lines += ["", "## Search (validation window)", ""]
+    lines += [
+        "",
+        "## Search (validation window)",
+        "",
+        f"Every family's trials were fitted and scored on {searched_on}; the chosen "
+        "parameters were refitted on every user for the holdout.",
+        "",
+    ]
     trial_rows = [
         {
             "model": family,

@@ -12,9 +12,11 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from pyspark.sql import functions as F
 
 from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
+from recsys.interactions.build import TUNE, VALIDATION
 from recsys.models import FAMILIES
 from recsys.training import job as train_job
 from recsys.training import tracking
@@ -33,6 +35,7 @@ def trained(spark, config, tmp_path_factory):
             "train": config.train.model_copy(
                 update={
                     "max_trials": 1,
+                    "search_users": 2_000,  # of ~4,000: the sampled search path
                     "model_dir": str(folder / "models"),
                     "report_dir": str(folder / "reports"),
                 }
@@ -69,6 +72,7 @@ def test_one_parent_run_with_a_nested_run_per_family_and_per_trial(trained):
         assert [r.info.run_name for r in trials] == [f"{family} trial 1"]
         assert all("val_ndcg_at_3/SE" in r.data.metrics for r in trials)
     assert len(parents[0].data.tags["mlflow.source.git.commit"]) in (40, len("unknown"))
+    assert 0.3 < float(parents[0].data.params["search_share"]) < 0.7
 
 
 def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
@@ -114,6 +118,7 @@ def test_the_report_names_the_candidate_the_gate_and_the_markets(trained):
     assert "## Gate" in report
     for family in FAMILIES:
         assert f"| {family}" in report
+    assert "trials were fitted and scored on a hashed sample of about" in report
     assert (Path(config.train.report_dir) / "train-2026-11-01-ndcg_at_3.png").stat().st_size > 0
 
 
@@ -152,6 +157,48 @@ def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
         assert aliases.get("champion") == (
             str(before["champion"]) if "champion" in before else None
         )
+
+
+def _users(df):
+    return {r["user_id"] for r in df.select("user_id").distinct().collect()}
+
+
+def test_trials_fit_and_score_a_hashed_sample_of_users_at_scale(spark, trained):
+    config, _ = trained
+    trainer = train_job.Trainer(spark, config)
+    validation = trainer.window(TUNE, VALIDATION)
+    tune_users, window_users = _users(trainer.rows(TUNE)), _users(validation.candidates_df)
+
+    search = trainer.search()  # 4,000 users and search_users=2,000 in the fixture
+    assert search.users == len(tune_users) and 0.3 < search.share < 0.7
+    sampled = _users(search.rows_df)
+    assert abs(len(sampled) - 2_000) < 200  # binomial sd ~30 users
+    assert sampled < tune_users
+    # The window keeps the sampled users (a user with no tune rows can be drawn too), with
+    # all of their candidates and labels.
+    kept = _users(search.window.candidates_df)
+    assert window_users & sampled <= kept < window_users
+    assert _users(search.window.labels_df) == kept
+    for part in ("candidates_df", "labels_df"):
+        theirs = getattr(validation, part).where(F.col("user_id").isin(*kept))
+        assert getattr(search.window, part).count() == theirs.count()
+    again = trainer.search()
+    assert _users(again.rows_df) == sampled  # the same users on a rerun
+    again.unpersist()
+    search.unpersist()
+    trainer.interactions_df.unpersist()
+
+    unsampled = config.model_copy(
+        update={"train": config.train.model_copy(update={"search_users": None})}
+    )
+    trainer = train_job.Trainer(spark, unsampled)
+    everyone = trainer.search()
+    assert everyone.share == 1.0 and _users(everyone.rows_df) == tune_users
+    assert _users(everyone.window.candidates_df) == window_users
+    assert "all" in everyone.describe() and "sample" in search.describe()
+    everyone.unpersist()
+    validation.unpersist()
+    trainer.interactions_df.unpersist()
 
 
 def test_a_snapshot_without_interactions_fails_with_the_step_to_run(spark, trained):
