@@ -300,8 +300,10 @@ def _calibration(
     control_family: str,
 ) -> pd.DataFrame:
     """Per (scorer, market) Platt coefficients, fitted on the validation window: each scorer
-    fitted on ``tune``, its scores of what sampled users were eligible for at the window's
-    start, labelled by whether they converted to it in the window."""
+    fitted on the ``tune`` rows of a hashed sample of users (``calibration_users``), its
+    scores of what they were eligible for at the window's start, labelled by whether they
+    converted to it in the window. Only sampled users are scored, so only they are fitted:
+    the cost stays that of the sample at any scale."""
     settings = config.recommend
     snapshot = config.interactions.snapshot()
     state_df = read_table(spark, config, S.USER_STATE).where(
@@ -309,9 +311,8 @@ def _calibration(
     )
     users = state_df.count()
     share = min(1.0, settings.calibration_users / max(users, 1))
-    sample_df = state_df.where(
-        unit(f"{settings.experiment.id}/calibration", "user_id") < F.lit(share)
-    )
+    sampled = unit(f"{settings.experiment.id}/calibration", "user_id") < F.lit(share)
+    sample_df = state_df.where(sampled)
     candidates_df = (
         with_eligibility(sample_df, catalog_df, settings.eligibility)
         .where(F.col("eligible"))
@@ -328,7 +329,7 @@ def _calibration(
         .select("market", "user_id", F.col("item_id").alias("offer_id"), F.lit(1).alias("label"))
         .distinct()
     )
-    tune_df = interactions_df.where(F.col("split") == TUNE).persist()
+    tune_df = interactions_df.where((F.col("split") == TUNE) & sampled).persist()
     scorers = {MODEL: served.refit(tune_df, config.train.seed), FALLBACK: Popularity().fit(tune_df)}
     if control_family != FALLBACK:
         scorers[control_family] = _baseline(config, control_family).fit(tune_df)
