@@ -71,6 +71,9 @@ def window(
     eligibility rules (``recommend.eligibility``), so that an offer serving would never show
     is neither a candidate nor a label.
     """
+    # Only users who converted in the window can be labelled: the eligibility of everyone
+    # else (most users, times every offer) would be computed for nothing.
+    state_df = state_df.join(outcomes_df.select(*KEYS).distinct(), on=list(KEYS), how="left_semi")
     eligible_df = (
         with_eligibility(state_df, catalog_df, rules)
         .where(F.col("eligible"))
