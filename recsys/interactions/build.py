@@ -54,41 +54,32 @@ def interaction_rows(
     """
     split, cutoff = cutoffs(snapshot, settings.holdout_days)
     tune_split = split - dt.timedelta(days=settings.holdout_days)
-    return (
-        _matrix(events_df, settings, tune_split, TUNE)
-        .unionByName(_labels(events_df, tune_split, split, VALIDATION))
-        .unionByName(_matrix(events_df, settings, split, TRAIN))
-        .unionByName(_labels(events_df, split, cutoff, HOLDOUT))
-        .unionByName(_matrix(events_df, settings, cutoff, FULL))
-    )
-
-
-def _matrix(
-    events_df: DataFrame, settings: InteractionsConfig, moment: dt.datetime, name: str
-) -> DataFrame:
-    """Events before ``moment``, decayed to it."""
-    return with_confidence(
-        events_df.where(F.col("event_ts") < _ts(moment)),
-        reference=_ts(moment),
+    matrices_df = with_confidence(
+        events_df,
+        references={TUNE: _ts(tune_split), TRAIN: _ts(split), FULL: _ts(cutoff)},
         weights=settings.weights,
         half_life_days=settings.half_life_days,
         aggregation=settings.aggregation,
         cap=settings.cap,
-    ).withColumn("split", F.lit(name))
+    )
+    labels_df = _labels(events_df, {VALIDATION: (tune_split, split), HOLDOUT: (split, cutoff)})
+    return matrices_df.unionByName(labels_df)
 
 
-def _labels(events_df: DataFrame, start: dt.datetime, end: dt.datetime, name: str) -> DataFrame:
-    """The offers users converted to (trial or paid) in [start, end), confidence 1."""
+def _labels(events_df: DataFrame, windows: dict[str, tuple[dt.datetime, dt.datetime]]) -> DataFrame:
+    """The offers users converted to (trial or paid) in each window [start, end), as rows
+    of the window's split with confidence 1."""
+    ts = F.col("event_ts")
+    split = None
+    for name, (start, end) in windows.items():
+        inside = (ts >= _ts(start)) & (ts < _ts(end))
+        split = (F.when if split is None else split.when)(inside, F.lit(name))
     return (
-        events_df.where(
-            (F.col("event_ts") >= _ts(start))
-            & (F.col("event_ts") < _ts(end))
-            & F.col("event_type").isin(S.CONVERSION, S.TRIAL_START)
-        )
-        .select("market", "user_id", "item_id")
+        events_df.where(F.col("event_type").isin(S.CONVERSION, S.TRIAL_START))
+        .select("market", "user_id", "item_id", split.alias("split"))
+        .where(F.col("split").isNotNull())
         .distinct()
         .withColumn("confidence", F.lit(1.0))
-        .withColumn("split", F.lit(name))
     )
 
 
@@ -127,12 +118,16 @@ def matrix_stats(interactions_df: DataFrame) -> DataFrame:
     between splits.
     """
     items_df = interactions_df.groupBy("market").agg(F.countDistinct("item_id").alias("items"))
+    # Per user first: two distinct counts over the rows would make Spark expand every row.
+    users_df = interactions_df.groupBy("split", "market", "user_id").agg(
+        F.count(F.lit(1)).alias("nnz"), F.max(F.col("is_offer").cast("int")).alias("has_offer")
+    )
     return (
-        interactions_df.groupBy("split", "market")
+        users_df.groupBy("split", "market")
         .agg(
-            F.countDistinct("user_id").alias("users"),
-            F.count(F.lit(1)).alias("nnz"),
-            F.countDistinct(F.when(F.col("is_offer"), F.col("user_id"))).alias("offer_users"),
+            F.count(F.lit(1)).alias("users"),
+            F.sum("nnz").alias("nnz"),
+            F.sum("has_offer").alias("offer_users"),
         )
         .join(items_df, on="market", how="inner")
         .select(

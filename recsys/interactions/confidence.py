@@ -11,6 +11,7 @@ like a handful, never like 10,000.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pyspark.sql import Column, DataFrame
@@ -33,28 +34,46 @@ def damp(decayed: Column, aggregation: Literal["log", "cap"], cap: float) -> Col
 def with_confidence(
     events_df: DataFrame,
     *,
-    reference: Column,
+    references: Mapping[str, Column],
     weights: dict[str, float],
     half_life_days: float,
     aggregation: Literal["log", "cap"],
     cap: float,
 ) -> DataFrame:
-    """Aggregate events into (market, user_id, item_id, confidence).
+    """Aggregate events into (market, user_id, item_id, split, confidence).
 
-    ``events_df``: valid events (user_id, market, event_type, item_id, event_ts), all before
-    ``reference``. Event types without a positive weight are left out.
+    ``references``: split name -> reference time; each split's rows are the events before
+    its time, decayed to it. All splits come from one pass over the events (one shuffle,
+    not one per split). ``events_df``: valid events (user_id, market, event_type, item_id,
+    event_ts). Event types without a positive weight are left out, and so is a (user, item)
+    with no event before a split's time.
     """
     counted = {t: w for t, w in weights.items() if w > 0}
     weight_of = literal_map(counted)
+    ts = F.col("event_ts")
+    decayed = [
+        F.sum(F.when(ts < moment, decay(ts, moment, half_life_days))).alias(name)
+        for name, moment in references.items()
+    ]
+    confidences = [
+        F.sum(weight_of[F.col("event_type")] * damp(F.col(name), aggregation, cap)).alias(name)
+        for name in references
+    ]
+    by_split = F.explode(
+        F.array(
+            *(
+                F.struct(F.lit(name).alias("split"), F.col(name).alias("confidence"))
+                for name in references
+            )
+        )
+    ).alias("row")
     return (
         events_df.where(F.col("event_type").isin(*counted))
         .groupBy("market", "user_id", "item_id", "event_type")
-        .agg(F.sum(decay(F.col("event_ts"), reference, half_life_days)).alias("decayed"))
+        .agg(*decayed)
         .groupBy("market", "user_id", "item_id")
-        .agg(
-            F.sum(weight_of[F.col("event_type")] * damp(F.col("decayed"), aggregation, cap)).alias(
-                "confidence"
-            )
-        )
-        .select("market", "user_id", "item_id", "confidence")
+        .agg(*confidences)
+        .select("market", "user_id", "item_id", by_split)
+        .where(F.col("row.confidence").isNotNull())
+        .select("market", "user_id", "item_id", "row.split", "row.confidence")
     )
