@@ -71,7 +71,9 @@ def with_history(state_df: DataFrame, world: WorldConfig, markets: MarketCatalog
                 plan, F.col("initial_tier"), F.col("prior_trial"), F.col("initial_addons")
             ),
         )
+        .transform(h.with_policy)
         .withColumn("opportunities", h.opportunities())
+        .drop(*h.policy_columns())
         .withColumn("conversion", F.array_min(F.filter("opportunities", lambda o: o["accepted"])))
         .withColumn("converted_kind", h.kind_of[conv["offer_id"]])
         .withColumn("converted_is_trial", F.coalesce(conv["offer_id"].isin(*trials), F.lit(False)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
@@ -29,9 +29,17 @@ PAGE_VIEWS = 1.2
 ORGANIC_ACCEPT = 0.6  # a page view converts less often than a targeted offer
 
 
+_TOTAL, _WEIGHT_OF = "_legacy_total", "_legacy_weight_of"
+
+
+def _log_weight(offer_id: str) -> str:
+    return f"_legacy_log_weight__{offer_id}"
+
+
 def _indices(n: Column) -> Column:
-    """[1..n], empty for n <= 0 (``sequence(1, 0)`` would count down)."""
-    return F.when(n > 0, F.sequence(F.lit(1), n)).otherwise(F.array().cast("array<int>"))
+    """[1..n], empty for n <= 0 (``sequence(1, 0)`` would count down). ``n`` appears once:
+    it is often a Poisson draw, which would be computed again for each appearance."""
+    return F.filter(F.sequence(F.lit(0), F.greatest(n, F.lit(0))), lambda i: i > 0)
 
 
 def _only_if(condition: Column, event: Column) -> Column:
@@ -112,10 +120,14 @@ class History:
             weights[offer_id] = F.when(shown, weight)
         return weights
 
-    def opportunities(self) -> Column:
-        """Legacy impressions and organic page views, each with its acceptance draw.
+    def with_policy(self, users_df: DataFrame) -> DataFrame:
+        """Adds the legacy policy's weights for each user as columns (listed by
+        :meth:`policy_columns`), which :meth:`opportunities` reads.
 
-        array<struct<ts, offer_id, propensity, source, accepted>>, sorted by time.
+        A lambda of a higher-order function is interpreted once per array element, and so is
+        every outer expression it refers to: computed here once per user, the weights cost
+        the impressions' lambda a column read instead of (offers x plans) comparisons
+        (opportunities of 300k users: 30.5 s before, 21.4 s after).
         """
         weights = self.legacy_weights()
         total = F.aggregate(
@@ -123,15 +135,40 @@ class History:
             F.lit(0.0),
             lambda acc, w: acc + w,
         )
-        weight_of = column_map(weights, drop_nulls=True)
+        return users_df.select(
+            "*",
+            total.alias(_TOTAL),
+            column_map(weights, drop_nulls=True).alias(_WEIGHT_OF),
+            *(F.log(w).alias(_log_weight(o)) for o, w in weights.items()),
+        )
+
+    def policy_columns(self) -> list[str]:
+        """The columns :meth:`with_policy` adds."""
+        return [_TOTAL, _WEIGHT_OF, *map(_log_weight, self.legacy_weights())]
+
+    def opportunities(self) -> Column:
+        """Legacy impressions and organic page views, each with its acceptance draw, for rows
+        that went through :meth:`with_policy`.
+
+        array<struct<ts, offer_id, propensity, source, accepted>>, sorted by time.
+        """
+        total, weight_of = F.col(_TOTAL), F.col(_WEIGHT_OF)
         rate = F.when(F.col("initial_plan") == response.FREE, IMPRESSIONS_FREE).otherwise(
             IMPRESSIONS_PAID
         )
         n_impressions = F.when(total > 0, self.rng.poisson("impressions", rate * self.scale))
-        log_weights = {o: F.log(w) for o, w in weights.items()}
+        log_weights = {o: F.col(_log_weight(o)) for o in self.legacy_weights()}
 
-        def impression(k: Column) -> Column:
-            offer = self.rng.choice("impression", log_weights, k)
+        def drawn(tag: str, weights: dict[str, Column], n: Column) -> Column:
+            """[(k, offer)] for k in 1..n: each draw's offer computed once, as the structs
+            below read it up to three times (an outer expression is evaluated per use)."""
+            return F.transform(
+                _indices(n),
+                lambda k: F.struct(k.alias("k"), self.rng.choice(tag, weights, k).alias("offer")),
+            )
+
+        def impression(draw: Column) -> Column:
+            k, offer = draw["k"], draw["offer"]
             return F.struct(
                 self.ts_in_window("impression_ts", k).alias("ts"),
                 offer.alias("offer_id"),
@@ -144,8 +181,8 @@ class History:
 
         interest = {o: F.col(utility_col(o)) for o in self.offers if o != response.FREE}
 
-        def page_view(k: Column) -> Column:
-            offer = self.rng.choice("view", interest, k)
+        def page_view(draw: Column) -> Column:
+            k, offer = draw["k"], draw["offer"]
             accept = ORGANIC_ACCEPT * F.col("p_initial")[offer]
             return F.struct(
                 self.ts_in_window("view_ts", k).alias("ts"),
@@ -155,9 +192,12 @@ class History:
                 (self.rng.uniform("view_accept", k) < accept).alias("accepted"),
             )
 
-        impressions = F.transform(_indices(F.coalesce(n_impressions, F.lit(0))), impression)
+        impressions = F.transform(
+            drawn("impression", log_weights, F.coalesce(n_impressions, F.lit(0))), impression
+        )
         views = F.transform(
-            _indices(self.rng.poisson("views", F.lit(PAGE_VIEWS * self.scale))), page_view
+            drawn("view", interest, self.rng.poisson("views", F.lit(PAGE_VIEWS * self.scale))),
+            page_view,
         )
         return F.array_sort(F.concat(impressions, views))
 

@@ -77,7 +77,9 @@ def users_with_traits(spark: SparkSession, world: WorldConfig, markets: MarketCa
     Grain: user. Generated from ``spark.range``; every draw hashes the user's number, so the
     result depends on the seed and config only, not on partitioning.
     """
-    partitions = max(1, math.ceil(world.users / world.users_per_partition))
+    partitions = max(
+        spark.sparkContext.defaultParallelism, math.ceil(world.users / world.users_per_partition)
+    )
     rng = Rng(world.seed, F.col("id"))
     base_df = spark.range(0, world.users, numPartitions=partitions).select(
         "id",

@@ -39,17 +39,28 @@ class Rng:
         return -F.log(-F.log(self.uniform(tag, *extra)))
 
     def poisson(self, tag: str, lam: Column, k_max: int = 60) -> Column:
-        """Poisson(lam) by inverse CDF up to k_max (a hard cap on the count)."""
-        u = self.uniform(tag)
+        """Poisson(lam) by inverse CDF up to k_max (a hard cap on the count).
+
+        The uniform and ``lam`` ride in the accumulator: an expression the lambda refers to
+        is evaluated at every one of the k_max steps, the hash and ``lam`` included.
+        """
         p0 = F.exp(-lam)
-        start = F.struct(p0.alias("p"), p0.alias("cdf"), F.lit(0).alias("n"))
+        start = F.struct(
+            p0.alias("p"),
+            p0.alias("cdf"),
+            F.lit(0).alias("n"),
+            self.uniform(tag).alias("u"),
+            lam.cast("double").alias("lam"),
+        )
 
         def add_term(acc: Column, k: Column) -> Column:
-            p = acc["p"] * lam / k
+            p = acc["p"] * acc["lam"] / k
             return F.struct(
                 p.alias("p"),
                 (acc["cdf"] + p).alias("cdf"),
-                (acc["n"] + (u > acc["cdf"]).cast("int")).alias("n"),
+                (acc["n"] + (acc["u"] > acc["cdf"]).cast("int")).alias("n"),
+                acc["u"].alias("u"),
+                acc["lam"].alias("lam"),
             )
 
         return F.aggregate(F.sequence(F.lit(1), F.lit(k_max)), start, add_term, lambda a: a["n"])

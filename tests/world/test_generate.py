@@ -36,17 +36,19 @@ def _small_world(spark, config, **update):
 
 
 def test_same_seed_same_world_whatever_the_partitioning(spark, config):
-    one = _small_world(spark, config, users_per_partition=2_000)
-    four = _small_world(spark, config, users_per_partition=1_000)
-    assert one.users_df.rdd.getNumPartitions() != four.users_df.rdd.getNumPartitions()
-    assert_df_equality(one.users_df, four.users_df, ignore_row_order=True)
-    assert_df_equality(one.events_df, four.events_df, ignore_row_order=True)
+    # 4,000 users: one partition per core (2) against four of 1,000 users.
+    two = _small_world(spark, config, users=4_000, users_per_partition=4_000)
+    four = _small_world(spark, config, users=4_000, users_per_partition=1_000)
+    assert two.users_df.rdd.getNumPartitions() == 2
+    assert four.users_df.rdd.getNumPartitions() == 4
+    assert_df_equality(two.users_df, four.users_df, ignore_row_order=True)
+    assert_df_equality(two.events_df, four.events_df, ignore_row_order=True)
 
     # Maps cannot be sorted; compare their entries as sorted arrays.
     def sortable(truth_df):
         return truth_df.withColumn("p_accept", F.array_sort(F.map_entries("p_accept")))
 
-    assert_df_equality(sortable(one.truth_df), sortable(four.truth_df), ignore_row_order=True)
+    assert_df_equality(sortable(two.truth_df), sortable(four.truth_df), ignore_row_order=True)
 
 
 def test_another_seed_is_another_world(spark, config):
