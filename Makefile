@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/train_models.py
 	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/spark_als_blocks.py
 
 clean:
 	rm -rf .recsys

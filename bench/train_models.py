@@ -158,9 +158,16 @@ def measure(conf: Path, rounds: int) -> dict:
     }
 
 
-def run_size(users: int, rounds: int, *, script: str = __file__, task: str = "fitting") -> dict:
+def run_size(
+    users: int,
+    rounds: int,
+    *,
+    script: str = __file__,
+    task: str = "fitting",
+    extra: list[str] | tuple[str, ...] = (),
+) -> dict:
     """Generate a world of ``users`` and build its interactions in a temporary catalog, then run
-    ``script --measure`` on it in a fresh process; returns what that wrote."""
+    ``script --measure`` (plus ``extra``) on it in a fresh process; returns what that wrote."""
     with tempfile.TemporaryDirectory(prefix="recsys-bench-") as tmp:
         folder = Path(tmp)
         conf = folder / "bench.yaml"
@@ -181,7 +188,16 @@ def run_size(users: int, rounds: int, *, script: str = __file__, task: str = "fi
         print(f"{task}, {users:,} users ...", flush=True)
         out = folder / "measure.json"
         subprocess.run(
-            [sys.executable, script, "--measure", str(conf), str(out), "--rounds", str(rounds)],
+            [
+                sys.executable,
+                script,
+                "--measure",
+                str(conf),
+                str(out),
+                "--rounds",
+                str(rounds),
+                *extra,
+            ],
             cwd=folder,
             check=True,
         )
