@@ -172,6 +172,12 @@ def machine() -> dict:
     }
 
 
+def measured_on(record: dict) -> str:
+    """When and on what a record was measured: the first line of every results file."""
+    m = record["machine"]
+    return f"{record['date']} on {m['cpus']} CPUs, {m['memory_gib']} GiB ({m['platform']})."
+
+
 def totals(results: list[dict]) -> list[dict]:
     """Per size: wall and CPU seconds of the pipeline (generate .. recommend) and of every
     step run, and their time per user relative to the smallest size's (1.0 = the same)."""
@@ -242,11 +248,10 @@ def _counts(counts: dict[str, int]) -> str:
 def write(record: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    m = record["machine"]
     lines = [
         "# Pipeline steps benchmark",
         "",
-        f"{record['date']} on {m['cpus']} CPUs, {m['memory_gib']} GiB ({m['platform']}).",
+        measured_on(record),
         f"Reproduce: `{record['reproduce']}`.",
         "",
         "Each step is its own `recsys <step>` process, as spark-submit runs it, so every step",

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import machine  # bench/ is the script's folder, so first on sys.path
+from pipeline import machine, measured_on  # bench/ is the script's folder, so first on sys.path
 from train_models import ALS, run_size  # the fitting benchmark's hyperparameters and worlds
 
 if TYPE_CHECKING:
@@ -306,8 +306,7 @@ def write(record: dict, out: Path) -> None:
     lines = [
         "# Recommend ranking benchmark",
         "",
-        f"{record['date']} on {record['machine']['cpus']} CPUs, "
-        f"{record['machine']['memory_gib']} GiB ({record['machine']['platform']}).",
+        measured_on(record),
         f"Reproduce: `{record['reproduce']}`. Both paths rank the same users from the same "
         "fitted Spark ALS (implicit, factors 16, iterations 10, regularization 0.1, alpha 10, "
         "block-diagonal ids over all markets, fitted on the `full` split) and read the same "

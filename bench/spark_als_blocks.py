@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from pipeline import machine  # bench/ is the script's folder, so first on sys.path
+from pipeline import machine, measured_on  # bench/ is the script's folder, so first on sys.path
 from train_models import ALS, RESULTS, run_size
 
 
@@ -88,8 +88,7 @@ def write(record: dict) -> None:
     lines = [
         "# Spark ALS block count",
         "",
-        f"{record['date']} on {record['machine']['cpus']} CPUs, "
-        f"{record['machine']['memory_gib']} GiB ({record['machine']['platform']}).",
+        measured_on(record),
         f"Reproduce: `{record['reproduce']}`. Spark ALS (implicit, factors 16, 10 iterations, "
         "regularization 0.1, alpha 10) on the `train` split, all markets in one block-diagonal "
         "matrix, as `train` fits it; numUserBlocks = numItemBlocks = blocks. Spark's own "

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import machine  # bench/ is the script's folder, so first on sys.path
+from pipeline import machine, measured_on  # bench/ is the script's folder, so first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -210,8 +210,7 @@ def write(record: dict) -> None:
     lines = [
         "# Model fitting benchmark",
         "",
-        f"{record['date']} on {record['machine']['cpus']} CPUs, "
-        f"{record['machine']['memory_gib']} GiB ({record['machine']['platform']}).",
+        measured_on(record),
         f"Reproduce: `{record['reproduce']}`. Every family fits the same `train` matrix of "
         "each size, families interleaved in each round; a fit is timed until its factors "
         "(or counts) are materialised. ALS families at factors 16, iterations 10, "

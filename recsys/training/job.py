@@ -2,10 +2,10 @@
 
 For each model family: hyperparameter trials fitted on ``tune`` and scored on
 ``validation`` (of a hashed sample of users at scale, ``train.search_users``); the best trial
-refitted on ``train`` (every user) and scored once on ``holdout``. The
-family that did best on validation is the candidate: refitted on ``full`` (everything up to
-the snapshot), registered, and promoted to ``champion`` only if it beats the champion and
-every baseline on the holdout (see :mod:`recsys.training.gate`). Everything is an MLflow run:
+refitted on ``train`` (every user) and scored once on ``holdout``. The family that did best
+on validation is the candidate: refitted on ``full`` (everything up to the snapshot),
+registered, and promoted to ``champion`` only if it beats the champion and every baseline
+on the holdout (see :mod:`recsys.training.gate`). Everything is an MLflow run:
 one parent per `train`, a nested run per family, and one nested in that per trial.
 """
 
