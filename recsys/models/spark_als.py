@@ -124,8 +124,9 @@ def fit_als_model(rows_df: DataFrame, sizes: list, params: dict, seed: int) -> A
     """Spark ALS (implicit preferences) on ``rows_df``'s ``user``, ``item``, ``confidence``.
 
     One block per core, fewer for a small matrix: more blocks than cores only add shuffle
-    and Gramian tasks. At 1M users on 2 local cores (6.7M ratings) 2 blocks fitted in 44-47 s,
-    4 in 54 s and 7 in 70 s (bench/results/spark_als_blocks.md).
+    and Gramian tasks. At 1M users on 2 local cores (6.7M ratings), 2 blocks fitted in 49-51 s,
+    4 in 49-58 s, 7 in 61-66 s and Spark's default 10 in 57-62 s
+    (bench/results/spark_als_blocks.md).
     """
     cores = SparkSession.active().sparkContext.defaultParallelism
     nnz = sum(r["nnz"] for r in sizes)
