@@ -27,12 +27,16 @@ from train_models import ALS, RESULTS, run_size
 
 
 def measure(conf: Path, rounds: int, counts: list[int]) -> dict:
-    from pyspark.ml.recommendation import ALS as SparkALS
     from pyspark.sql import functions as F
 
     from recsys import schemas as S
     from recsys.config import load_config
-    from recsys.models.spark_als import block_diagonal, market_sizes
+    from recsys.models.spark_als import (
+        als_factor_rdds,
+        block_diagonal,
+        fit_als_model,
+        market_sizes,
+    )
     from recsys.session import build_session
     from recsys.tables import read_table
 
@@ -46,25 +50,12 @@ def measure(conf: Path, rounds: int, counts: list[int]) -> dict:
 
     def fit(blocks: int) -> float:
         started = time.perf_counter()
-        model = SparkALS(
-            rank=ALS["factors"],
-            maxIter=ALS["iterations"],
-            regParam=ALS["regularization"],
-            alpha=ALS["alpha"],
-            implicitPrefs=True,
-            userCol="user",
-            itemCol="item",
-            ratingCol="confidence",
-            seed=7,
-            numUserBlocks=blocks,
-            numItemBlocks=blocks,
-        ).fit(rows_df)
+        model = fit_als_model(rows_df, sizes, ALS, seed=7, blocks=blocks)
         model.userFactors.count()
         model.itemFactors.count()
         seconds = time.perf_counter() - started
-        for rdd in spark.sparkContext._jsc.getPersistentRDDs().values():
-            if rdd.name() in ("userFactors", "itemFactors"):
-                rdd.unpersist(False)
+        for rdd in als_factor_rdds(spark).values():
+            rdd.unpersist(False)
         return round(seconds, 2)
 
     fit(counts[0])  # warm-up, untimed

@@ -45,7 +45,7 @@ class SparkALS(FactorModel):
         for row in sizes:
             groups[json.dumps(self.params_for(row["market"]), sort_keys=True)].append(row)
         users, items = [], []
-        before = _als_factor_rdds(spark)
+        before = als_factor_rdds(spark)
         for params_json, rows in sorted(groups.items()):
             user_factors, item_factors = self._fit_group(
                 interactions_df, rows, json.loads(params_json)
@@ -59,8 +59,8 @@ class SparkALS(FactorModel):
         # would leave its factors in executor memory until the JVM happens to collect them.
         self.user_factors_df.count()
         self.item_factors_df.count()
-        for rdd in _als_factor_rdds(spark).keys() - before.keys():
-            _als_factor_rdds(spark)[rdd].unpersist(False)
+        for rdd in als_factor_rdds(spark).keys() - before.keys():
+            als_factor_rdds(spark)[rdd].unpersist(False)
 
     def _fit_group(
         self, interactions_df: DataFrame, sizes: list, params: dict
@@ -120,17 +120,20 @@ def block_diagonal(
     return rows_df, offsets
 
 
-def fit_als_model(rows_df: DataFrame, sizes: list, params: dict, seed: int) -> ALSModel:
+def fit_als_model(
+    rows_df: DataFrame, sizes: list, params: dict, seed: int, blocks: int | None = None
+) -> ALSModel:
     """Spark ALS (implicit preferences) on ``rows_df``'s ``user``, ``item``, ``confidence``.
 
     One block per core, fewer for a small matrix: more blocks than cores only add shuffle
     and Gramian tasks. At 1M users on 2 local cores (6.7M ratings), 2 blocks fitted in 49-51 s,
     4 in 49-58 s, 7 in 61-66 s and Spark's default 10 in 57-62 s
-    (bench/results/spark_als_blocks.md).
+    (bench/results/spark_als_blocks.md). ``blocks`` overrides the rule (for that benchmark).
     """
-    cores = SparkSession.active().sparkContext.defaultParallelism
-    nnz = sum(r["nnz"] for r in sizes)
-    blocks = max(1, min(cores, nnz // _NNZ_PER_BLOCK + 1))
+    if blocks is None:
+        cores = SparkSession.active().sparkContext.defaultParallelism
+        nnz = sum(r["nnz"] for r in sizes)
+        blocks = max(1, min(cores, nnz // _NNZ_PER_BLOCK + 1))
     return ALS(
         rank=int(params["factors"]),
         maxIter=int(params["iterations"]),
@@ -146,7 +149,7 @@ def fit_als_model(rows_df: DataFrame, sizes: list, params: dict, seed: int) -> A
     ).fit(rows_df.select("user", "item", "confidence"))
 
 
-def _als_factor_rdds(spark: SparkSession) -> dict:
+def als_factor_rdds(spark: SparkSession) -> dict:
     """Cached RDDs that Spark ALS named as its factors, by id (JVM objects)."""
     persistent = spark.sparkContext._jsc.getPersistentRDDs()
     found = {}

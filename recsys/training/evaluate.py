@@ -73,7 +73,7 @@ def window(
     """
     # Only users who converted in the window can be labelled: the eligibility of everyone
     # else (most users, times every offer) would be computed for nothing.
-    state_df = state_df.join(outcomes_df.select(*KEYS).distinct(), on=list(KEYS), how="left_semi")
+    state_df = state_df.join(outcomes_df.select(*KEYS), on=list(KEYS), how="left_semi")
     eligible_df = (
         with_eligibility(state_df, catalog_df, rules)
         .where(F.col("eligible"))
