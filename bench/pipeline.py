@@ -94,7 +94,7 @@ DONE = re.compile(r"recsys[.\w]*: (.+): done in ([\d.]+)s")
 
 def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[str]) -> dict:
     """Run one step as a process; its wall time, CPU time, peak memory and the wall time of
-    each stage it logged."""
+    each stage it logged. A step that fails is recorded too, with the end of its log."""
     sets = [f"world.users={users}", *overrides]
     command = [str(Path(sys.executable).with_name("recsys")), step, "--conf", str(conf)]
     command += [arg for value in sets for arg in ("--set", value)]
@@ -110,9 +110,7 @@ def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[st
             time.sleep(0.2)
     wall = time.perf_counter() - started
     output = log_path.read_text()
-    if proc.returncode != 0:
-        raise SystemExit(f"{step} failed for {users} users:\n{output[-3000:]}")
-    return {
+    result = {
         "step": step,
         "users": users,
         "wall_s": round(wall, 1),
@@ -124,6 +122,9 @@ def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[st
         "command": f"recsys {step} --conf <conf extending conf/local.yaml> "
         + " ".join(f"--set {value}" for value in sets),
     }
+    if proc.returncode != 0:
+        result["failed"] = f"exit {proc.returncode}: " + output[-3000:]
+    return result
 
 
 def count_rows(steps: list[str], conf: Path, folder: Path) -> dict[str, int]:
@@ -141,24 +142,38 @@ def count_rows(steps: list[str], conf: Path, folder: Path) -> dict[str, int]:
     return {r["t"]: r["n"] for r in map(json.loads, done.stdout.splitlines())}
 
 
-def run_size(users: int, steps: list[str], overrides: list[str]) -> list[dict]:
-    with tempfile.TemporaryDirectory(prefix="recsys-bench-") as tmp:
-        folder = Path(tmp)
+def run_size(
+    users: int, steps: list[str], overrides: list[str], keep: Path | None = None, report=None
+) -> list[dict]:
+    """Run ``steps`` at one size on a fresh catalog and MLflow store: a temporary folder, or
+    ``keep`` (left in place, with every step's log). ``report`` gets the results after each
+    step, so a long run that dies leaves what it measured. Stops at the first failed step."""
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-bench-")))
+        else:
+            folder = keep
+            folder.mkdir(parents=True, exist_ok=False)
         conf = folder / "bench.yaml"
         conf.write_text(
             f"extends: {ROOT / 'conf' / 'local.yaml'}\n"
-            f"catalog:\n  warehouse_dir: {tmp}/warehouse\n  metastore_dir: {tmp}/metastore\n"
+            f"catalog:\n  warehouse_dir: {folder}/warehouse\n  metastore_dir: {folder}/metastore\n"
         )
         results = []
         for step in steps:
             print(f"{step}, {users:,} users ...", flush=True)
             results.append(run_step(step, users, conf, folder, overrides))
             print(json.dumps(results[-1]), flush=True)
-        rows = count_rows(steps, conf, folder)
+            if "failed" in results[-1]:
+                break
+            if report is not None:
+                report(results)
+        done = [r["step"] for r in results if "failed" not in r]
+        rows = count_rows(done, conf, folder) if done else {}
         for result in results:
             reads, writes = STEPS[result["step"]]
-            result["rows_in"] = {t: rows[t] for t in reads}
-            result["rows_out"] = {t: rows[t] for t in writes}
+            result["rows_in"] = {t: rows[t] for t in reads if t in rows}
+            result["rows_out"] = {t: rows[t] for t in writes if t in rows}
         return results
 
 
@@ -222,8 +237,15 @@ def main() -> None:
         help="a config override passed to every step, e.g. --set spark.driver_memory=20g",
     )
     parser.add_argument("--out", default=str(RESULTS / "pipeline"), help="results file prefix")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="run in this new folder and keep it (tables, MLflow store, step logs); "
+        "with one size only",
+    )
     args = parser.parse_args()
-    results = [r for users in args.users for r in run_size(users, args.steps, args.overrides)]
+    if args.keep and len(args.users) > 1:
+        parser.error("--keep takes one --users size")
     reproduce = ".venv/bin/python bench/pipeline.py --users " + " ".join(map(str, args.users))
     if args.steps != list(STEPS):
         reproduce += " --steps " + " ".join(args.steps)
@@ -235,10 +257,20 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "reproduce": reproduce,
-        "results": results,
-        "totals": totals(results),
+        "results": [],
     }
-    write(record, Path(args.out))
+
+    def report(results: list[dict]) -> None:
+        write({**record, "results": results, "totals": totals(results)}, Path(args.out))
+
+    for users in args.users:
+        done = list(record["results"])
+        record["results"] += run_size(
+            users, args.steps, args.overrides, args.keep, lambda r, done=done: report(done + r)
+        )
+        report(record["results"])
+        if failed := [r for r in record["results"] if "failed" in r]:
+            raise SystemExit(f"{failed[0]['step']} failed for {failed[0]['users']:,} users")
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -269,7 +301,7 @@ def write(record: dict, out: Path) -> None:
         lines.append(
             f"| {r['step']} | {r['users']:,} | {r['wall_s']} | {r['cpu_s']} | "
             f"{r['peak_anon_gib']} | {r['peak_rss_gib']} | {r['users_per_s']:,} | "
-            f"{_counts(r['rows_in'])} | {_counts(r['rows_out'])} |"
+            f"{_counts(r.get('rows_in', {}))} | {_counts(r.get('rows_out', {}))} |"
         )
     smallest = record["totals"][0]["users"]
     lines += [
@@ -289,6 +321,12 @@ def write(record: dict, out: Path) -> None:
             f"{t['all_steps_wall_s']} | {t['all_steps_cpu_s']} | "
             f"{t.get(f'all_steps_wall_s_per_user_vs_{smallest}', '-')} | {t['peak_anon_gib']} |"
         )
+    for r in record["results"]:
+        if "failed" in r:
+            lines += [
+                "",
+                f"**{r['step']} failed at {r['users']:,} users** ({r['failed'][:200]}...).",
+            ]
     lines += ["", "Stages each step logged (seconds):", ""]
     for r in record["results"]:
         if r["stages_s"]:
