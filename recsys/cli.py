@@ -31,7 +31,7 @@ from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
 from recsys.recommend import job as recommend_job
 from recsys.recommend import publish
-from recsys.session import build_session
+from recsys.session import build_session, size_shuffle_partitions
 from recsys.training import job as train_job
 from recsys.world import job as world_job
 
@@ -54,6 +54,17 @@ STEPS: dict[str, Step] = {
 # world's hidden truth, and analyze the experiment's outcomes, which real data does not have.
 DEMO_FLOW = ("generate-world", "build-interactions", "train", "recommend", "simulate", "analyze")
 OWN_DATA_FLOW = ("ingest", "build-interactions", "train", "recommend")
+# The tables each step reads most of, which size its shuffle partitions (`spark.shuffle_partitions:
+# auto`); generate-world and ingest have none, the world's size sets their partitions.
+INPUTS: dict[str, tuple[str, ...]] = {
+    "generate-world": (),
+    "ingest": (),
+    "build-interactions": ("events",),
+    "train": ("interactions",),
+    "recommend": ("users", "user_state"),
+    "simulate": ("plan_recommendations", "users"),
+    "analyze": ("experiment_exposures", "experiment_outcomes"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,6 +189,7 @@ def _run_steps(config: Config, steps: list[str]) -> int:
     with _session(config, f"recsys {' + '.join(steps)}") as spark:
         for name in steps:
             with step(name):
+                size_shuffle_partitions(spark, config, INPUTS[name])
                 STEPS[name](spark, config)
     log.info("finished %s in %.1fs", ", ".join(steps), time.perf_counter() - started)
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -17,8 +19,14 @@ log = logging.getLogger(__name__)
 _LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
+# Input bytes per shuffle partition when partitions follow the data: a step's tables are
+# compressed Parquet, several times smaller than the rows they shuffle. At 1M users the
+# events table is ~230 MiB, so a 2-core machine keeps its 8; at 10M, ~2.3 GiB, 37.
+BYTES_PER_PARTITION = 64 * 2**20
+
+
 def shuffle_partitions(config: Config) -> int:
-    """Shuffle partitions sized for the machine: 4 tasks per local core, else Spark's 200.
+    """The floor of the shuffle partitions: 4 tasks per local core, else Spark's 200.
 
     Adaptive query execution (on by default) coalesces small shuffles further, so erring
     high on a cluster costs little; on two local cores 200 tiny tasks cost seconds each stage.
@@ -31,6 +39,38 @@ def shuffle_partitions(config: Config) -> int:
         return 200
     cores = (os.cpu_count() or 2) if match.group(1) == "*" else int(match.group(1))
     return max(4, 4 * cores)
+
+
+def table_bytes(spark: SparkSession, table: str) -> int | None:
+    """The size of ``table``'s files as the planner sees it; None when it does not exist or
+    its size is unknown (Spark then reports a huge default)."""
+    if not spark.catalog.tableExists(table):
+        return None
+    stats = spark.table(table)._jdf.queryExecution().optimizedPlan().stats()
+    size = int(str(stats.sizeInBytes()))  # a Scala BigInt: py4j gives an int or an object
+    return size if size < 2**62 else None
+
+
+def size_shuffle_partitions(spark: SparkSession, config: Config, tables: Sequence[str]) -> int:
+    """Set the session's shuffle partitions for a step that reads ``tables``, and return it.
+
+    ``auto`` follows the data: one partition per 64 MiB of the tables' files, never fewer
+    than :func:`shuffle_partitions`' floor; a number in the config is used as it is.
+    """
+    partitions = shuffle_partitions(config)
+    if config.spark.shuffle_partitions == "auto":
+        sizes = [table_bytes(spark, f"{config.catalog.database}.{t}") for t in tables]
+        total = sum(s for s in sizes if s is not None)
+        partitions = max(partitions, math.ceil(total / BYTES_PER_PARTITION))
+        if tables:
+            log.info(
+                "shuffle partitions: %d for %s MiB in %s",
+                partitions,
+                f"{total / 2**20:,.0f}",
+                ", ".join(tables),
+            )
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    return partitions
 
 
 def build_session(config: Config, app_name: str | None = None) -> SparkSession:

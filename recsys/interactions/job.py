@@ -26,7 +26,6 @@ from recsys.interactions.build import (
 )
 from recsys.interactions.validate import known_items_df, validate_events
 from recsys.progress import step
-from recsys.session import shuffle_partitions
 from recsys.tables import publish_partition, read_table
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,10 @@ def _write_matrices(
         StorageLevel.MEMORY_AND_DISK
     )
     interactions_df = with_indices(
-        rows_df, items_df, snapshot=snapshot, partitions=shuffle_partitions(config)
+        rows_df,
+        items_df,
+        snapshot=snapshot,
+        partitions=int(spark.conf.get("spark.sql.shuffle.partitions")),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         publish_partition(

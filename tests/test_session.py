@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from recsys import session
+from recsys.session import size_shuffle_partitions, table_bytes
+from recsys.tables import publish_table
+
+
+@pytest.fixture
+def restore_partitions(spark):
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    yield
+    spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+def _with(config, **spark_settings):
+    return config.model_copy(update={"spark": config.spark.model_copy(update=spark_settings)})
+
+
+def test_auto_partitions_follow_the_size_of_the_tables_a_step_reads(
+    spark, config, monkeypatch, restore_partitions
+):
+    publish_table(spark, config, spark.range(200_000).selectExpr("id", "id * 7 as x"), "sized")
+    size = table_bytes(spark, f"{config.catalog.database}.sized")
+    assert size is not None and size > 100_000  # the view's files, not a default estimate
+    auto = _with(config, master="local[2]", shuffle_partitions="auto")
+
+    # Small data: the floor of 4 tasks per core.
+    assert size_shuffle_partitions(spark, auto, ["sized"]) == 8
+    # Data larger than 8 partitions' worth: one partition per BYTES_PER_PARTITION.
+    monkeypatch.setattr(session, "BYTES_PER_PARTITION", size // 20)
+    expected = math.ceil(size / (size // 20))
+    assert size_shuffle_partitions(spark, auto, ["sized", "no_such_table"]) == expected
+    assert spark.conf.get("spark.sql.shuffle.partitions") == str(expected)
+    # No inputs (generate-world): the floor; a number in the config wins over the data.
+    assert size_shuffle_partitions(spark, auto, []) == 8
+    assert size_shuffle_partitions(spark, _with(config, shuffle_partitions=3), ["sized"]) == 3
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "3"
+
+
+def test_a_missing_table_has_no_size(spark, config):
+    assert table_bytes(spark, f"{config.catalog.database}.never_written") is None
