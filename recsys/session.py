@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from recsys.config import Config
 
@@ -41,12 +43,16 @@ def shuffle_partitions(config: Config) -> int:
     return max(4, 4 * cores)
 
 
-def table_bytes(spark: SparkSession, table: str) -> int | None:
-    """The size of ``table``'s files as the planner sees it; None when it does not exist or
-    its size is unknown (Spark then reports a huge default)."""
+def table_bytes(spark: SparkSession, table: str, snapshot: dt.date) -> int | None:
+    """The size of the files a step reads from ``table`` as the planner sees them: for a
+    table partitioned by ``snapshot_date``, the partition of ``snapshot`` only. None when the
+    table does not exist or its size is unknown (Spark then reports a huge default)."""
     if not spark.catalog.tableExists(table):
         return None
-    stats = spark.table(table)._jdf.queryExecution().optimizedPlan().stats()
+    table_df = spark.table(table)
+    if "snapshot_date" in table_df.columns:
+        table_df = table_df.where(F.col("snapshot_date") == F.lit(snapshot))
+    stats = table_df._jdf.queryExecution().optimizedPlan().stats()
     size = int(str(stats.sizeInBytes()))  # a Scala BigInt: py4j gives an int or an object
     return size if size < 2**62 else None
 
@@ -54,12 +60,14 @@ def table_bytes(spark: SparkSession, table: str) -> int | None:
 def size_shuffle_partitions(spark: SparkSession, config: Config, tables: Sequence[str]) -> int:
     """Set the session's shuffle partitions for a step that reads ``tables``, and return it.
 
-    ``auto`` follows the data: one partition per 64 MiB of the tables' files, never fewer
-    than :func:`shuffle_partitions`' floor; a number in the config is used as it is.
+    ``auto`` follows the data: one partition per 64 MiB of the tables' files (of the
+    configured snapshot, where a table has snapshots), never fewer than
+    :func:`shuffle_partitions`' floor; a number in the config is used as it is.
     """
     partitions = shuffle_partitions(config)
     if config.spark.shuffle_partitions == "auto":
-        sizes = [table_bytes(spark, f"{config.catalog.database}.{t}") for t in tables]
+        snapshot = config.interactions.snapshot()
+        sizes = [table_bytes(spark, f"{config.catalog.database}.{t}", snapshot) for t in tables]
         total = sum(s for s in sizes if s is not None)
         partitions = max(partitions, math.ceil(total / BYTES_PER_PARTITION))
         if tables:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
+from pyspark.sql import functions as F
 
 from recsys import session
 from recsys.session import size_shuffle_partitions, table_bytes
-from recsys.tables import publish_table
+from recsys.tables import publish_partition, publish_table
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def test_auto_partitions_follow_the_size_of_the_tables_a_step_reads(
     spark, config, monkeypatch, restore_partitions
 ):
     publish_table(spark, config, spark.range(200_000).selectExpr("id", "id * 7 as x"), "sized")
-    size = table_bytes(spark, f"{config.catalog.database}.sized")
+    size = table_bytes(spark, f"{config.catalog.database}.sized", config.interactions.snapshot())
     assert size is not None and size > 100_000  # the view's files, not a default estimate
     auto = _with(config, master="local[2]", shuffle_partitions="auto")
 
@@ -41,5 +43,19 @@ def test_auto_partitions_follow_the_size_of_the_tables_a_step_reads(
     assert spark.conf.get("spark.sql.shuffle.partitions") == "3"
 
 
+def test_a_table_with_snapshots_is_sized_by_the_configured_snapshot_only(spark, config):
+    snapshot = config.interactions.snapshot()
+    earlier = snapshot - dt.timedelta(days=1)
+    for day, rows in ((earlier, 300_000), (snapshot, 30_000)):
+        rows_df = spark.range(rows).withColumn("snapshot_date", F.lit(day))
+        publish_partition(
+            spark, config, rows_df, "snapshotted", partition_column="snapshot_date", value=day
+        )
+    table = f"{config.catalog.database}.snapshotted"
+    small, large = table_bytes(spark, table, snapshot), table_bytes(spark, table, earlier)
+    assert small is not None and large is not None and 2 * small < large
+
+
 def test_a_missing_table_has_no_size(spark, config):
-    assert table_bytes(spark, f"{config.catalog.database}.never_written") is None
+    missing = f"{config.catalog.database}.never_written"
+    assert table_bytes(spark, missing, config.interactions.snapshot()) is None
