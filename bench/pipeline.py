@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime as dt
 import json
 import os
@@ -53,25 +54,56 @@ def _tree(pid: int) -> set[int]:
     return pids
 
 
+def _fields(path: Path) -> dict[str, str]:
+    """A /proc file of `Name: value` lines (status, meminfo) as a dict."""
+    return dict(line.split(":", 1) for line in path.read_text().splitlines())
+
+
+# kcmp(2), which tells whether two processes share one address space.
+_KCMP = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+_KCMP_VM = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _shares_memory(child: int, parent: int, status: dict[int, dict[str, str]]) -> bool:
+    """Whether ``child`` runs in ``parent``'s address space: the JVM starts commands (Hadoop
+    runs `chmod` on local files) through jspawnhelper with posix_spawn, whose child lives in
+    the JVM's memory until it execs, and /proc reports the JVM's whole resident set for it
+    meanwhile (seen here as a 466 MB `Thread-3` child of a 466 MB JVM)."""
+    if _KCMP is not None:
+        return _libc.syscall(_KCMP, child, parent, _KCMP_VM, 0, 0) == 0
+    return all(status[child].get(k) == status[parent].get(k) for k in ("VmSize", "RssAnon"))
+
+
 def _sample(pid: int) -> tuple[int, int, dict[int, float]]:
     """(anonymous resident bytes, all resident bytes, cpu seconds per pid) of the tree.
 
     Resident memory also counts file pages a process maps (Spark reads its disk-cached blocks
-    through memory maps); anonymous memory is what the process itself allocated.
+    through memory maps); anonymous memory is what the process itself allocated. A child in
+    its parent's address space is counted once (see :func:`_shares_memory`).
     """
-    anon, rss, cpu = 0, 0, {}
+    anon, rss, cpu, status = 0, 0, {}, {}
     for p in _tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            status[p] = _fields(Path(f"/proc/{p}/status"))
+    for p, st in status.items():
         try:
-            status = dict(
-                line.split(":", 1) for line in Path(f"/proc/{p}/status").read_text().splitlines()
-            )
-            anon += int(status["RssAnon"].split()[0]) * 1024
-            rss += int(status["VmRSS"].split()[0]) * 1024
+            parent = int(st["PPid"])
+            if parent not in status or not _shares_memory(p, parent, status):
+                anon += int(st["RssAnon"].split()[0]) * 1024
+                rss += int(st["VmRSS"].split()[0]) * 1024
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             cpu[p] = (int(fields[11]) + int(fields[12])) / TICK
         except (FileNotFoundError, ProcessLookupError, IndexError, KeyError):
             continue
     return anon, rss, cpu
+
+
+def _machine_used() -> int:
+    """Bytes in use on the whole machine (MemTotal - MemAvailable): what the run needed of
+    this machine's memory, other processes included."""
+    info = _fields(Path("/proc/meminfo"))
+    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) * 1024
 
 
 # Each step, the tables it reads and the tables it writes (rows are counted after the run).
@@ -102,10 +134,11 @@ def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[st
     log_path = folder / f"{step}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-        peak_anon, peak_rss, cpu = 0, 0, {}
+        peak_anon, peak_rss, peak_used, cpu = 0, 0, 0, {}
         while proc.poll() is None:
             anon, rss, seen = _sample(proc.pid)
             peak_anon, peak_rss = max(peak_anon, anon), max(peak_rss, rss)
+            peak_used = max(peak_used, _machine_used())
             cpu.update(seen)
             time.sleep(0.2)
     wall = time.perf_counter() - started
@@ -117,6 +150,7 @@ def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[st
         "cpu_s": round(sum(cpu.values()), 1),
         "peak_anon_gib": round(peak_anon / 2**30, 2),
         "peak_rss_gib": round(peak_rss / 2**30, 2),
+        "peak_machine_used_gib": round(peak_used / 2**30, 2),
         "users_per_s": round(users / wall),
         "stages_s": {name: float(s) for name, s in DONE.findall(output) if name != step},
         "command": f"recsys {step} --conf <conf extending conf/local.yaml> "
@@ -153,12 +187,14 @@ def run_size(
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-bench-")))
         else:
             folder = keep
-            folder.mkdir(parents=True, exist_ok=False)
+            folder.mkdir(parents=True, exist_ok=True)
         conf = folder / "bench.yaml"
-        conf.write_text(
-            f"extends: {ROOT / 'conf' / 'local.yaml'}\n"
-            f"catalog:\n  warehouse_dir: {folder}/warehouse\n  metastore_dir: {folder}/metastore\n"
-        )
+        if not conf.exists():  # else a kept folder resumed: its tables and store go on
+            conf.write_text(
+                f"extends: {ROOT / 'conf' / 'local.yaml'}\n"
+                f"catalog:\n  warehouse_dir: {folder}/warehouse\n"
+                f"  metastore_dir: {folder}/metastore\n"
+            )
         results = []
         for step in steps:
             print(f"{step}, {users:,} users ...", flush=True)
@@ -240,12 +276,16 @@ def main() -> None:
     parser.add_argument(
         "--keep",
         type=Path,
-        help="run in this new folder and keep it (tables, MLflow store, step logs); "
-        "with one size only",
+        help="run in this folder and keep it (tables, MLflow store, step logs); with one size "
+        "only. A folder kept by an earlier run is resumed: the steps that succeeded there (as "
+        "recorded in --out's .json) are carried over, and the others run on its tables",
     )
     args = parser.parse_args()
     if args.keep and len(args.users) > 1:
         parser.error("--keep takes one --users size")
+    carried = _carried(args.keep, Path(args.out), args.users[0]) if args.keep else []
+    if carried:
+        print(f"resuming {args.keep}: carrying over {', '.join(r['step'] for r in carried)}")
     reproduce = ".venv/bin/python bench/pipeline.py --users " + " ".join(map(str, args.users))
     if args.steps != list(STEPS):
         reproduce += " --steps " + " ".join(args.steps)
@@ -257,20 +297,32 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "reproduce": reproduce,
-        "results": [],
+        "results": carried,
     }
+    if carried:
+        record["resumed"] = record["date"]
+        record["date"] = json.loads(Path(args.out).with_suffix(".json").read_text())["date"]
 
     def report(results: list[dict]) -> None:
         write({**record, "results": results, "totals": totals(results)}, Path(args.out))
 
     for users in args.users:
         done = list(record["results"])
+        steps = [s for s in args.steps if s not in {r["step"] for r in carried}]
         record["results"] += run_size(
-            users, args.steps, args.overrides, args.keep, lambda r, done=done: report(done + r)
+            users, steps, args.overrides, args.keep, lambda r, done=done: report(done + r)
         )
         report(record["results"])
         if failed := [r for r in record["results"] if "failed" in r]:
             raise SystemExit(f"{failed[0]['step']} failed for {failed[0]['users']:,} users")
+
+
+def _carried(keep: Path, out: Path, users: int) -> list[dict]:
+    """The steps an earlier run in ``keep`` completed at ``users``, from its results file."""
+    if not (keep / "bench.yaml").exists() or not out.with_suffix(".json").exists():
+        return []
+    earlier = json.loads(out.with_suffix(".json").read_text())["results"]
+    return [r for r in earlier if r["users"] == users and "failed" not in r]
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -285,22 +337,32 @@ def write(record: dict, out: Path) -> None:
         "",
         measured_on(record),
         f"Reproduce: `{record['reproduce']}`.",
+        *(
+            [
+                f"Resumed {record['resumed']} in the kept folder (`--keep`): the steps "
+                "before it ran earlier in the same folder, on the same tables."
+            ]
+            if "resumed" in record
+            else []
+        ),
         "",
         "Each step is its own `recsys <step>` process, as spark-submit runs it, so every step",
         "pays its own Spark start (15-25 s here). Memory is the whole process tree (Python",
         "driver, JVM with its local executors, Python workers), sampled every 0.2 s from /proc:",
         "anonymous memory (what the processes allocated) and resident set (which also counts",
-        "file pages mapped when Spark reads its disk-cached blocks). Rows are counted in the",
-        "tables after the run.",
+        "file pages mapped when Spark reads its disk-cached blocks). Machine used is the whole",
+        "machine's MemTotal - MemAvailable at its peak, other processes included. Rows are",
+        "counted in the tables after the run.",
         "",
-        "| step | users | wall s | CPU s | peak anon GiB | peak RSS GiB | users/s "
-        "| rows in | rows out |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| step | users | wall s | CPU s | peak anon GiB | peak RSS GiB | machine used GiB "
+        "| users/s | rows in | rows out |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in record["results"]:
         lines.append(
             f"| {r['step']} | {r['users']:,} | {r['wall_s']} | {r['cpu_s']} | "
-            f"{r['peak_anon_gib']} | {r['peak_rss_gib']} | {r['users_per_s']:,} | "
+            f"{r['peak_anon_gib']} | {r['peak_rss_gib']} | {r.get('peak_machine_used_gib', '-')} | "
+            f"{r['users_per_s']:,} | "
             f"{_counts(r.get('rows_in', {}))} | {_counts(r.get('rows_out', {}))} |"
         )
     smallest = record["totals"][0]["users"]

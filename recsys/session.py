@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 _LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
-# Input bytes per shuffle partition when partitions follow the data: a step's tables are
-# compressed Parquet, several times smaller than the rows they shuffle. At 1M users the
-# events table is ~230 MiB, so a 2-core machine keeps its 8; at 10M, ~2.3 GiB, 37.
-BYTES_PER_PARTITION = 64 * 2**20
+# Input bytes per shuffle partition when partitions follow the data. A step's tables are
+# compressed Parquet, an order of magnitude smaller than the rows it shuffles and caches: at
+# 10M users 32 partitions of the events (2.3 GiB of Parquet, 219M rows) made cached blocks
+# too large to read back into a 12 GiB heap (OutOfMemoryError in build-interactions). At
+# 16 MiB, 1M users' events (231 MiB) get 15 partitions and 10M users' 147.
+BYTES_PER_PARTITION = 16 * 2**20
 
 
 def shuffle_partitions(config: Config) -> int:
@@ -60,7 +62,7 @@ def table_bytes(spark: SparkSession, table: str, snapshot: dt.date) -> int | Non
 def size_shuffle_partitions(spark: SparkSession, config: Config, tables: Sequence[str]) -> int:
     """Set the session's shuffle partitions for a step that reads ``tables``, and return it.
 
-    ``auto`` follows the data: one partition per 64 MiB of the tables' files (of the
+    ``auto`` follows the data: one partition per 16 MiB of the tables' files (of the
     configured snapshot, where a table has snapshots), never fewer than
     :func:`shuffle_partitions`' floor; a number in the config is used as it is.
     """
