@@ -25,7 +25,7 @@ _LOG4J = Path(__file__).with_name("log4j2.properties")
 # compressed Parquet, an order of magnitude smaller than the rows it shuffles and caches: at
 # 10M users 32 partitions of the events (2.3 GiB of Parquet, 219M rows) made cached blocks
 # too large to read back into a 12 GiB heap (OutOfMemoryError in build-interactions). At
-# 16 MiB, 1M users' events (231 MiB) get 15 partitions and 10M users' 147.
+# 16 MiB, 1M users' events (231 MiB) get 15 partitions and 10M users' (2,311 MiB) 145.
 BYTES_PER_PARTITION = 16 * 2**20
 
 
