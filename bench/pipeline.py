@@ -65,14 +65,15 @@ _KCMP_VM = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _shares_memory(child: int, parent: int, status: dict[int, dict[str, str]]) -> bool:
+def _shares_memory(child: int, parent: int) -> bool:
     """Whether ``child`` runs in ``parent``'s address space: the JVM starts commands (Hadoop
     runs `chmod` on local files) through jspawnhelper with posix_spawn, whose child lives in
     the JVM's memory until it execs, and /proc reports the JVM's whole resident set for it
     meanwhile (seen here as a 466 MB `Thread-3` child of a 466 MB JVM)."""
     if _KCMP is not None:
         return _libc.syscall(_KCMP, child, parent, _KCMP_VM, 0, 0) == 0
-    return all(status[child].get(k) == status[parent].get(k) for k in ("VmSize", "RssAnon"))
+    mine, theirs = (_fields(Path(f"/proc/{p}/status")) for p in (child, parent))
+    return all(mine.get(k) == theirs.get(k) for k in ("VmSize", "RssAnon"))
 
 
 def _sample(pid: int) -> tuple[int, int, dict[int, float]]:
@@ -80,20 +81,21 @@ def _sample(pid: int) -> tuple[int, int, dict[int, float]]:
 
     Resident memory also counts file pages a process maps (Spark reads its disk-cached blocks
     through memory maps); anonymous memory is what the process itself allocated. A child in
-    its parent's address space is counted once (see :func:`_shares_memory`).
+    its parent's address space is counted once (see :func:`_shares_memory`); its memory is
+    read only after that check, so a child that execs meanwhile counts its own.
     """
-    anon, rss, cpu, status = 0, 0, {}, {}
-    for p in _tree(pid):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            status[p] = _fields(Path(f"/proc/{p}/status"))
-    for p, st in status.items():
+    anon, rss, cpu = 0, 0, {}
+    tree = _tree(pid)
+    for p in tree:
         try:
-            parent = int(st["PPid"])
-            if parent not in status or not _shares_memory(p, parent, status):
-                anon += int(st["RssAnon"].split()[0]) * 1024
-                rss += int(st["VmRSS"].split()[0]) * 1024
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             cpu[p] = (int(fields[11]) + int(fields[12])) / TICK
+            parent = int(fields[1])
+            if parent in tree and _shares_memory(p, parent):
+                continue
+            status = _fields(Path(f"/proc/{p}/status"))
+            anon += int(status["RssAnon"].split()[0]) * 1024
+            rss += int(status["VmRSS"].split()[0]) * 1024
         except (FileNotFoundError, ProcessLookupError, IndexError, KeyError):
             continue
     return anon, rss, cpu
