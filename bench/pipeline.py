@@ -294,6 +294,8 @@ def main() -> None:
     reproduce += "".join(f" --set {o}" for o in args.overrides)
     if args.out != str(RESULTS / "pipeline"):
         reproduce += f" --out {os.path.relpath(args.out, ROOT)}"
+    if args.keep:
+        reproduce += f" --keep {args.keep}"
     record = {
         "benchmark": "pipeline steps",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -380,7 +382,7 @@ def write(record: dict, out: Path) -> None:
     ]
     for t in record["totals"]:
         lines.append(
-            f"| {t['users']:,} | {t['pipeline_wall_s']} | "
+            f"| {t['users']:,} | {t['pipeline_wall_s'] or 'incomplete'} | "
             f"{t.get(f'pipeline_wall_s_per_user_vs_{smallest}', '-')} | "
             f"{t['all_steps_wall_s']} | {t['all_steps_cpu_s']} | "
             f"{t.get(f'all_steps_wall_s_per_user_vs_{smallest}', '-')} | {t['peak_anon_gib']} |"
@@ -391,6 +393,13 @@ def write(record: dict, out: Path) -> None:
                 "",
                 f"**{r['step']} failed at {r['users']:,} users** ({r['failed'][:200]}...).",
             ]
+    if len({r["command"].split(" ", 2)[2] for r in record["results"]}) > 1:
+        lines += [
+            "",
+            "Each step's command (their settings differ):",
+            "",
+        ]
+        lines += [f"- {r['step']} at {r['users']:,}: `{r['command']}`" for r in record["results"]]
     lines += ["", "Stages each step logged (seconds):", ""]
     for r in record["results"]:
         if r["stages_s"]:
