@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
@@ -154,52 +154,71 @@ def state_at(events_df: DataFrame, catalog_df: DataFrame, moment: dt.datetime) -
     after ``moment`` is read, so the state at a split point cannot leak the holdout.
     Grain: user, with :data:`STATE_COLUMNS`.
     """
-    before_df = events_df.where(F.col("event_ts") < F.lit(moment))
-    offers_df = catalog_df.select(
-        "market", F.col("offer_id").alias("item_id"), "plan_id", "kind", "trial_days"
-    )
-    subscription_df = before_df.where(
-        F.col("event_type").isin(S.RENEWAL, S.CONVERSION, S.TRIAL_START, S.CANCELLATION)
-    ).join(F.broadcast(offers_df), on=["market", "item_id"], how="inner")
-    plan_events = subscription_df.where(F.col("kind") != "addon")
-    latest = Window.partitionBy("market", "user_id").orderBy(
-        F.col("event_ts").desc(), F.col("event_type")
-    )
-    plan_df = (
-        plan_events.withColumn("_n", F.row_number().over(latest))
-        .where(F.col("_n") == 1)
-        .select(
-            "market",
-            "user_id",
-            F.when(F.col("event_type") == S.CANCELLATION, F.lit(FREE))
-            .otherwise(F.col("plan_id"))
-            .alias("current_plan"),
-        )
-    )
-    flags_df = before_df.groupBy("market", "user_id").agg(
-        F.max((F.col("event_type") == S.STUDENT_VERIFIED).cast("int")).alias("_verified"),
-        F.max((F.col("event_type") == S.TRIAL_START).cast("int")).alias("_trial"),
-    )
-    addons_df = (
-        subscription_df.where((F.col("kind") == "addon") & (F.col("event_type") != S.CANCELLATION))
+    return states_at(events_df, catalog_df, {"at": moment}).drop("split")
+
+
+_PLAN_EVENTS = (S.RENEWAL, S.CONVERSION, S.TRIAL_START, S.CANCELLATION)
+
+
+def states_at(
+    events_df: DataFrame, catalog_df: DataFrame, moments: dict[str, dt.datetime]
+) -> DataFrame:
+    """:func:`state_at` at several moments in one pass over the events: one aggregation per
+    user computes every moment's state from the events before it. Grain: (user, ``split``),
+    ``split`` being the name of the moment; a user appears at a moment only with an event
+    before it.
+    """
+    offers_df = catalog_df.select("market", F.col("offer_id").alias("item_id"), "plan_id", "kind")
+    ts, event_type, kind = F.col("event_ts"), F.col("event_type"), F.col("kind")
+    is_plan_event = event_type.isin(*_PLAN_EVENTS) & kind.isNotNull() & (kind != "addon")
+    is_addon = event_type.isin(S.RENEWAL, S.CONVERSION, S.TRIAL_START) & (kind == "addon")
+    plan = F.when(event_type == S.CANCELLATION, F.lit(FREE)).otherwise(F.col("plan_id"))
+    # Latest first, and at equal times the event type first in alphabetical order: the
+    # type's rank counts down the alphabet, so the largest (time, rank) wins.
+    rank = literal_map({t: len(_PLAN_EVENTS) - i for i, t in enumerate(sorted(_PLAN_EVENTS))})
+    aggregates = []
+    for name, moment in moments.items():
+        before = ts < F.lit(moment)
+        aggregates += [
+            F.max(before).alias(f"{name}__seen"),
+            F.max(before & (event_type == S.STUDENT_VERIFIED)).alias(f"{name}__verified"),
+            F.max(before & (event_type == S.TRIAL_START)).alias(f"{name}__trial"),
+            F.max_by(plan, F.when(before & is_plan_event, F.struct(ts, rank[event_type]))).alias(
+                f"{name}__plan"
+            ),
+            F.array_sort(F.collect_set(F.when(before & is_addon, F.col("item_id")))).alias(
+                f"{name}__addons"
+            ),
+        ]
+    last = max(moments.values())
+    per_user_df = (
+        events_df.where(ts < F.lit(last))
+        .join(F.broadcast(offers_df), on=["market", "item_id"], how="left")
         .groupBy("market", "user_id")
-        .agg(F.array_sort(F.collect_set("item_id")).alias("active_addons"))
+        .agg(*aggregates)
     )
-    return (
-        flags_df.join(plan_df, on=["market", "user_id"], how="left")
-        .join(addons_df, on=["market", "user_id"], how="left")
-        .select(
-            "market",
-            "user_id",
-            F.coalesce("current_plan", F.lit(FREE)).alias("current_plan"),
-            # Add-ons ride on a paid plan: a cancellation back to free ends them too.
+    no_addons = F.array().cast("array<string>")
+    states = []
+    for name in moments:
+        current_plan = F.coalesce(F.col(f"{name}__plan"), F.lit(FREE))
+        states.append(
             F.when(
-                F.col("current_plan").isNull() | (F.col("current_plan") == FREE),
-                F.array().cast("array<string>"),
+                F.col(f"{name}__seen"),
+                F.struct(
+                    F.lit(name).alias("split"),
+                    current_plan.alias("current_plan"),
+                    # Add-ons ride on a paid plan: a cancellation back to free ends them too.
+                    F.when(current_plan == FREE, no_addons)
+                    .otherwise(F.col(f"{name}__addons"))
+                    .alias("active_addons"),
+                    F.col(f"{name}__verified").alias("is_student_verified"),
+                    F.col(f"{name}__trial").alias("has_used_trial"),
+                ),
             )
-            .otherwise(F.coalesce("active_addons", F.array().cast("array<string>")))
-            .alias("active_addons"),
-            (F.col("_verified") == 1).alias("is_student_verified"),
-            (F.col("_trial") == 1).alias("has_used_trial"),
         )
+    return (
+        per_user_df.select("market", "user_id", F.explode(F.array(*states)).alias("s"))
+        .where(F.col("s").isNotNull())
+        .select("market", "user_id", "s.*")
+        .select(*STATE_COLUMNS, "split")
     )

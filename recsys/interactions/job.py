@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.config import Config
-from recsys.eligibility import state_at
+from recsys.eligibility import states_at
 from recsys.errors import RecsysError
 from recsys.interactions.build import (
     FULL,
@@ -144,10 +144,8 @@ def _write_user_state(
     snapshot = config.interactions.snapshot()
     split, cutoff = cutoffs(snapshot, config.interactions.holdout_days)
     tune_split = split - dt.timedelta(days=config.interactions.holdout_days)
-    state_df = None
-    for name, moment in ((TUNE, tune_split), (TRAIN, split), (FULL, cutoff)):
-        part_df = state_at(events_df, catalog_df, moment).withColumn("split", F.lit(name))
-        state_df = part_df if state_df is None else state_df.unionByName(part_df)
+    moments = {TUNE: tune_split, TRAIN: split, FULL: cutoff}
+    state_df = states_at(events_df, catalog_df, moments)  # one pass for the three
     publish_partition(
         spark,
         config,
