@@ -285,7 +285,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.keep and len(args.users) > 1:
         parser.error("--keep takes one --users size")
-    carried = _carried(args.keep, Path(args.out), args.users[0]) if args.keep else []
+    earlier = _earlier(args.keep, Path(args.out)) if args.keep else None
+    carried = [
+        r
+        for r in (earlier or {}).get("results", [])
+        if r["users"] == args.users[0] and "failed" not in r
+    ]
     if carried:
         print(f"resuming {args.keep}: carrying over {', '.join(r['step'] for r in carried)}")
     reproduce = ".venv/bin/python bench/pipeline.py --users " + " ".join(map(str, args.users))
@@ -305,7 +310,7 @@ def main() -> None:
     }
     if carried:
         record["resumed"] = record["date"]
-        record["date"] = json.loads(Path(args.out).with_suffix(".json").read_text())["date"]
+        record["date"] = earlier["date"]
 
     def report(results: list[dict]) -> None:
         write({**record, "results": results, "totals": totals(results)}, Path(args.out))
@@ -321,12 +326,11 @@ def main() -> None:
             raise SystemExit(f"{failed[0]['step']} failed for {failed[0]['users']:,} users")
 
 
-def _carried(keep: Path, out: Path, users: int) -> list[dict]:
-    """The steps an earlier run in ``keep`` completed at ``users``, from its results file."""
+def _earlier(keep: Path, out: Path) -> dict | None:
+    """The results file of an earlier run in the kept folder ``keep``, if there was one."""
     if not (keep / "bench.yaml").exists() or not out.with_suffix(".json").exists():
-        return []
-    earlier = json.loads(out.with_suffix(".json").read_text())["results"]
-    return [r for r in earlier if r["users"] == users and "failed" not in r]
+        return None
+    return json.loads(out.with_suffix(".json").read_text())
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -171,7 +171,7 @@ def states_at(
     offers_df = catalog_df.select("market", F.col("offer_id").alias("item_id"), "plan_id", "kind")
     ts, event_type, kind = F.col("event_ts"), F.col("event_type"), F.col("kind")
     is_plan_event = event_type.isin(*_PLAN_EVENTS) & kind.isNotNull() & (kind != "addon")
-    is_addon = event_type.isin(S.RENEWAL, S.CONVERSION, S.TRIAL_START) & (kind == "addon")
+    is_addon = event_type.isin(*_PLAN_EVENTS) & (event_type != S.CANCELLATION) & (kind == "addon")
     plan = F.when(event_type == S.CANCELLATION, F.lit(FREE)).otherwise(F.col("plan_id"))
     # Latest first, and at equal times the event type first in alphabetical order: the
     # type's rank counts down the alphabet, so the largest (time, rank) wins.
@@ -205,7 +205,6 @@ def states_at(
             F.when(
                 F.col(f"{name}__seen"),
                 F.struct(
-                    F.lit(name).alias("split"),
                     current_plan.alias("current_plan"),
                     # Add-ons ride on a paid plan: a cancellation back to free ends them too.
                     F.when(current_plan == FREE, no_addons)
@@ -213,12 +212,12 @@ def states_at(
                     .alias("active_addons"),
                     F.col(f"{name}__verified").alias("is_student_verified"),
                     F.col(f"{name}__trial").alias("has_used_trial"),
+                    F.lit(name).alias("split"),
                 ),
             )
         )
     return (
         per_user_df.select("market", "user_id", F.explode(F.array(*states)).alias("s"))
         .where(F.col("s").isNotNull())
-        .select("market", "user_id", "s.*")
-        .select(*STATE_COLUMNS, "split")
+        .select("market", "user_id", "s.*")  # STATE_COLUMNS, then split
     )

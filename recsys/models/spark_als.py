@@ -59,8 +59,9 @@ class SparkALS(FactorModel):
         # would leave its factors in executor memory until the JVM happens to collect them.
         self.user_factors_df.count()
         self.item_factors_df.count()
-        for rdd in als_factor_rdds(spark).keys() - before.keys():
-            als_factor_rdds(spark)[rdd].unpersist(False)
+        after = als_factor_rdds(spark)
+        for rdd_id in after.keys() - before.keys():
+            after[rdd_id].unpersist(False)
 
     def _fit_group(
         self, interactions_df: DataFrame, sizes: list, params: dict
