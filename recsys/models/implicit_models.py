@@ -88,7 +88,9 @@ def _factor_rows(
     present = np.flatnonzero(row_of >= 0)
     vectors = np.ascontiguousarray(factors[present], dtype=np.float32)
     width = vectors.shape[1]
-    offsets = pa.array(np.arange(0, (len(present) + 1) * width, width, dtype=np.int32))
+    # int64 first: the cast raises (rather than wraps) past 2^31 floats in one market.
+    offsets = pa.array(np.arange(0, (len(present) + 1) * width, width, dtype=np.int64))
+    offsets = offsets.cast(pa.int32())
     zeros = np.zeros(len(present), dtype=np.int64)
     return pa.table(
         {

@@ -26,8 +26,8 @@ def test_the_largest_market_is_in_the_first_partition_and_groups_need_no_second_
         (1, 1, "DE"),
         (2, 2, "SE"),
     ]
-    grouped = placed_df.groupBy("_rank", "market").applyInPandas(
-        lambda rows: rows.head(1)[["market"]], schema="market string"
+    grouped = placed_df.groupBy("_rank", "market").applyInArrow(
+        lambda rows: rows.select(["market"]).slice(0, 1), schema="market string"
     )
     plan = grouped._jdf.queryExecution().executedPlan().toString()
     assert "Exchange rangepartitioning" in plan, plan
