@@ -353,6 +353,7 @@ def write(record: dict, out: Path) -> None:
             if "resumed" in record
             else []
         ),
+        *([record["note"]] if "note" in record else []),
         "",
         "Each step is its own `recsys <step>` process, as spark-submit runs it, so every step",
         "pays its own Spark start (15-25 s here). Memory is the whole process tree (Python",
@@ -397,7 +398,11 @@ def write(record: dict, out: Path) -> None:
                 "",
                 f"**{r['step']} failed at {r['users']:,} users** ({r['failed'][:200]}...).",
             ]
-    if len({r["command"].split(" ", 2)[2] for r in record["results"]}) > 1:
+    settings = {
+        r["command"].split(" ", 2)[2].replace(f"world.users={r['users']}", "")
+        for r in record["results"]
+    }
+    if len(settings) > 1:
         lines += [
             "",
             "Each step's command (their settings differ):",
