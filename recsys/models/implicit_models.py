@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
 from recsys.models.factors import FactorModel
+from recsys.models.spark_als import market_sizes
 
 _RANK = "_rank"
 _FACTORS_SCHEMA = "market string, side string, key string, factors array<float>"
@@ -116,8 +117,7 @@ def by_size(rows_df: DataFrame, sizes: dict[str, int]) -> DataFrame:
 
 class _ImplicitModel(FactorModel):
     def _fit_factors(self, interactions_df: DataFrame) -> None:
-        rows = interactions_df.groupBy("market").count().collect()
-        sizes = {r["market"]: r["count"] for r in rows}
+        sizes = {r["market"]: r["nnz"] for r in market_sizes(interactions_df)}
         params_json = json.dumps({m: self.params_for(m) for m in sizes})
         family, seed = self.family, self.seed
 
