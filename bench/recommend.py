@@ -91,7 +91,8 @@ def fit_als(full_df: DataFrame) -> Fitted:
     """
     from pyspark.sql import SparkSession
 
-    from recsys.models.spark_als import block_diagonal, fit_als_model, market_sizes
+    from recsys.models.factors import market_sizes
+    from recsys.models.spark_als import block_diagonal, fit_als_model
 
     sizes = market_sizes(full_df)
     rows_df, offsets = block_diagonal(full_df, sizes)

@@ -31,12 +31,8 @@ def measure(conf: Path, rounds: int, counts: list[int]) -> dict:
 
     from recsys import schemas as S
     from recsys.config import load_config
-    from recsys.models.spark_als import (
-        als_factor_rdds,
-        block_diagonal,
-        fit_als_model,
-        market_sizes,
-    )
+    from recsys.models.factors import market_sizes
+    from recsys.models.spark_als import als_factor_rdds, block_diagonal, fit_als_model
     from recsys.session import build_session
     from recsys.tables import read_table
 

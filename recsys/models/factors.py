@@ -37,6 +37,19 @@ def dot(left: Column, right: Column) -> Column:
     )
 
 
+def market_sizes(interactions_df: DataFrame) -> list:
+    """One row per market: ``market``, ``users`` and ``items`` (index ranges), ``nnz``."""
+    return (
+        interactions_df.groupBy("market")
+        .agg(
+            (F.max("user_idx") + 1).alias("users"),
+            (F.max("item_idx") + 1).alias("items"),
+            F.count(F.lit(1)).alias("nnz"),
+        )
+        .collect()  # one row per market
+    )
+
+
 class FactorModel(Recommender):
     """Holds ``user_factors_df`` (market, user_id, user_factors), ``item_factors_df``
     (market, item_id, item_factors) and ``prior_df`` (market, offer_id, log_share);

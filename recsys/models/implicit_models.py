@@ -21,8 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
-from recsys.models.factors import FactorModel
-from recsys.models.spark_als import market_sizes
+from recsys.models.factors import FactorModel, market_sizes
 
 _RANK = "_rank"
 _FACTORS_SCHEMA = "market string, side string, key string, factors array<float>"

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys.errors import RecsysError
-from recsys.models.factors import FactorModel
+from recsys.models.factors import FactorModel, market_sizes
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +79,6 @@ class SparkALS(FactorModel):
                 "market", "item_id", F.col("features").alias("item_factors")
             ),
         )
-
-
-def market_sizes(interactions_df: DataFrame) -> list:
-    """One row per market: ``market``, ``users`` and ``items`` (index ranges), ``nnz``."""
-    return (
-        interactions_df.groupBy("market")
-        .agg(
-            (F.max("user_idx") + 1).alias("users"),
-            (F.max("item_idx") + 1).alias("items"),
-            F.count(F.lit(1)).alias("nnz"),
-        )
-        .collect()  # one row per market
-    )
 
 
 def block_diagonal(
