@@ -41,6 +41,11 @@ def _ideal_dcg(n_relevant: Column, k: int) -> Column:
     return branches.otherwise(F.lit(0.0))
 
 
+def metric_column(metric: str, k: int) -> str:
+    """The column of ``metric`` at ``k`` in :func:`per_user_metrics_at`'s output."""
+    return f"{metric}_at_{k}"
+
+
 def per_user_metrics(
     recommendations_df: DataFrame,
     labels_df: DataFrame,
@@ -49,11 +54,29 @@ def per_user_metrics(
     keys: tuple[str, ...] = ("market", "user_id"),
     value_col: str | None = None,
 ) -> DataFrame:
-    """One row per labelled user: ``keys`` plus the metrics of :data:`METRICS`.
+    """One row per labelled user: ``keys`` plus the metrics of :data:`METRICS` at ``k``.
 
     ``recommendations_df``: keys, ``item_id``, ``rank`` (1 = best; ranks above k ignored).
     ``labels_df``: keys, ``item_id`` (the relevant items; duplicates ignored), and
     ``value_col`` when given (the value a hit earns, e.g. the offer's price).
+    """
+    at_k = per_user_metrics_at(recommendations_df, labels_df, [k], keys=keys, value_col=value_col)
+    return at_k.select(*keys, *(F.col(metric_column(m, k)).alias(m) for m in METRICS))
+
+
+def per_user_metrics_at(
+    recommendations_df: DataFrame,
+    labels_df: DataFrame,
+    ks: list[int],
+    *,
+    keys: tuple[str, ...] = ("market", "user_id"),
+    value_col: str | None = None,
+) -> DataFrame:
+    """:func:`per_user_metrics` at every k of ``ks`` in one pass: ``keys``, then the
+    :data:`METRICS` at each k in turn, named by :func:`metric_column`.
+
+    A hit at rank r counts towards every k >= r, so one join of the lists with the labels
+    and one aggregation per user serve all the ks.
     """
     labels = labels_df.select(
         *keys,
@@ -62,42 +85,50 @@ def per_user_metrics(
     ).dropDuplicates([*keys, "item_id"])
     relevant_df = labels.groupBy(*keys).agg(F.count(F.lit(1)).alias("n_relevant"))
     hits_df = (
-        recommendations_df.where(F.col("rank") <= k)
+        recommendations_df.where(F.col("rank") <= max(ks))
         .select(*keys, "item_id", "rank")
         .join(labels, on=[*keys, "item_id"], how="inner")
     )
-    # precision@r at a hit at rank r = (hits at ranks <= r) / r
+    # precision@r at a hit at rank r = (hits at ranks <= r) / r, whatever k >= r
     running = F.count(F.lit(1)).over(
         Window.partitionBy(*keys).orderBy("rank").rowsBetween(Window.unboundedPreceding, 0)
     )
     per_hit_df = hits_df.select(
         *keys,
+        "rank",
         (F.lit(1.0) / F.log2(F.col("rank") + 1)).alias("gain"),
         (running / F.col("rank")).alias("precision_at_hit"),
-        "rank",
         "_value",
     )
+    sums = {
+        f"{name}_{k}": aggregate(F.when(F.col("rank") <= k, F.col(column)))
+        for k in ks
+        for name, column, aggregate in (
+            ("hits", "rank", F.count),
+            ("dcg", "gain", F.sum),
+            ("ap_sum", "precision_at_hit", F.sum),
+            ("revenue", "_value", F.sum),
+        )
+    }
     sums_df = per_hit_df.groupBy(*keys).agg(
-        F.count(F.lit(1)).alias("hits"),
-        F.sum("gain").alias("dcg"),
-        F.sum("precision_at_hit").alias("ap_sum"),
-        F.min("rank").alias("first_hit"),
-        F.sum("_value").alias("revenue"),
+        F.min("rank").alias("first_hit"), *(column.alias(name) for name, column in sums.items())
     )
-    joined = relevant_df.join(sums_df, on=list(keys), how="left").na.fill(
-        0, subset=["hits", "dcg", "ap_sum", "revenue"]
-    )
-    n = F.col("n_relevant")
-    return joined.select(
-        *keys,
-        (F.col("hits") / F.lit(k)).alias("precision"),
-        (F.col("hits") / n).alias("recall"),
-        (F.col("hits") > 0).cast("double").alias("hit_rate"),
-        (F.col("dcg") / _ideal_dcg(n, k)).alias("ndcg"),
-        (F.col("ap_sum") / F.least(n, F.lit(k))).alias("map"),
-        F.coalesce(F.lit(1.0) / F.col("first_hit"), F.lit(0.0)).alias("mrr"),
-        F.col("revenue").cast("double").alias("revenue"),
-    )
+    joined = relevant_df.join(sums_df, on=list(keys), how="left").na.fill(0, subset=list(sums))
+    n, first_hit = F.col("n_relevant"), F.col("first_hit")
+    columns = []
+    for k in ks:
+        hits = F.col(f"hits_{k}")
+        values = {
+            "precision": hits / F.lit(k),
+            "recall": hits / n,
+            "hit_rate": (hits > 0).cast("double"),
+            "ndcg": F.col(f"dcg_{k}") / _ideal_dcg(n, k),
+            "map": F.col(f"ap_sum_{k}") / F.least(n, F.lit(k)),
+            "mrr": F.when(first_hit <= k, F.lit(1.0) / first_hit).otherwise(F.lit(0.0)),
+            "revenue": F.col(f"revenue_{k}").cast("double"),
+        }
+        columns += [values[m].alias(metric_column(m, k)) for m in METRICS]
+    return joined.select(*keys, *columns)
 
 
 def summarize(per_user_df: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:

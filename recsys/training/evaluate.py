@@ -18,17 +18,13 @@ from pyspark.sql import functions as F
 
 from recsys.config import EligibilityRules
 from recsys.eligibility import with_eligibility
-from recsys.evaluation.metrics import per_user_metrics
+from recsys.evaluation.metrics import per_user_metrics_at
 from recsys.models.base import Recommender
 from recsys.ranking import top_k
 
 KEYS = ("market", "user_id")
 ALL = "all"  # the market label of pooled figures
 RANKING_METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr")
-
-
-def metric_column(metric: str, k: int) -> str:
-    return f"{metric}_at_{k}"
 
 
 @dataclass(frozen=True)
@@ -110,15 +106,8 @@ def per_user(model: Recommender, win: Window, ks: list[int]) -> tuple[DataFrame,
         .select(*KEYS, F.col("offer_id").alias("item_id"), "rank")
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    wide_df = None
-    for k in ks:
-        metrics_df = per_user_metrics(lists_df, win.labels_df, k, keys=KEYS, value_col="price")
-        renamed = metrics_df.select(
-            *KEYS,
-            *(F.col(m).alias(metric_column(m, k)) for m in metrics_df.columns if m not in KEYS),
-        )
-        wide_df = renamed if wide_df is None else wide_df.join(renamed, on=list(KEYS), how="inner")
-    return wide_df, lists_df
+    per_user_df = per_user_metrics_at(lists_df, win.labels_df, ks, keys=KEYS, value_col="price")
+    return per_user_df, lists_df
 
 
 def summary(

@@ -9,7 +9,14 @@ import pytest
 from chispa import assert_approx_df_equality
 from pyspark.sql import types as T
 
-from recsys.evaluation.metrics import METRICS, bootstrap_mean_ci, per_user_metrics, summarize
+from recsys.evaluation.metrics import (
+    METRICS,
+    bootstrap_mean_ci,
+    metric_column,
+    per_user_metrics,
+    per_user_metrics_at,
+    summarize,
+)
 
 RECS = "market string, user_id string, item_id string, rank int"
 LABELS = "market string, user_id string, item_id string, price double"
@@ -69,36 +76,41 @@ def test_mrr_is_the_reciprocal_rank_of_the_first_hit_within_k(spark):
     assert at_1 == {"u": 0.0, "v": 0.0, "w": 0.0}
 
 
-@pytest.mark.parametrize("k", [1, 3, 5])
-def test_random_cases_match_the_reference(spark, k):
-    rng = random.Random(k)
+def test_random_cases_match_the_reference_at_every_k_in_one_pass(spark):
+    rng = random.Random(7)
     items = [f"o{i}" for i in range(8)]
-    recs, labels, expected = [], [], []
+    ks = [1, 3, 5]
+    recs, labels, cases = [], [], []
     for n in range(300):
         market, user = rng.choice(["SE", "BR"]), f"user{n}"
         relevant = {i: float(rng.randint(1, 99)) for i in rng.sample(items, rng.randint(1, 4))}
         ranked = rng.sample(items, rng.randint(0, 7))  # some users get no list at all
         recs += [(market, user, item, r + 1) for r, item in enumerate(ranked)]
         labels += [(market, user, item, price) for item, price in relevant.items()]
-        expected.append((market, user, *reference(ranked, relevant, k)))
-    got = per_user_metrics(
-        spark.createDataFrame(recs, RECS),
-        spark.createDataFrame(labels, LABELS),
-        k,
-        value_col="price",
+        cases.append((market, user, ranked, relevant))
+    recs_df = spark.createDataFrame(recs, RECS)
+    labels_df = spark.createDataFrame(labels, LABELS)
+    got = per_user_metrics_at(recs_df, labels_df, ks, value_col="price")
+    expected = spark.createDataFrame(
+        [
+            (market, user, *(v for k in ks for v in reference(ranked, relevant, k)))
+            for market, user, ranked, relevant in cases
+        ],
+        T.StructType(
+            OUT.fields[:2]
+            + [T.StructField(metric_column(m, k), T.DoubleType()) for k in ks for m in METRICS]
+        ),
     )
-    assert_approx_df_equality(
-        got,
-        spark.createDataFrame(expected, OUT),
-        1e-9,
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
-    summary = {r["market"]: r for r in summarize(got, by=("market",)).collect()}
+    assert_approx_df_equality(got, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
+
+    # The one-k form is the same figures under the bare metric names.
+    at_3 = per_user_metrics(recs_df, labels_df, 3, value_col="price")
+    assert at_3.columns == ["market", "user_id", *METRICS]
+    summary = {r["market"]: r for r in summarize(at_3, by=("market",)).collect()}
     for market in ("SE", "BR"):
-        rows = [e for e in expected if e[0] == market]
+        rows = [reference(r, rel, 3) for m, _, r, rel in cases if m == market]
         assert summary[market]["users"] == len(rows)
-        assert summary[market]["ndcg"] == pytest.approx(sum(r[5] for r in rows) / len(rows))
+        assert summary[market]["ndcg"] == pytest.approx(sum(r[3] for r in rows) / len(rows))
 
 
 def test_bootstrap_interval_matches_normal_theory(spark):
