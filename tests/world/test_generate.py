@@ -36,9 +36,9 @@ def _small_world(spark, config, **update):
 
 
 def test_same_seed_same_world_whatever_the_partitioning(spark, config):
-    # 4,000 users: one partition per core (2) against four of 1,000 users.
-    two = _small_world(spark, config, users=4_000, users_per_partition=4_000)
-    four = _small_world(spark, config, users=4_000, users_per_partition=1_000)
+    # 2,000 users: one partition per core (2) against four of 500 users.
+    two = _small_world(spark, config, users_per_partition=2_000)
+    four = _small_world(spark, config, users_per_partition=500)
     assert two.users_df.rdd.getNumPartitions() == 2
     assert four.users_df.rdd.getNumPartitions() == 4
     assert_df_equality(two.users_df, four.users_df, ignore_row_order=True)
