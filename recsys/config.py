@@ -30,6 +30,14 @@ from recsys.markets import MarketCatalog, load_markets
 from recsys.schemas import BEHAVIOUR_TOKENS, EVENT_TYPES
 
 
+def _distinct(values: list) -> list:
+    """A list validator: every value at most once."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"listed more than once: {repeated}")
+    return values
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -157,13 +165,7 @@ class InteractionsConfig(_Section):
         description="Behaviour event types of your own data, beyond the built-in ones.",
     )
 
-    @field_validator("behaviour_tokens", "behaviour_events")
-    @classmethod
-    def _distinct(cls, names: list[str]) -> list[str]:
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"listed more than once: {repeated}")
-        return names
+    _distinct = field_validator("behaviour_tokens", "behaviour_events")(_distinct)
 
     @model_validator(mode="after")
     def _known_event_types(self) -> InteractionsConfig:
@@ -321,6 +323,8 @@ class TrainConfig(_Section):
     report_dir: str = Field(default=".recsys/reports", description="Where reports are written.")
     gate: GateConfig = GateConfig()
     models: ModelsConfig
+
+    _distinct_ks = field_validator("ks")(_distinct)
 
     @model_validator(mode="after")
     def _gate_k_is_evaluated(self) -> TrainConfig:

@@ -63,6 +63,7 @@ def test_overrides_are_typed_yaml_scalars():
         (["analyze.reference_offer=premium_mini"], "'premium_mini' is not sold in"),
         (["interactions.max_values.nope=5"], "max_values: unknown event types ['nope']"),
         (["interactions.behaviour_tokens=[a, a]"], "behaviour_tokens: Value error, listed more"),
+        (["train.ks=[1, 3, 3]"], "train.ks: Value error, listed more than once: [3]"),
         (["interactions.behaviour_tokens=[free]"], "['free'] are offer ids of the market"),
         (["train.models.ladder.signals.usage:tv=[free]"], "signals.usage:tv: unknown behaviour"),
         (["ingest.users=u.csv"], "ingest: Value error, set both events and users"),
