@@ -19,6 +19,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from recsys.errors import RecsysError
+from recsys.evaluation.metrics import metric_column
 from recsys.models import BASELINES, FAMILIES
 from recsys.training.evaluate import ALL
 
@@ -122,7 +123,7 @@ def summary_table(metrics: Mapping[str, Mapping[str, float]], gate_column: str) 
                 "ci_high": logged.get(f"{gate_column}_ci_high"),
                 f"validation {gate_column}": logged.get(f"val_{gate_column}"),
                 **{
-                    f"{m}_at_{k}": logged.get(f"{m}_at_{k}")
+                    metric_column(m, k): logged.get(metric_column(m, k))
                     for m in ("hit_rate", "precision", "recall", "map", "coverage")
                 },
                 "users": logged.get("users"),

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from recsys.config import EligibilityRules
 from recsys.eligibility import with_eligibility
-from recsys.evaluation.metrics import per_user_metrics_at
+from recsys.evaluation.metrics import metric_column, per_user_metrics_at
 from recsys.models.base import Recommender
 from recsys.ranking import top_k
 
@@ -141,7 +141,7 @@ def summary(
         .set_index("market")
     )
     for k in ks:
-        column = f"coverage_at_{k}"
+        column = metric_column("coverage", k)
         table[column] = (shown[f"shown_{k}"] / offers).reindex(table.index)
         table.loc[ALL, column] = shown[f"shown_{k}"].sum() / offers.sum()
     return table.sort_index()

@@ -18,6 +18,7 @@ import mlflow
 import pandas as pd
 
 from recsys.config import Config
+from recsys.evaluation.metrics import metric_column
 from recsys.training.evaluate import ALL
 from recsys.training.gate import Decision
 
@@ -45,15 +46,14 @@ def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataF
                 f"{gate} (95% CI)": f"{mean:.4f} [{low:.4f}, {high:.4f}]",
                 f"validation {gate}": round(result.chosen.pooled(gate), 4),
                 **{
-                    f"hit_rate_at_{n}": round(float(table.loc[ALL, f"hit_rate_at_{n}"]), 4)
-                    for n in ks
+                    column: round(float(table.loc[ALL, column]), 4)
+                    for column in (
+                        *(metric_column("hit_rate", n) for n in ks),
+                        # At the largest k: the plain MRR whenever no user has more candidates.
+                        metric_column("mrr", max(ks)),
+                        *(metric_column(m, k) for m in ("precision", "recall", "map", "coverage")),
+                    )
                 },
-                # At the largest k: the plain MRR whenever no user has more candidates.
-                f"mrr_at_{max(ks)}": round(float(table.loc[ALL, f"mrr_at_{max(ks)}"]), 4),
-                f"precision_at_{k}": round(float(table.loc[ALL, f"precision_at_{k}"]), 4),
-                f"recall_at_{k}": round(float(table.loc[ALL, f"recall_at_{k}"]), 4),
-                f"map_at_{k}": round(float(table.loc[ALL, f"map_at_{k}"]), 4),
-                f"coverage_at_{k}": round(float(table.loc[ALL, f"coverage_at_{k}"]), 4),
                 "users": int(table.loc[ALL, "users"]),
                 "trials": len(result.trials),
                 "params": ", ".join(f"{p}={v}" for p, v in result.chosen.params.items())
