@@ -9,14 +9,19 @@ import json
 
 import pytest
 from chispa import assert_df_equality
+from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.cli import main
+from recsys.eligibility import with_eligibility
 from recsys.errors import RecsysError
+from recsys.interactions.build import TUNE
 from recsys.recommend import job as recommend_job
 from recsys.recommend import publish
+from recsys.recommend.lists import FALLBACK, MODEL
 from recsys.recommend.offers import price_display
+from recsys.training import tracking
 
 SNAPSHOT = dt.date(2026, 11, 1)
 
@@ -207,3 +212,39 @@ def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, p
     day4 = rows_df.withColumn("snapshot_date", F.lit(dt.date(2026, 11, 4)))
     publish.commit(spark, keep_two, publish.stage(spark, keep_two, day4, dt.date(2026, 11, 4)))
     assert publish.snapshots(spark, keep_two) == [dt.date(2026, 11, 3), dt.date(2026, 11, 4)]
+
+
+def test_calibration_fits_each_scorer_on_a_hashed_sample_of_calibration_users(spark, served):
+    _, config = served
+    sampled = config.model_copy(
+        update={"recommend": config.recommend.model_copy(update={"calibration_users": 1_000})}
+    )
+    tracking.setup(sampled)
+    on_snapshot = F.col("snapshot_date") == F.lit(SNAPSHOT)
+    catalog_df = spark.table(sampled.table(S.CATALOG))
+    state_df = spark.table(sampled.table(S.USER_STATE)).where(
+        on_snapshot & (F.col("split") == TUNE)
+    )
+    coefficients = recommend_job._calibration(
+        spark,
+        sampled,
+        recommend_job.Served(spark, sampled, MlflowClient()),
+        spark.table(sampled.table(S.INTERACTIONS)).where(on_snapshot),
+        catalog_df,
+        sampled.recommend.experiment.control,
+    )
+
+    users = state_df.count()
+    assert users > 3 * 1_000  # so that the sample is a fraction of them
+    eligible = (
+        with_eligibility(state_df, catalog_df, sampled.recommend.eligibility)
+        .where(F.col("eligible"))
+        .count()
+    )
+    # About 1,000 users' eligible offers (a scorer may leave an offer it never saw unscored).
+    expected = eligible * 1_000 / users
+    rows = coefficients.groupby("scorer")["rows"].sum()
+    assert {MODEL, FALLBACK} <= set(rows.index)
+    assert all(0.75 * expected < n < 1.15 * expected for n in rows), (expected, rows)
+    assert coefficients[["intercept", "slope"]].notna().all().all()
+    assert (coefficients["slope"] >= 0).all()
