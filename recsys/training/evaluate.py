@@ -121,11 +121,12 @@ def summary(
     """
     metric_columns = [c for c in per_user_df.columns if c not in KEYS]
     aggregates = [F.avg(c).alias(c) for c in metric_columns] + [F.count(F.lit(1)).alias("users")]
-    by_market = per_user_df.groupBy("market").agg(*aggregates).toPandas()
-    pooled = per_user_df.agg(*aggregates).toPandas().assign(market=ALL)
-    revenue = [c for c in metric_columns if c.startswith("revenue")]
-    pooled[revenue] = float("nan")
-    table = pd.concat([by_market, pooled], ignore_index=True).set_index("market")
+    by_market = per_user_df.groupBy("market").agg(*aggregates).toPandas().set_index("market")
+    # The pooled means are the market means weighted by users: no second pass over the users.
+    users = by_market["users"].sum()
+    pooled = by_market[metric_columns].mul(by_market["users"], axis=0).sum() / users
+    pooled[[c for c in metric_columns if c.startswith("revenue")]] = float("nan")
+    table = pd.concat([by_market, pooled.to_frame(ALL).T.assign(users=users)]).rename_axis("market")
 
     offers = win.offers_df.groupBy("market").agg(F.count(F.lit(1)).alias("offers")).toPandas()
     offers = offers.set_index("market")["offers"]

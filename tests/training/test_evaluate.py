@@ -3,6 +3,8 @@ scored, and coverage counts the catalogue a model's lists reach."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -83,6 +85,28 @@ def test_configured_rules_remove_candidates_and_labels_as_in_serving(spark, se_c
     assert "premium_family" in offers
     unruled = evaluate.window(state_df, outcomes_df, se_catalog_df)
     assert {r["user_id"] for r in unruled.labels_df.collect()} == {"u1", "u2"}
+
+
+def test_the_pooled_row_weighs_each_market_by_its_users(spark, win):
+    per_user_df = spark.createDataFrame(
+        [
+            ("SE", "u1", 1.0, 30.0),
+            ("US", "v1", 0.0, 0.0),
+            ("US", "v2", 0.0, 0.0),
+            ("US", "v3", 1.0, 10.0),
+        ],
+        "market string, user_id string, ndcg_at_1 double, revenue_at_1 double",
+    )
+    lists_df = spark.createDataFrame(
+        [("SE", "u1", "premium_family", 1)],
+        "market string, user_id string, item_id string, rank int",
+    )
+    table = evaluate.summary(per_user_df, lists_df, win, [1])
+    # 2 of 4 users, not the mean of the markets' means (1 and 1/3).
+    assert table.loc["all", "ndcg_at_1"] == pytest.approx(0.5)
+    assert table.loc["all", "users"] == 4
+    assert table.loc["US", "ndcg_at_1"] == pytest.approx(1 / 3)
+    assert math.isnan(table.loc["all", "revenue_at_1"])  # currencies do not pool
 
 
 def test_summary_pools_users_and_measures_coverage(spark, win, se_catalog_df):
