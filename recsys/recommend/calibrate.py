@@ -8,9 +8,8 @@ start, the label whether they converted to it in the window. ``b`` is bounded be
 calibration never reverses a model's order; where the score carries no signal, ``b`` is 0 and
 every offer of the market gets its base rate.
 
-Every (scorer, market) pair is fitted at once by one Spark MLlib logistic regression on pair
-indicators and pair indicator x score: the pairs' likelihoods are independent sums, so one
-distributed fit finds each pair's own curve, with no loop over scorers or markets.
+All markets of a scorer are fitted at once by Spark MLlib's logistic regression on market
+indicators and market indicator x score: one distributed fit, no loop over markets.
 """
 
 from __future__ import annotations
@@ -40,17 +39,14 @@ def fit(labelled_df: DataFrame) -> pd.DataFrame:
     labelled_df = labelled_df.select(*FIT_COLUMNS).persist()
     stats = (
         labelled_df.groupBy("scorer", "market")
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.avg("label").alias("rate"),
-            F.avg("score").alias("_mean"),
-            F.var_pop("score").alias("_var"),
-        )
+        .agg(F.count(F.lit(1)).alias("rows"), F.avg("label").alias("rate"))
         .toPandas()
-        .sort_values(["scorer", "market"])
-        .reset_index(drop=True)
     )
-    coefficients = _fit_pairs(labelled_df, stats)
+    tables = []
+    for scorer in sorted(stats["scorer"].unique()):
+        markets = sorted(stats.loc[stats["scorer"] == scorer, "market"])
+        tables.append(_fit_scorer(labelled_df.where(F.col("scorer") == scorer), scorer, markets))
+    coefficients = pd.concat(tables, ignore_index=True).merge(stats, on=["scorer", "market"])
     predicted = (
         labelled_df.transform(with_p_convert, coefficients)
         .groupBy("scorer", "market")
@@ -59,70 +55,49 @@ def fit(labelled_df: DataFrame) -> pd.DataFrame:
     )
     labelled_df.unpersist()
     return (
-        coefficients.merge(stats.drop(columns=["_mean", "_var"]), on=["scorer", "market"])
-        .merge(predicted, on=["scorer", "market"])
+        coefficients.merge(predicted, on=["scorer", "market"])
         .sort_values(["scorer", "market"])
         .reset_index(drop=True)
     )
 
 
-def _scorer_moments(stats: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of each scorer's scores over its markets, from the
-    per-market counts, means and variances (the law of total variance)."""
-    weights = stats["rows"] / stats.groupby("scorer")["rows"].transform("sum")
-    mean = (weights * stats["_mean"]).groupby(stats["scorer"]).sum()
-    spread = weights * (stats["_var"] + (stats["_mean"] - stats["scorer"].map(mean)) ** 2)
-    std = np.sqrt(spread.groupby(stats["scorer"]).sum())
-    return pd.DataFrame({"mean": mean, "std": std.where(std > 0, 1.0)})
-
-
-def _fit_pairs(labelled_df: DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
-    # Scores are standardised per scorer here rather than by MLlib, whose standardisation
-    # turns the bounds of a constant feature (one pair's indicator) into NaN.
-    moments = _scorer_moments(stats)
-    pairs = [f"{r.scorer}|{r.market}" for r in stats.itertuples()]
-    pair = F.concat_ws("|", "scorer", "market")
-    mean = literal_map(moments["mean"].astype(float).to_dict())[F.col("scorer")]
-    std = literal_map(moments["std"].astype(float).to_dict())[F.col("scorer")]
+def _fit_scorer(labelled_df: DataFrame, scorer: str, markets: list[str]) -> pd.DataFrame:
+    # Scores are standardised here rather than by MLlib, whose standardisation turns the
+    # bounds of a constant feature (one market's indicator) into NaN.
+    moments = labelled_df.agg(F.avg("score"), F.stddev_pop("score")).first()
+    mean, std = float(moments[0]), float(moments[1]) or 1.0
+    index = literal_map({m: float(i) for i, m in enumerate(markets)})
     data_df = labelled_df.select(
-        literal_map({p: float(i) for i, p in enumerate(pairs)})[pair].alias("_pair"),
+        index[F.col("market")].alias("_market"),
         ((F.col("score").cast("double") - mean) / std).alias("score"),
         F.col("label").cast("double").alias("label"),
     )
-    n = len(pairs)
-    # Features: n pair indicators (each pair's intercept), then n indicator x score (the
-    # slopes, bounded below by 0). With one pair, its indicator would be a constant feature,
-    # which MLlib zeroes when fitting without an intercept; the model's intercept serves.
-    with_intercept = n == 1
-    indicators = [] if with_intercept else ["_onehot"]
-    lower = [float("-inf")] * len(indicators) * n + [0.0] * n
+    n = len(markets)
+    # Features: n - 1 market indicators (offsets of each market's intercept from the last
+    # market's, which is the model's intercept), then n indicator x score (the slopes, bounded
+    # below by 0). No feature is constant, which MLlib would zero without an intercept.
+    lower = [float("-inf")] * (n - 1) + [0.0] * n
     features = Pipeline(
         stages=[
-            OneHotEncoder(inputCols=["_pair"], outputCols=["_onehot"], dropLast=False),
+            OneHotEncoder(inputCols=["_market"], outputCols=["_offsets"], dropLast=True),
+            OneHotEncoder(inputCols=["_market"], outputCols=["_onehot"], dropLast=False),
             Interaction(inputCols=["_onehot", "score"], outputCol="_slopes"),
-            VectorAssembler(inputCols=[*indicators, "_slopes"], outputCol="features"),
+            VectorAssembler(inputCols=["_offsets", "_slopes"], outputCol="features"),
         ]
     )
     regression = LogisticRegression(
-        regParam=1e-6,  # keeps a pair without conversions finite
+        regParam=1e-6,  # keeps a market without conversions finite
         maxIter=200,
-        fitIntercept=with_intercept,
         standardization=False,
-        lowerBoundsOnCoefficients=Matrices.dense(1, len(lower), lower),
+        lowerBoundsOnCoefficients=Matrices.dense(1, 2 * n - 1, lower),
     )
     fitted = Pipeline(stages=[features, regression]).fit(data_df).stages[-1]
     coefficients = fitted.coefficients.toArray()
-    scorer_mean = stats["scorer"].map(moments["mean"]).to_numpy()
-    scorer_std = stats["scorer"].map(moments["std"]).to_numpy()
-    intercepts = np.full(n, fitted.intercept) if with_intercept else coefficients[:n]
-    slopes = coefficients[-n:] / scorer_std  # back to raw scores
+    offsets = np.append(coefficients[: n - 1], 0.0)
+    slopes = coefficients[n - 1 :] / std  # back to raw scores
+    intercepts = fitted.intercept + offsets - slopes * mean
     return pd.DataFrame(
-        {
-            "scorer": stats["scorer"],
-            "market": stats["market"],
-            "intercept": intercepts - slopes * scorer_mean,
-            "slope": slopes,
-        }
+        {"scorer": scorer, "market": markets, "intercept": intercepts, "slope": slopes}
     )
 
 
