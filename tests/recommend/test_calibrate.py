@@ -52,3 +52,12 @@ def test_known_curves_are_recovered_and_a_reversed_score_gets_the_base_rate(spar
         coefficients = table.loc[(row["scorer"], row["market"])]
         logit = coefficients["intercept"] + coefficients["slope"] * row["score"]
         assert abs(row["p_convert"] - 1 / (1 + math.exp(-logit))) < 1e-9
+
+
+def test_a_single_market_is_fitted_with_the_model_intercept(spark):
+    # One (scorer, market) pair: no market offsets, the model's intercept is the market's.
+    table = calibrate.fit(_labelled(spark, "model", "SE", -2.5, 0.6, 7))
+    row = table.set_index(["scorer", "market"]).loc[("model", "SE")]
+    assert abs(row["intercept"] - -2.5) < 0.15, row
+    assert abs(row["slope"] - 0.6) < 0.08, row
+    assert abs(row["predicted"] - row["rate"]) < 0.002
