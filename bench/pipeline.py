@@ -9,6 +9,12 @@ largest resident set of the whole process tree (the Python driver plus its JVM, 
 executors live in local mode), sampled every 0.2 s from /proc; CPU time is the tree's
 user+system time, sampled the same way. Rows in and out are counted in the tables afterwards.
 Results are written to bench/results/pipeline.json and .md (or --out).
+
+A run stopped with SIGTERM or Ctrl-C records the step it was in as an interrupted part (its
+time, memory and the stages it finished) before it stops. Resumed in its kept folder
+(``--keep``), the step runs again as its next part: with ``--set train.resume=true``, train
+reads back the model families its interrupted part finished. A step's parts add up in the
+totals.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -126,23 +133,43 @@ PIPELINE = ("generate-world", "build-interactions", "train", "recommend")
 DONE = re.compile(r"recsys[.\w]*: (.+): done in ([\d.]+)s")
 
 
-def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[str]) -> dict:
+class Interrupted(Exception):
+    """SIGTERM or Ctrl-C during a step: record what it did, then stop."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run_step(
+    step: str, users: int, conf: Path, folder: Path, overrides: list[str], part: int = 1
+) -> dict:
     """Run one step as a process; its wall time, CPU time, peak memory and the wall time of
-    each stage it logged. A step that fails is recorded too, with the end of its log."""
+    each stage it logged. A step that fails is recorded too, with the end of its log; one
+    interrupted (:class:`Interrupted`) is killed, with its process tree, and recorded as
+    ``interrupted``. ``part`` > 1: the step's next run after interrupted ones."""
     sets = [f"world.users={users}", *overrides]
     command = [str(Path(sys.executable).with_name("recsys")), step, "--conf", str(conf)]
     command += [arg for value in sets for arg in ("--set", value)]
     started = time.perf_counter()
-    log_path = folder / f"{step}.log"
+    log_path = folder / (f"{step}.log" if part == 1 else f"{step}.part{part}.log")
+    interrupted = None
     with log_path.open("w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
         peak_anon, peak_rss, peak_used, cpu = 0, 0, 0, {}
-        while proc.poll() is None:
-            anon, rss, seen = _sample(proc.pid)
-            peak_anon, peak_rss = max(peak_anon, anon), max(peak_rss, rss)
-            peak_used = max(peak_used, _machine_used())
-            cpu.update(seen)
-            time.sleep(0.2)
+        try:
+            while proc.poll() is None:
+                anon, rss, seen = _sample(proc.pid)
+                peak_anon, peak_rss = max(peak_anon, anon), max(peak_rss, rss)
+                peak_used = max(peak_used, _machine_used())
+                cpu.update(seen)
+                time.sleep(0.2)
+        except (Interrupted, KeyboardInterrupt) as stop:
+            interrupted = f"{type(stop).__name__} {stop}".strip()
+            for pid in _tree(proc.pid):  # as a lost machine would: no clean shutdown
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
     wall = time.perf_counter() - started
     output = log_path.read_text()
     result = {
@@ -158,7 +185,11 @@ def run_step(step: str, users: int, conf: Path, folder: Path, overrides: list[st
         "command": f"recsys {step} --conf <conf extending conf/local.yaml> "
         + " ".join(f"--set {value}" for value in sets),
     }
-    if proc.returncode != 0:
+    if part > 1:
+        result["part"] = part
+    if interrupted:
+        result["interrupted"] = f"{interrupted} after {wall:.0f} s; log {log_path.name}"
+    elif proc.returncode != 0:
         result["failed"] = f"exit {proc.returncode}: " + output[-3000:]
     return result
 
@@ -179,11 +210,18 @@ def count_rows(steps: list[str], conf: Path, folder: Path) -> dict[str, int]:
 
 
 def run_size(
-    users: int, steps: list[str], overrides: list[str], keep: Path | None = None, report=None
+    users: int,
+    steps: list[str],
+    overrides: list[str],
+    keep: Path | None = None,
+    report=None,
+    parts: dict[str, int] | None = None,
 ) -> list[dict]:
     """Run ``steps`` at one size on a fresh catalog and MLflow store: a temporary folder, or
     ``keep`` (left in place, with every step's log). ``report`` gets the results after each
-    step, so a long run that dies leaves what it measured. Stops at the first failed step."""
+    step, so a long run that dies leaves what it measured. Stops at the first failed or
+    interrupted step. ``parts``: step -> its interrupted parts already recorded."""
+    parts = parts or {}
     with contextlib.ExitStack() as stack:
         if keep is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-bench-")))
@@ -200,13 +238,16 @@ def run_size(
         results = []
         for step in steps:
             print(f"{step}, {users:,} users ...", flush=True)
-            results.append(run_step(step, users, conf, folder, overrides))
+            part = 1 + parts.get(step, 0)
+            results.append(run_step(step, users, conf, folder, overrides, part))
             print(json.dumps(results[-1]), flush=True)
             if "failed" in results[-1]:
                 break
             if report is not None:
                 report(results)
-        done = [r["step"] for r in results if "failed" not in r]
+            if "interrupted" in results[-1]:
+                break
+        done = [r["step"] for r in results if "failed" not in r and "interrupted" not in r]
         rows = count_rows(done, conf, folder) if done else {}
         for result in results:
             reads, writes = STEPS[result["step"]]
@@ -238,8 +279,8 @@ def totals(results: list[dict]) -> list[dict]:
     rows = []
     for users in sizes:
         mine = [r for r in results if r["users"] == users]
-        pipeline = [r for r in mine if r["step"] in PIPELINE]
-        complete = len(pipeline) == len(PIPELINE)
+        pipeline = [r for r in mine if r["step"] in PIPELINE]  # a step's parts add up
+        complete = {r["step"] for r in pipeline if "interrupted" not in r} == set(PIPELINE)
         rows.append(
             {
                 "users": users,
@@ -291,8 +332,18 @@ def main() -> None:
         for r in (earlier or {}).get("results", [])
         if r["users"] == args.users[0] and "failed" not in r
     ]
+    finished = {r["step"] for r in carried if "interrupted" not in r}
+    parts: dict[str, int] = {}
+    for r in carried:
+        if "interrupted" in r:
+            parts[r["step"]] = parts.get(r["step"], 0) + 1
     if carried:
-        print(f"resuming {args.keep}: carrying over {', '.join(r['step'] for r in carried)}")
+        print(
+            f"resuming {args.keep}: carrying over "
+            + ", ".join(
+                r["step"] + (" (interrupted)" if "interrupted" in r else "") for r in carried
+            )
+        )
     reproduce = ".venv/bin/python bench/pipeline.py --users " + " ".join(map(str, args.users))
     if args.steps != list(STEPS):
         reproduce += " --steps " + " ".join(args.steps)
@@ -315,15 +366,23 @@ def main() -> None:
     def report(results: list[dict]) -> None:
         write({**record, "results": results, "totals": totals(results)}, Path(args.out))
 
+    signal.signal(signal.SIGTERM, _interrupt)
     for users in args.users:
         done = list(record["results"])
-        steps = [s for s in args.steps if s not in {r["step"] for r in carried}]
+        steps = [s for s in args.steps if s not in finished]
         record["results"] += run_size(
-            users, steps, args.overrides, args.keep, lambda r, done=done: report(done + r)
+            users,
+            steps,
+            args.overrides,
+            args.keep,
+            lambda r, done=done: report(done + r),
+            parts,
         )
         report(record["results"])
         if failed := [r for r in record["results"] if "failed" in r]:
             raise SystemExit(f"{failed[0]['step']} failed for {failed[0]['users']:,} users")
+        if stopped := [r for r in record["results"][len(done) :] if "interrupted" in r]:
+            raise SystemExit(f"{stopped[0]['step']} interrupted: {stopped[0]['interrupted']}")
 
 
 def _earlier(keep: Path, out: Path) -> dict | None:
@@ -368,8 +427,10 @@ def write(record: dict, out: Path) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in record["results"]:
+        label = r["step"] + (f" (part {r['part']})" if "part" in r else "")
+        label += " (interrupted)" if "interrupted" in r else ""
         lines.append(
-            f"| {r['step']} | {r['users']:,} | {r['wall_s']} | {r['cpu_s']} | "
+            f"| {label} | {r['users']:,} | {r['wall_s']} | {r['cpu_s']} | "
             f"{r['peak_anon_gib']} | {r['peak_rss_gib']} | {r.get('peak_machine_used_gib', '-')} | "
             f"{r['users_per_s']:,} | "
             f"{_counts(r.get('rows_in', {}))} | {_counts(r.get('rows_out', {}))} |"
@@ -398,6 +459,12 @@ def write(record: dict, out: Path) -> None:
                 "",
                 f"**{r['step']} failed at {r['users']:,} users** ({r['failed'][:200]}...).",
             ]
+        if "interrupted" in r:
+            lines += [
+                "",
+                f"{r['step']} at {r['users']:,} users was interrupted ({r['interrupted']}) and "
+                "run again as its next part; the totals add the parts up.",
+            ]
     settings = {
         r["command"].split(" ", 2)[2].replace(f"world.users={r['users']}", "")
         for r in record["results"]
@@ -413,7 +480,8 @@ def write(record: dict, out: Path) -> None:
     for r in record["results"]:
         if r["stages_s"]:
             stages = ", ".join(f"{name} {s:g}" for name, s in r["stages_s"].items())
-            lines.append(f"- {r['step']} at {r['users']:,}: {stages}")
+            part = f" (part {r.get('part', 1)})" if "interrupted" in r or "part" in r else ""
+            lines.append(f"- {r['step']}{part} at {r['users']:,}: {stages}")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

@@ -321,6 +321,12 @@ class TrainConfig(_Section):
         "on a cluster.",
     )
     report_dir: str = Field(default=".recsys/reports", description="Where reports are written.")
+    resume: bool = Field(
+        default=False,
+        description="Go on with the latest train run of this snapshot that did not finish "
+        "(killed, failed) and had the same settings and rows: the families it finished are "
+        "read back, not fitted again. Off: every run starts over.",
+    )
     gate: GateConfig = GateConfig()
     models: ModelsConfig
 

@@ -7,11 +7,18 @@ on validation is the candidate: refitted on ``full`` (everything up to the snaps
 registered, and promoted to ``champion`` only if it beats the champion and every baseline
 on the holdout (see :mod:`recsys.training.gate`). Everything is an MLflow run:
 one parent per `train`, a nested run per family, and one nested in that per trial.
+
+A family's run ends with a checkpoint: its holdout per-user metrics (Parquet, next to the
+model) and its trials' figures (an artifact). With ``train.resume``, a run that did not
+finish (killed, failed) and had the same settings and rows goes on where it stopped: its
+finished families are read back, the others fitted. At 10M users the families take hours
+between them, so one lost executor need not cost them all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -47,7 +54,7 @@ class Evaluated:
 
     family: str
     params: dict[str, Any]
-    per_user_df: DataFrame
+    per_user_df: DataFrame | None  # None: a trial read back from a checkpoint
     table: pd.DataFrame
     fit_seconds: float = 0.0
 
@@ -179,17 +186,21 @@ class Trainer:
         spec = getattr(self.settings.models, family)
         return trials(spec, self.settings.max_trials, self.settings.seed)
 
-    def save(self, model: Recommender, run_id: str, name: str) -> str:
-        """Save under ``train.model_dir``; returns what MLflow copies the artifact from (a
-        local path, or the URI of shared storage such as ``s3://...`` on a cluster)."""
+    def location(self, run_id: str, name: str) -> str:
+        """``name`` of run ``run_id`` under ``train.model_dir``: a local path, or the URI of
+        shared storage such as ``s3://...`` on a cluster."""
         base = self.settings.model_dir.rstrip("/")
-        if "://" in base:
-            uri = f"{base}/{run_id}/{name}"
-            model.save(uri)
-            return uri
-        path = Path(base) / run_id / name
-        model.save(path.as_uri())
-        return str(path)
+        return f"{base}/{run_id}/{name}" if "://" in base else str(Path(base) / run_id / name)
+
+    def save(self, model: Recommender, run_id: str, name: str) -> str:
+        """Save under ``train.model_dir``; returns what MLflow copies the artifact from."""
+        location = self.location(run_id, name)
+        model.save(_uri(location))
+        return location
+
+
+def _uri(location: str) -> str:
+    return location if "://" in location else Path(location).as_uri()
 
 
 def run(spark: SparkSession, config: Config) -> None:
@@ -215,25 +226,43 @@ def run(spark: SparkSession, config: Config) -> None:
     log.info("search: trials fit and score %s", search.describe())
     tracking.setup(config)
     client = MlflowClient()
-    with mlflow.start_run(run_name=f"train {trainer.snapshot}") as parent:
-        mlflow.set_tags({"mlflow.source.git.commit": tracking.git_commit(), "recsys.step": "train"})
-        tracking.log_params(
-            {
-                "snapshot_date": str(trainer.snapshot),
-                "holdout_days": config.interactions.holdout_days,
-                "ks": settings.ks,
-                "gate": settings.gate.model_dump(),
-                "seed": settings.seed,
-                "max_trials": settings.max_trials,
-                "search_users": settings.search_users,
-                "search_share": round(search.share, 4),
-                "families": families,
-            }
-        )
-        _log_matrix_stats(trainer)
-        tracking.log_metrics({f"nnz_{k}": float(v) for k, v in counts.items()})
+    fingerprint = _fingerprint(config, trainer.snapshot, counts)
+    interrupted = _interrupted(client, config, fingerprint) if settings.resume else None
+    if settings.resume and interrupted is None:
+        log.info("train.resume: no unfinished train run with these settings and rows; starting one")
+    resumed = {"run_id": interrupted.info.run_id} if interrupted else {}
+    with mlflow.start_run(run_name=f"train {trainer.snapshot}", **resumed) as parent:
+        if interrupted:
+            carried = _carried_over(trainer, client, interrupted)
+        else:
+            carried = {}
+            mlflow.set_tags(
+                {
+                    "mlflow.source.git.commit": tracking.git_commit(),
+                    "recsys.step": "train",
+                    FINGERPRINT_TAG: fingerprint,
+                }
+            )
+            tracking.log_params(
+                {
+                    "snapshot_date": str(trainer.snapshot),
+                    "holdout_days": config.interactions.holdout_days,
+                    "ks": settings.ks,
+                    "gate": settings.gate.model_dump(),
+                    "seed": settings.seed,
+                    "max_trials": settings.max_trials,
+                    "search_users": settings.search_users,
+                    "search_share": round(search.share, 4),
+                    "families": families,
+                }
+            )
+            _log_matrix_stats(trainer)
+            tracking.log_metrics({f"nnz_{k}": float(v) for k, v in counts.items()})
         results = {}
         for family in families:
+            if family in carried:
+                results[family] = carried[family]
+                continue
             with step(f"train: {family}"):
                 results[family] = _train_family(trainer, family, search, holdout)
         best = max(
@@ -280,8 +309,9 @@ def run(spark: SparkSession, config: Config) -> None:
         )
         log.info("report: %s\n%s", summary.path, summary.headline)
     for result in results.values():
-        result.chosen.per_user_df.unpersist()
-        result.holdout.per_user_df.unpersist()
+        for evaluated in (result.chosen, result.holdout):
+            if evaluated.per_user_df is not None:
+                evaluated.per_user_df.unpersist()
     search.unpersist()
     holdout.unpersist()
     trainer.interactions_df.unpersist()
@@ -358,6 +388,8 @@ def _train_family(
         saved = trainer.save(model, run.info.run_id, "model")
         log_pyfunc("model", saved)
         model.unpersist()
+        result = FamilyResult(family, tried, chosen, final, (mean, low, high), run.info.run_id)
+        _checkpoint(trainer, result)
         log.info(
             "  %s on holdout: %s %.4f (95%% CI %.4f .. %.4f), fit + score %.1fs",
             family,
@@ -367,7 +399,100 @@ def _train_family(
             high,
             final.fit_seconds,
         )
-    return FamilyResult(family, tried, chosen, final, (mean, low, high), run.info.run_id)
+    return result
+
+
+# -- resuming ------------------------------------------------------------------------------
+FINGERPRINT_TAG = "recsys.fingerprint"  # on a train run: what a resumed run must match
+CHECKPOINT_TAG = "recsys.checkpoint"  # on a family run: where its holdout per-user rows are
+CHECKPOINT = "family_result.json"  # a family run's artifact: its trials and holdout figures
+
+
+def _fingerprint(config: Config, snapshot: dt.date, counts: dict[str, int]) -> str:
+    """What a train run's results depend on: the snapshot, the interaction, eligibility and
+    train settings (not where reports go, nor ``resume`` itself) and the rows per split."""
+    basis = {
+        "snapshot": str(snapshot),
+        "interactions": config.interactions.model_dump(mode="json"),
+        "eligibility": config.recommend.eligibility.model_dump(mode="json"),
+        "train": config.train.model_dump(mode="json", exclude={"resume", "report_dir"}),
+        "rows": counts,
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _interrupted(client: MlflowClient, config: Config, fingerprint: str) -> Any | None:
+    """The latest train run with ``fingerprint`` that did not finish, if any."""
+    experiment = client.get_experiment_by_name(config.mlflow.experiment)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' "
+        "and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _checkpoint(trainer: Trainer, result: FamilyResult) -> None:
+    """Write what a resumed run needs of a finished family (in the family's active run)."""
+    location = trainer.location(result.run_id, "holdout_per_user")
+    result.holdout.per_user_df.write.mode("overwrite").parquet(_uri(location))
+
+    def evaluated(e: Evaluated) -> dict[str, Any]:
+        table = json.loads(e.table.to_json(orient="split", double_precision=15))
+        return {"params": e.params, "table": table, "fit_seconds": e.fit_seconds}
+
+    mlflow.log_dict(
+        {
+            "trials": [evaluated(t) for t in result.trials],
+            "chosen": result.trials.index(result.chosen),
+            "holdout": evaluated(result.holdout),
+            "interval": list(result.interval),
+        },
+        CHECKPOINT,
+    )
+    mlflow.set_tag(CHECKPOINT_TAG, location)
+
+
+def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[str, FamilyResult]:
+    """The families the interrupted run ``parent`` finished, read back from their
+    checkpoints; the family runs it left unfinished are marked killed."""
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    results: dict[str, FamilyResult] = {}
+    for run in children:
+        family, tags = run.data.tags.get("recsys.family"), run.data.tags
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED")
+        elif run.info.status == "FINISHED" and CHECKPOINT_TAG in tags and family not in results:
+            results[family] = _restore(trainer, family, run.info.run_id, tags[CHECKPOINT_TAG])
+    started = dt.datetime.fromtimestamp(parent.info.start_time / 1000, dt.UTC)
+    log.info(
+        "train.resume: going on with run %s (started %s UTC); carried over: %s",
+        parent.info.run_id,
+        started.strftime("%Y-%m-%d %H:%M"),
+        ", ".join(results) or "no family",
+    )
+    return results
+
+
+def _restore(trainer: Trainer, family: str, run_id: str, location: str) -> FamilyResult:
+    saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CHECKPOINT}")
+
+    def evaluated(part: dict[str, Any], per_user_df: DataFrame | None = None) -> Evaluated:
+        table = pd.DataFrame(**part["table"]).rename_axis("market")
+        return Evaluated(family, part["params"], per_user_df, table, part["fit_seconds"])
+
+    trials = [evaluated(t) for t in saved["trials"]]
+    per_user_df = trainer.spark.read.parquet(_uri(location)).persist()
+    holdout = evaluated(saved["holdout"], per_user_df)
+    interval = tuple(saved["interval"])
+    log.info("  %s: carried over from its run %s", family, run_id)
+    return FamilyResult(family, trials, trials[saved["chosen"]], holdout, interval, run_id)
 
 
 def _interval(result: Evaluated, settings: TrainConfig) -> tuple[float, float, float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -212,3 +213,97 @@ def test_a_snapshot_without_interactions_fails_with_the_step_to_run(spark, train
     )
     with pytest.raises(RecsysError, match=r"snapshot 2020-01-01 have no rows in \['tune'"):
         train_job.run(spark, elsewhere)
+
+
+def _family_runs(client, parent_id):
+    experiment = client.get_run(parent_id).info.experiment_id
+    children = client.search_runs(
+        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    return [(r.data.tags["recsys.family"], r.info.status, r) for r in children]
+
+
+def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished(
+    spark, trained, monkeypatch
+):
+    config, client = trained
+    models = config.train.models
+    resumable = config.model_copy(
+        update={
+            "train": config.train.model_copy(
+                update={
+                    "resume": True,
+                    "models": models.model_copy(
+                        update={
+                            f: getattr(models, f).model_copy(update={"enabled": False})
+                            for f in ("spark_als", "implicit_als")
+                        }
+                    ),
+                }
+            )
+        }
+    )
+    fitted, lost = [], {"implicit_bpr"}
+    fit_and_score = train_job.Trainer.fit_and_score
+
+    def executor_lost_in(self, family, *args):
+        fitted.append(family)
+        if family in lost:
+            raise RuntimeError(f"executor lost while fitting {family}")
+        return fit_and_score(self, family, *args)
+
+    monkeypatch.setattr(train_job.Trainer, "fit_and_score", executor_lost_in)
+    with pytest.raises(RuntimeError, match="executor lost while fitting implicit_bpr"):
+        train_job.run(spark, resumable)
+    assert fitted == ["popularity", "popularity", "ladder", "ladder", "implicit_bpr"]
+    experiment = client.get_experiment_by_name(config.mlflow.experiment).experiment_id
+    failed_runs = "attributes.status = 'FAILED' and tags.`recsys.step` = 'train'"
+    (failed,) = client.search_runs([experiment], failed_runs, max_results=5)
+    before = {
+        f: r for f, status, r in _family_runs(client, failed.info.run_id) if f != "implicit_bpr"
+    }
+    assert set(before) == {"popularity", "ladder"}
+
+    fitted.clear()
+    lost.clear()
+    train_job.run(spark, resumable)
+    # Only the family that was lost is fitted again (a champion of another family may be
+    # refitted for the gate, as in any run), in the same MLflow run.
+    assert fitted.count("implicit_bpr") == 2
+    assert "popularity" not in fitted and "ladder" not in fitted
+    parent = client.get_run(failed.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["recsys.registered_version"]
+    families = _family_runs(client, parent.info.run_id)
+    assert sorted((f, status) for f, status, _ in families) == [
+        ("implicit_bpr", "FAILED"),
+        ("implicit_bpr", "FINISHED"),
+        ("ladder", "FINISHED"),
+        ("popularity", "FINISHED"),
+    ]
+    # The report's holdout figures of a carried-over family are those its run logged.
+    report = (Path(config.train.report_dir) / "train-2026-11-01.md").read_text()
+    for family in ("popularity", "ladder"):
+        logged = before[family].data.metrics
+        figures = rf"{logged['ndcg_at_3']:.4f} \[{logged['ndcg_at_3_ci_low']:.4f}, "
+        assert re.search(rf"\| {family} +\| {figures}", report), family
+
+    # A finished run is not resumed: the next one starts its own.
+    train_job.run(spark, resumable)
+    latest = client.search_runs(
+        [experiment], "tags.`recsys.step` = 'train'", order_by=["attributes.start_time DESC"]
+    )[0]
+    assert latest.info.run_id != parent.info.run_id and latest.info.status == "FINISHED"
+
+
+def test_a_run_is_resumed_only_with_the_same_settings_and_rows(config):
+    snapshot, rows = dt.date(2026, 11, 1), {"train": 10, "holdout": 3}
+    base = train_job._fingerprint(config, snapshot, rows)
+    elsewhere = config.model_copy(
+        update={"train": config.train.model_copy(update={"resume": True, "report_dir": "/x"})}
+    )
+    assert train_job._fingerprint(elsewhere, snapshot, rows) == base
+    reseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 8})})
+    assert train_job._fingerprint(reseeded, snapshot, rows) != base
+    assert train_job._fingerprint(config, snapshot, {**rows, "holdout": 4}) != base
+    assert train_job._fingerprint(config, dt.date(2026, 11, 2), rows) != base
