@@ -475,8 +475,17 @@ def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[s
         "train.resume: going on with run %s (started %s UTC); carried over: %s",
         parent.info.run_id,
         started.strftime("%Y-%m-%d %H:%M"),
-        ", ".join(results) or "no family",
+        ", ".join(sorted(results)) or "no family",
     )
+    began_on, now_on = parent.data.tags.get("mlflow.source.git.commit"), tracking.git_commit()
+    if began_on != now_on:
+        log.warning(
+            "train.resume: the run began on commit %s and goes on with %s; the families "
+            "carried over were fitted by the first",
+            began_on,
+            now_on,
+        )
+        mlflow.set_tag("recsys.resumed_on_commit", now_on)
     return results
 
 
