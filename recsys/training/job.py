@@ -467,7 +467,7 @@ def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[s
     for run in children:
         family, tags = run.data.tags.get("recsys.family"), run.data.tags
         if run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, "KILLED")
+            _kill(client, run)
         elif run.info.status == "FINISHED" and CHECKPOINT_TAG in tags and family not in results:
             results[family] = _restore(trainer, family, run.info.run_id, tags[CHECKPOINT_TAG])
     started = dt.datetime.fromtimestamp(parent.info.start_time / 1000, dt.UTC)
@@ -487,6 +487,17 @@ def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[s
         )
         mlflow.set_tag("recsys.resumed_on_commit", now_on)
     return results
+
+
+def _kill(client: MlflowClient, run: Any) -> None:
+    """Mark ``run``, and the runs under it an interruption left running, as killed."""
+    client.set_terminated(run.info.run_id, "KILLED")
+    for child in client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}' "
+        "and attributes.status = 'RUNNING'",
+    ):
+        _kill(client, child)
 
 
 def _restore(trainer: Trainer, family: str, run_id: str, location: str) -> FamilyResult:

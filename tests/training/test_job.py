@@ -307,3 +307,21 @@ def test_a_run_is_resumed_only_with_the_same_settings_and_rows(config):
     assert train_job._fingerprint(reseeded, snapshot, rows) != base
     assert train_job._fingerprint(config, snapshot, {**rows, "holdout": 4}) != base
     assert train_job._fingerprint(config, dt.date(2026, 11, 2), rows) != base
+
+
+def test_runs_an_interruption_left_running_are_marked_killed_with_their_trials(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("killed", artifact_location=str(tmp_path / "art"))
+
+    def run(parent=None, finished=False):
+        tags = {"mlflow.parentRunId": parent.info.run_id} if parent else {}
+        created = client.create_run(experiment, tags=tags)
+        if finished:
+            client.set_terminated(created.info.run_id)
+        return client.get_run(created.info.run_id)
+
+    family = run()  # a process killed mid-trial leaves both open
+    done, open_trial = run(family, finished=True), run(family)
+    train_job._kill(client, family)
+    status = [client.get_run(r.info.run_id).info.status for r in (family, done, open_trial)]
+    assert status == ["KILLED", "FINISHED", "KILLED"]
