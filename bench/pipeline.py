@@ -462,8 +462,9 @@ def write(record: dict, out: Path) -> None:
         if "interrupted" in r:
             lines += [
                 "",
-                f"{r['step']} at {r['users']:,} users was interrupted ({r['interrupted']}) and "
-                "run again as its next part; the totals add the parts up.",
+                f"{r['step']} at {r['users']:,} users was interrupted ({r['interrupted']}). "
+                "Run again in its kept folder, it goes on as its next part; the totals add "
+                "the parts up.",
             ]
     settings = {
         r["command"].split(" ", 2)[2].replace(f"world.users={r['users']}", "")
