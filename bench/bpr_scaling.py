@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/bpr_scaling.py [--users 200000 2000000] [--rounds 3]
 
-At 10M users, train's BPR refit took 45x the task-seconds of 1M for 10x the rows. BPR draws
-each sample at random from the market's non-zeros, so it reads a random user's factors
-every time: while the market's user factors fit in the processor's cache, that is cheap;
-past it, every sample waits for memory. This fits one thread (as a train task does) on
-random matrices of the same shape as ours (about 6.7 non-zeros per user over 40 offers,
+At 10M users, train's BPR refit kept both cores busy for about 50 minutes (14 market tasks,
+the largest 1,328 s in one run and 1,437 s in another). BPR draws each sample at random
+from the market's non-zeros, so it reads a random user's factors every time: while the
+market's user factors fit in the processor's cache, that is cheap; past it, every sample
+waits for memory. This fits one thread (as a train task does) on
+random matrices shaped like ours (a few offers per user of 40, popular ones likelier;
 8 factors, the default) at several user counts, interleaved over rounds, and records the
 samples per second of each. Results: bench/results/bpr_scaling.json and .md.
 """
@@ -29,7 +30,8 @@ ITEMS, PER_USER, FACTORS, ITERATIONS = 40, 6.7, 8, 10
 
 
 def matrix(users: int, seed: int = 0) -> csr_matrix:
-    """``users`` x ITEMS, about PER_USER distinct items per user, popular items likelier."""
+    """``users`` x ITEMS: PER_USER draws per user, popular items likelier; a user's repeated
+    draws of one item are one non-zero, so each has fewer distinct items than draws."""
     rng = np.random.default_rng(seed)
     nnz = int(users * PER_USER)
     popularity = rng.zipf(1.3, ITEMS).astype(float)
@@ -98,17 +100,18 @@ def main() -> None:
         measured_on(record),
         f"Reproduce: `{record['reproduce']}`.",
         "",
-        f"One thread; {ITEMS} items, about {PER_USER} non-zeros per user, {FACTORS} factors "
+        f"One thread; {ITEMS} items, {PER_USER} draws per user, {FACTORS} factors "
         f"(plus implicit's item bias), {ITERATIONS} epochs; each epoch draws one sample per "
         f"non-zero. Sizes interleaved over {args.rounds} rounds; medians.",
         "",
-        "| users | non-zeros | user factors MiB | seconds (rounds) | median s | M samples/s "
-        "| vs fastest |",
-        "|---:|---:|---:|---|---:|---:|---:|",
+        "| users | non-zeros | per user | user factors MiB | seconds (rounds) | median s "
+        "| M samples/s | vs fastest |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['users']:,} | {r['nnz']:,} | {r['user_factor_mib']} | "
+            f"| {r['users']:,} | {r['nnz']:,} | {r['nnz'] / r['users']:.2f} | "
+            f"{r['user_factor_mib']} | "
             f"{', '.join(map(str, r['seconds']))} | {r['median_s']} | "
             f"{r['million_samples_per_s']} | {r['million_samples_per_s'] / fastest:.2f} |"
         )
