@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python bench/train_models.py
 	$(BIN)/python bench/recommend.py
 	$(BIN)/python bench/spark_als_blocks.py
+	$(BIN)/python bench/bpr_scaling.py
 
 clean:
 	rm -rf .recsys
