@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,17 +334,9 @@ def main() -> None:
         if r["users"] == args.users[0] and "failed" not in r
     ]
     finished = {r["step"] for r in carried if "interrupted" not in r}
-    parts: dict[str, int] = {}
-    for r in carried:
-        if "interrupted" in r:
-            parts[r["step"]] = parts.get(r["step"], 0) + 1
+    parts = Counter(r["step"] for r in carried if "interrupted" in r)
     if carried:
-        print(
-            f"resuming {args.keep}: carrying over "
-            + ", ".join(
-                r["step"] + (" (interrupted)" if "interrupted" in r else "") for r in carried
-            )
-        )
+        print(f"resuming {args.keep}: carrying over {', '.join(map(_label, carried))}")
     reproduce = ".venv/bin/python bench/pipeline.py --users " + " ".join(map(str, args.users))
     if args.steps != list(STEPS):
         reproduce += " --steps " + " ".join(args.steps)
@@ -392,6 +385,14 @@ def _earlier(keep: Path, out: Path) -> dict | None:
     return json.loads(out.with_suffix(".json").read_text())
 
 
+def _label(result: dict) -> str:
+    """A step's name, with its part when it ran in parts: "train (part 1, interrupted)"."""
+    if "interrupted" not in result and "part" not in result:
+        return result["step"]
+    interrupted = ", interrupted" if "interrupted" in result else ""
+    return f"{result['step']} (part {result.get('part', 1)}{interrupted})"
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{t} {n:,}" for t, n in counts.items()) or "-"
 
@@ -427,10 +428,8 @@ def write(record: dict, out: Path) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in record["results"]:
-        label = r["step"] + (f" (part {r['part']})" if "part" in r else "")
-        label += " (interrupted)" if "interrupted" in r else ""
         lines.append(
-            f"| {label} | {r['users']:,} | {r['wall_s']} | {r['cpu_s']} | "
+            f"| {_label(r)} | {r['users']:,} | {r['wall_s']} | {r['cpu_s']} | "
             f"{r['peak_anon_gib']} | {r['peak_rss_gib']} | {r.get('peak_machine_used_gib', '-')} | "
             f"{r['users_per_s']:,} | "
             f"{_counts(r.get('rows_in', {}))} | {_counts(r.get('rows_out', {}))} |"
@@ -481,8 +480,7 @@ def write(record: dict, out: Path) -> None:
     for r in record["results"]:
         if r["stages_s"]:
             stages = ", ".join(f"{name} {s:g}" for name, s in r["stages_s"].items())
-            part = f" (part {r.get('part', 1)})" if "interrupted" in r or "part" in r else ""
-            lines.append(f"- {r['step']}{part} at {r['users']:,}: {stages}")
+            lines.append(f"- {_label(r)} at {r['users']:,}: {stages}")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
