@@ -466,9 +466,17 @@ def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[s
     results: dict[str, FamilyResult] = {}
     for run in children:
         family, tags = run.data.tags.get("recsys.family"), run.data.tags
-        if run.info.status == "RUNNING":
-            _kill(client, run)
-        elif run.info.status == "FINISHED" and CHECKPOINT_TAG in tags and family not in results:
+        if CHECKPOINT_TAG not in tags:
+            if run.info.status == "RUNNING":
+                _kill(client, run)
+            continue
+        # A checkpoint is the family's last act, so its work is done whatever the run's status
+        # says: register reopens the candidate's run to log the serving model (Spark computes
+        # the refit there, lazily), and an interruption then leaves it RUNNING, or KILLED by
+        # an earlier resume. Register opens it again, and finishes it.
+        if run.info.status != "FINISHED":
+            client.set_terminated(run.info.run_id, "FINISHED")
+        if family not in results:
             results[family] = _restore(trainer, family, run.info.run_id, tags[CHECKPOINT_TAG])
     started = dt.datetime.fromtimestamp(parent.info.start_time / 1000, dt.UTC)
     log.info(
