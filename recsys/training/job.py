@@ -29,6 +29,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -516,7 +517,14 @@ def _restore(trainer: Trainer, family: str, run_id: str, location: str) -> Famil
         return Evaluated(family, part["params"], per_user_df, table, part["fit_seconds"])
 
     trials = [evaluated(t) for t in saved["trials"]]
-    per_user_df = trainer.spark.read.parquet(_uri(location)).persist()
+    try:
+        per_user_df = trainer.spark.read.parquet(_uri(location)).persist()
+    except AnalysisException as exc:  # train.model_dir moved or cleaned since the run began
+        raise RecsysError(
+            f"train.resume: cannot carry {family} over from its run {run_id}: its checkpoint "
+            f"{location} cannot be read ({str(exc).splitlines()[0]}); restore it, or run "
+            "without train.resume to start over"
+        ) from None
     holdout = evaluated(saved["holdout"], per_user_df)
     interval = tuple(saved["interval"])
     log.info("  %s: carried over from its run %s", family, run_id)

@@ -223,26 +223,19 @@ def _family_runs(client, parent_id):
     return [(r.data.tags["recsys.family"], r.info.status, r) for r in children]
 
 
+def _resumable(config, without):
+    """``config`` with ``train.resume`` on and the families ``without`` disabled."""
+    models = config.train.models
+    off = {f: getattr(models, f).model_copy(update={"enabled": False}) for f in without}
+    train = {"resume": True, "models": models.model_copy(update=off)}
+    return config.model_copy(update={"train": config.train.model_copy(update=train)})
+
+
 def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished(
     spark, trained, monkeypatch
 ):
     config, client = trained
-    models = config.train.models
-    resumable = config.model_copy(
-        update={
-            "train": config.train.model_copy(
-                update={
-                    "resume": True,
-                    "models": models.model_copy(
-                        update={
-                            f: getattr(models, f).model_copy(update={"enabled": False})
-                            for f in ("spark_als", "implicit_als")
-                        }
-                    ),
-                }
-            )
-        }
-    )
+    resumable = _resumable(config, without=("spark_als", "implicit_als"))
     fitted, lost = [], {"implicit_bpr"}
     fit_and_score = train_job.Trainer.fit_and_score
 
@@ -294,6 +287,58 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
         [experiment], "tags.`recsys.step` = 'train'", order_by=["attributes.start_time DESC"]
     )[0]
     assert latest.info.run_id != parent.info.run_id and latest.info.status == "FINISHED"
+
+
+def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained, monkeypatch):
+    config, client = trained
+    baselines_only = _resumable(config, without=("spark_als", "implicit_als", "implicit_bpr"))
+    save, fit_and_score, fitted = train_job.Trainer.save, train_job.Trainer.fit_and_score, []
+
+    def lost_while_saving_the_serving_model(self, model, run_id, name):
+        if name == "serving_model":
+            raise RuntimeError("executor lost in register")
+        return save(self, model, run_id, name)
+
+    def counted(self, family, *args):
+        fitted.append(family)
+        return fit_and_score(self, family, *args)
+
+    monkeypatch.setattr(train_job.Trainer, "fit_and_score", counted)
+    monkeypatch.setattr(train_job.Trainer, "save", lost_while_saving_the_serving_model)
+    with pytest.raises(RuntimeError, match="executor lost in register"):
+        train_job.run(spark, baselines_only)
+    experiment = client.get_experiment_by_name(config.mlflow.experiment).experiment_id
+    (parent,) = client.search_runs(
+        [experiment], "attributes.status = 'FAILED' and tags.`recsys.step` = 'train'"
+    )
+    (candidate,) = [
+        r for _, _, r in _family_runs(client, parent.info.run_id) if r.info.status == "FAILED"
+    ]
+    client.update_run(candidate.info.run_id, status="RUNNING")  # as a killed process leaves it
+
+    monkeypatch.setattr(train_job.Trainer, "save", save)
+    fitted.clear()
+    train_job.run(spark, baselines_only)
+    assert "popularity" not in fitted and "ladder" not in fitted
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    families = _family_runs(client, parent.info.run_id)
+    assert sorted((f, status) for f, status, _ in families) == [
+        ("ladder", "FINISHED"),
+        ("popularity", "FINISHED"),
+    ]
+    version = client.get_run(parent.info.run_id).data.tags["recsys.registered_version"]
+    registered = client.get_model_version(config.train.registered_model, version)
+    assert registered.tags["recsys.train_run_id"] == candidate.info.run_id
+
+
+def test_a_checkpoint_that_is_gone_stops_the_resume_with_the_way_out(spark, trained, tmp_path):
+    config, client = trained
+    run = next(r for r in _runs(client, config) if train_job.CHECKPOINT_TAG in r.data.tags)
+    family, gone = run.data.tags["recsys.family"], tmp_path / "holdout_per_user"
+    with pytest.raises(
+        RecsysError, match=rf"cannot carry {family} over .* {re.escape(str(gone))} cannot be read"
+    ):
+        train_job._restore(train_job.Trainer(spark, config), family, run.info.run_id, str(gone))
 
 
 def test_a_run_is_resumed_only_with_the_same_settings_and_rows(config):
