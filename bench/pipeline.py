@@ -461,7 +461,7 @@ def write(record: dict, out: Path) -> None:
         if "interrupted" in r:
             lines += [
                 "",
-                f"{r['step']} at {r['users']:,} users was interrupted ({r['interrupted']}). "
+                f"{_label(r)} at {r['users']:,} users: {r['interrupted']}. "
                 "Run again in its kept folder, it goes on as its next part; the totals add "
                 "the parts up.",
             ]
@@ -475,7 +475,8 @@ def write(record: dict, out: Path) -> None:
             "Each step's command (their settings differ):",
             "",
         ]
-        lines += [f"- {r['step']} at {r['users']:,}: `{r['command']}`" for r in record["results"]]
+        commands = dict.fromkeys((r["step"], r["users"], r["command"]) for r in record["results"])
+        lines += [f"- {step} at {users:,}: `{command}`" for step, users, command in commands]
     lines += ["", "Stages each step logged (seconds):", ""]
     for r in record["results"]:
         if r["stages_s"]:
