@@ -458,7 +458,7 @@ def _checkpoint(trainer: Trainer, result: FamilyResult) -> None:
 
 def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[str, FamilyResult]:
     """The families the interrupted run ``parent`` finished, read back from their
-    checkpoints; the family runs it left unfinished are marked killed."""
+    checkpoints; the family runs it left open without a checkpoint are marked killed."""
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
