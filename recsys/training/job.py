@@ -472,9 +472,9 @@ def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[s
                 _kill(client, run)
             continue
         # A checkpoint is the family's last act, so its work is done whatever the run's status
-        # says: register reopens the candidate's run to log the serving model (Spark computes
-        # the refit there, lazily), and an interruption then leaves it RUNNING, or KILLED by
-        # an earlier resume. Register opens it again, and finishes it.
+        # says: register reopens the candidate's run to log the serving model, and an
+        # interruption then leaves it RUNNING, or KILLED by an earlier resume. Register opens
+        # it again, and finishes it.
         if run.info.status != "FINISHED":
             client.set_terminated(run.info.run_id, "FINISHED")
         if family not in results:
@@ -609,8 +609,8 @@ def _register(
     register it, and point ``champion`` or ``challenger`` at it."""
     settings = trainer.settings
     model = trainer.new_model(best.family, best.chosen.params).fit(trainer.rows(FULL))
+    saved = trainer.save(model, best.run_id, "serving_model")  # Spark fits it here, lazily
     with mlflow.start_run(run_id=best.run_id, nested=True):
-        saved = trainer.save(model, best.run_id, "serving_model")
         info = log_pyfunc("serving_model", saved)
     model.unpersist()
     mean, low, high = best.interval

@@ -292,19 +292,19 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
 def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained, monkeypatch):
     config, client = trained
     baselines_only = _resumable(config, without=("spark_als", "implicit_als", "implicit_bpr"))
-    save, fit_and_score, fitted = train_job.Trainer.save, train_job.Trainer.fit_and_score, []
+    log_pyfunc, fit_and_score, fitted = train_job.log_pyfunc, train_job.Trainer.fit_and_score, []
 
-    def lost_while_saving_the_serving_model(self, model, run_id, name):
+    def lost_while_logging_the_serving_model(name, saved):
         if name == "serving_model":
             raise RuntimeError("executor lost in register")
-        return save(self, model, run_id, name)
+        return log_pyfunc(name, saved)
 
     def counted(self, family, *args):
         fitted.append(family)
         return fit_and_score(self, family, *args)
 
     monkeypatch.setattr(train_job.Trainer, "fit_and_score", counted)
-    monkeypatch.setattr(train_job.Trainer, "save", lost_while_saving_the_serving_model)
+    monkeypatch.setattr(train_job, "log_pyfunc", lost_while_logging_the_serving_model)
     with pytest.raises(RuntimeError, match="executor lost in register"):
         train_job.run(spark, baselines_only)
     experiment = client.get_experiment_by_name(config.mlflow.experiment).experiment_id
@@ -316,7 +316,7 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
     ]
     client.update_run(candidate.info.run_id, status="RUNNING")  # as a killed process leaves it
 
-    monkeypatch.setattr(train_job.Trainer, "save", save)
+    monkeypatch.setattr(train_job, "log_pyfunc", log_pyfunc)
     fitted.clear()
     train_job.run(spark, baselines_only)
     assert "popularity" not in fitted and "ladder" not in fitted
