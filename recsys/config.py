@@ -154,6 +154,11 @@ class InteractionsConfig(_Section):
         description="Largest plausible value per event type; larger is quarantined as absurd."
     )
     max_bad_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    attribution_days: Annotated[float, Field(gt=0, le=90)] = Field(
+        default=7.0,
+        description="An impression counts as accepted when the user takes the same offer "
+        "within this many days of it.",
+    )
     source: SourceConfig = SourceConfig()
     behaviour_tokens: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: list(BEHAVIOUR_TOKENS),

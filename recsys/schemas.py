@@ -21,6 +21,8 @@ INTERACTIONS = "interactions"
 INTERACTION_STATS = "interaction_stats"
 # Subscription state of every user at each split point (eligibility for evaluation).
 USER_STATE = "user_state"
+# Offer impressions (with their logged propensity and attributed acceptance) and acceptances.
+OFFER_LOG = "offer_log"
 PLAN_RECOMMENDATIONS = "plan_recommendations"
 PLAN_RECOMMENDATIONS_CURRENT = "plan_recommendations_current"
 ELIGIBILITY_AUDIT = "eligibility_audit"
@@ -109,6 +111,25 @@ CATALOG_SCHEMA = T.StructType(
         T.StructField("locale", T.StringType(), False),
         T.StructField("language", T.StringType(), False),
         T.StructField("display_name", T.StringType(), False),
+    ]
+)
+
+# Every offer impression and acceptance (trial start or conversion) before the snapshot, per
+# snapshot_date: what the conversion model learns from and off-policy evaluation replays.
+# `event_type` is `offer_impression` or `acceptance`; `propensity` is the logging policy's
+# probability of the impression (null for acceptances); `accepted_ts` the first acceptance of
+# the same offer by the user within `interactions.attribution_days` of the impression (an
+# acceptance's own time on acceptance rows).
+OFFER_LOG_SCHEMA = T.StructType(
+    [
+        T.StructField("market", T.StringType(), False),
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("offer_id", T.StringType(), False),
+        T.StructField("event_type", T.StringType(), False),
+        T.StructField("event_ts", T.TimestampType(), False),
+        T.StructField("propensity", T.DoubleType(), True),
+        T.StructField("accepted_ts", T.TimestampType(), True),
+        T.StructField("snapshot_date", T.DateType(), False),
     ]
 )
 

@@ -32,6 +32,7 @@ from recsys.interactions.confidence import with_confidence
 from recsys.interactions.index import contiguous_index
 
 TUNE, VALIDATION, TRAIN, HOLDOUT, FULL = "tune", "validation", "train", "holdout", "full"
+ACCEPTANCE = "acceptance"  # the offer_log's event type of a trial start or a conversion
 SPLITS = (TUNE, VALIDATION, TRAIN, HOLDOUT, FULL)
 
 
@@ -81,6 +82,60 @@ def _labels(events_df: DataFrame, windows: dict[str, tuple[dt.datetime, dt.datet
         .distinct()
         .withColumn("confidence", F.lit(1.0))
     )
+
+
+def offer_log_rows(
+    events_df: DataFrame, *, snapshot: dt.date, attribution_days: float
+) -> DataFrame:
+    """The ``offer_log`` rows: every offer impression, plan-page view and acceptance before the
+    snapshot.
+
+    An acceptance is a trial start or a conversion. An impression carries its logged
+    ``propensity``; impressions and page views (which the user opened unprompted: no
+    propensity) carry ``accepted_ts``: the first acceptance of the same offer by the same user
+    at or after it, within ``attribution_days``, or null. Readers that label a window
+    require ``accepted_ts`` before the window's end, so no label reads past it.
+
+    ``events_df``: valid events (the output of validation), all before the snapshot.
+    """
+    keys = ["market", "user_id", "offer_id"]
+    is_impression = F.col("event_type") == S.OFFER_IMPRESSION
+    impressions_df = events_df.where(
+        F.col("event_type").isin(S.OFFER_IMPRESSION, S.PLAN_PAGE_VIEW)
+    ).select(
+        "market",
+        "user_id",
+        F.col("item_id").alias("offer_id"),
+        "event_type",
+        "event_ts",
+        F.when(is_impression, F.col("value")).alias("propensity"),
+    )
+    accepts_df = events_df.where(F.col("event_type").isin(S.CONVERSION, S.TRIAL_START)).select(
+        "market",
+        "user_id",
+        F.col("item_id").alias("offer_id"),
+        F.lit(ACCEPTANCE).alias("event_type"),
+        "event_ts",
+        F.lit(None).cast("double").alias("propensity"),
+    )
+    horizon = F.expr(f"INTERVAL {int(attribution_days * 86_400)} SECONDS")
+    attributed_df = (
+        impressions_df.alias("i")
+        .join(
+            accepts_df.select(*keys, F.col("event_ts").alias("_accepted_ts")).alias("a"),
+            on=[
+                *(F.col(f"i.{k}") == F.col(f"a.{k}") for k in keys),
+                F.col("a._accepted_ts") >= F.col("i.event_ts"),
+                F.col("a._accepted_ts") < F.col("i.event_ts") + horizon,
+            ],
+            how="left",
+        )
+        .groupBy(*(F.col(f"i.{c}") for c in impressions_df.columns))
+        .agg(F.min("_accepted_ts").alias("accepted_ts"))
+    )
+    return attributed_df.unionByName(
+        accepts_df.withColumn("accepted_ts", F.col("event_ts"))
+    ).select(*S.OFFER_LOG_SCHEMA.fieldNames()[:-1], F.lit(snapshot).alias("snapshot_date"))
 
 
 def with_indices(

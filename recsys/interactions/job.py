@@ -22,6 +22,7 @@ from recsys.interactions.build import (
     cutoffs,
     interaction_rows,
     matrix_stats,
+    offer_log_rows,
     with_indices,
 )
 from recsys.interactions.validate import known_items_df, validate_events
@@ -94,6 +95,19 @@ def run(spark: SparkSession, config: Config) -> None:
             )
         with step("build-interactions: user state"):
             _write_user_state(spark, config, validated.events_df, catalog_df)
+        with step("build-interactions: offer log"):
+            publish_partition(
+                spark,
+                config,
+                offer_log_rows(
+                    validated.events_df,
+                    snapshot=snapshot,
+                    attribution_days=settings.attribution_days,
+                ),
+                S.OFFER_LOG,
+                partition_column="snapshot_date",
+                value=snapshot,
+            )
     finally:
         validated.unpersist()
     _log_stats(spark, config, snapshot)

@@ -6,12 +6,17 @@ import datetime as dt
 import math
 
 import pytest
-from chispa import assert_approx_df_equality
+from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.catalog import catalog_df
-from recsys.interactions.build import interaction_rows, matrix_stats, with_indices
+from recsys.interactions.build import (
+    interaction_rows,
+    matrix_stats,
+    offer_log_rows,
+    with_indices,
+)
 from recsys.interactions.validate import known_items_df
 
 SNAPSHOT = dt.date(2026, 11, 1)  # holdout_days 21: split at 2026-10-11
@@ -110,3 +115,71 @@ def test_matrix_stats(rows_df):
     assert stats["train"]["offer_user_share"] == pytest.approx(1.0)
     assert stats["full"]["nnz"] == 4
     assert stats["holdout"]["users"] == 1
+
+
+def test_offer_log_attributes_an_acceptance_to_the_impressions_before_it(spark):
+    """An impression is accepted when the same offer is taken within attribution_days after
+    it: not another offer, not before it, not after the horizon. Acceptances are rows too."""
+    at = dt.datetime
+
+    events = [
+        ("u1", "SE", "offer_impression", "premium_family", at(2026, 10, 1), 0.25),
+        ("u1", "SE", "offer_impression", "premium_duo", at(2026, 10, 1, 1), 0.5),
+        ("u1", "SE", "conversion", "premium_family", at(2026, 10, 3), 209.0),
+        ("u2", "SE", "offer_impression", "trial_individual_1m", at(2026, 9, 1), 0.4),
+        ("u2", "SE", "trial_start", "trial_individual_1m", at(2026, 9, 20), 0.0),
+        ("u3", "SE", "trial_start", "trial_individual_1m", at(2026, 10, 2), 0.0),
+        ("u3", "SE", "offer_impression", "trial_individual_1m", at(2026, 10, 4), 0.4),
+        ("u4", "SE", "plan_page_view", "premium_family", at(2026, 10, 9), 1.0),
+        ("u4", "SE", "trial_start", "trial_family_1m", at(2026, 10, 9, 1), 0.0),
+    ]
+    log_df = offer_log_rows(
+        spark.createDataFrame(events, S.EVENTS_SCHEMA), snapshot=SNAPSHOT, attribution_days=7
+    )
+    expected = spark.createDataFrame(
+        [
+            (
+                "SE",
+                "u1",
+                "premium_family",
+                "offer_impression",
+                at(2026, 10, 1),
+                0.25,
+                at(2026, 10, 3),
+            ),
+            ("SE", "u1", "premium_duo", "offer_impression", at(2026, 10, 1, 1), 0.5, None),
+            ("SE", "u1", "premium_family", "acceptance", at(2026, 10, 3), None, at(2026, 10, 3)),
+            ("SE", "u2", "trial_individual_1m", "offer_impression", at(2026, 9, 1), 0.4, None),
+            (
+                "SE",
+                "u2",
+                "trial_individual_1m",
+                "acceptance",
+                at(2026, 9, 20),
+                None,
+                at(2026, 9, 20),
+            ),
+            (
+                "SE",
+                "u3",
+                "trial_individual_1m",
+                "acceptance",
+                at(2026, 10, 2),
+                None,
+                at(2026, 10, 2),
+            ),
+            ("SE", "u3", "trial_individual_1m", "offer_impression", at(2026, 10, 4), 0.4, None),
+            ("SE", "u4", "premium_family", "plan_page_view", at(2026, 10, 9), None, None),
+            (
+                "SE",
+                "u4",
+                "trial_family_1m",
+                "acceptance",
+                at(2026, 10, 9, 1),
+                None,
+                at(2026, 10, 9, 1),
+            ),
+        ],
+        S.OFFER_LOG_SCHEMA.fieldNames()[:-1],
+    ).withColumn("snapshot_date", F.lit(SNAPSHOT))
+    assert_df_equality(log_df, expected, ignore_row_order=True, ignore_nullable=True)
