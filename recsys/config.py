@@ -267,6 +267,40 @@ class BPRSpec(_FactorModelSpec):
     params: BPRParams = BPRParams()
 
 
+class ConversionParams(_Section):
+    """The conversion model's gradient-boosted trees (XGBoost) and example weighting."""
+
+    n_estimators: Annotated[int, Field(ge=1, le=5000)] = 200
+    max_depth: Annotated[int, Field(ge=1, le=16)] = 4
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+    min_child_weight: Annotated[float, Field(ge=0)] = 1.0
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    ips: bool = Field(
+        default=False, description="Weight logged impressions by 1 / propensity (clipped)."
+    )
+    max_weight: Annotated[float, Field(ge=1)] = Field(
+        default=20.0, description="The clip of an impression's inverse-propensity weight."
+    )
+    offer_id_feature: bool = Field(
+        default=False, description="The offer's id as a feature beside its attributes."
+    )
+    organic_views: bool = Field(
+        default=False, description="Learn from plan-page views too, beside impressions."
+    )
+
+
+class ConversionSpec(_FactorModelSpec):
+    """The supervised conversion family (``recsys/models/conversion.py``)."""
+
+    params: ConversionParams = ConversionParams()
+    search: dict[str, list[float | bool]] = Field(default_factory=dict)
+    rows: Literal["auto", "impressions", "candidates"] = Field(
+        default="auto",
+        description="What it learns from: logged impressions, every eligible offer, or "
+        "impressions wherever the offer_log has them (auto).",
+    )
+
+
 class BaselineSpec(_Section):
     enabled: bool = True
 
@@ -290,20 +324,36 @@ class ModelsConfig(_Section):
     spark_als: ALSSpec = ALSSpec()
     implicit_als: ALSSpec = ALSSpec()
     implicit_bpr: BPRSpec = BPRSpec()
+    conversion: ConversionSpec = ConversionSpec()
 
 
 class GateConfig(_Section):
     """Promotion to ``champion``: beat the champion and every baseline on ``metric@k`` by more
-    than ``margin``, with the lower end of the paired bootstrap interval above it."""
+    than ``margin``, with the lower end of the paired bootstrap interval above it.
 
-    metric: Literal["precision", "recall", "hit_rate", "ndcg", "map", "mrr"] = "ndcg"
+    ``policy_value`` is the doubly-robust off-policy value of a model's top-k lists on the
+    holdout window's logged impressions (``recsys/evaluation/policy_value.py``); ``auto``
+    is ``policy_value`` where the offer_log has impressions, else ``ndcg``."""
+
+    metric: Literal[
+        "auto", "policy_value", "precision", "recall", "hit_rate", "ndcg", "map", "mrr"
+    ] = "auto"
     k: Annotated[int, Field(ge=1, le=100)] = 3
+    position_bias: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default=[1.0, 0.6, 0.4],
+        min_length=1,
+        description="Chance a user looks at rank r (the last repeats), for policy_value.",
+    )
     margin: Annotated[float, Field(ge=0)] = 0.0
     level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     replicates: Annotated[int, Field(ge=50, le=10_000)] = 200
 
     @property
     def column(self) -> str:
+        if self.metric == "auto":
+            raise ValueError("train.gate.metric auto is resolved by train before it is read")
+        if self.metric == "policy_value":
+            return "policy_value"
         return f"{self.metric}_at_{self.k}"
 
 

@@ -24,6 +24,8 @@ def setup_logging(level: str = "INFO") -> None:
     root.propagate = False
     # py4j logs every gateway call at INFO; keep it out of the progress lines.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # xgboost.spark logs each fit's start and end at INFO; the conversion model logs its own.
+    logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
 
 
 @contextmanager

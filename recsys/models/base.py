@@ -45,6 +45,10 @@ class Recommender(ABC):
     """
 
     family: ClassVar[str]
+    # Whether fit reads supervised data (recsys.supervision.Supervised) beside the rows.
+    supervised: ClassVar[bool] = False
+    # Whether score is the logit of a probability of acceptance, served without calibration.
+    serves_probability: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -60,10 +64,28 @@ class Recommender(ABC):
     def params_for(self, market: str) -> dict[str, Any]:
         return {**self.params, **self.market_params.get(market, {})}
 
-    def fit(self, interactions_df: DataFrame) -> Self:
-        """Learn from ``interactions_df``: one split's rows with :data:`FIT_COLUMNS`."""
+    def fit(self, interactions_df: DataFrame, supervised: Any = None) -> Self:
+        """Learn from one split's rows.
+
+        Parameters
+        ----------
+        interactions_df : DataFrame
+            One split of ``interactions``, with :data:`FIT_COLUMNS`.
+        supervised : recsys.supervision.Supervised, optional
+            Labelled examples of the windows before that split, for the families that learn
+            from them (``supervised = True``); the others ignore it.
+
+        Returns
+        -------
+        Recommender
+            This model, fitted.
+        """
         require_columns(interactions_df, FIT_COLUMNS, f"{self.family}.fit input")
-        self._fit(interactions_df.select(*FIT_COLUMNS))
+        rows_df = interactions_df.select(*FIT_COLUMNS)
+        if self.supervised:
+            self._fit(rows_df, supervised)
+        else:
+            self._fit(rows_df)
         return self
 
     def score(self, candidates_df: DataFrame) -> DataFrame:

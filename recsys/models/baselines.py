@@ -31,14 +31,43 @@ def offer_log_share(interactions_df: DataFrame) -> DataFrame:
     )
 
 
+def acceptance_log_share(acceptances_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+    """(market, offer_id, log_share): log of each offer's share of the market's acceptances
+    (trial starts and conversions); offers nobody took rank below, by their confidence."""
+    totals = Window.partitionBy("market")
+    taken_df = acceptances_df.select(
+        "market",
+        "offer_id",
+        F.log(F.col("acceptances") / F.sum("acceptances").over(totals)).alias("_taken"),
+    )
+    return (
+        offer_log_share(interactions_df)
+        .join(taken_df, on=["market", "offer_id"], how="full")
+        .select(
+            "market",
+            "offer_id",
+            F.coalesce(
+                "_taken", F.lit(UNSEEN_LOG_SHARE) + F.coalesce("log_share", F.lit(UNSEEN_LOG_SHARE))
+            ).alias("log_share"),
+        )
+    )
+
+
 class Popularity(Recommender):
-    """Each offer scored by its share of the market's summed offer confidence (as a log): the
-    same list for everyone in a market (eligibility still removes what a user cannot take)."""
+    """Each offer scored by its share of the market's acceptances (trial starts and
+    conversions) before the split, as a log: the same list for everyone in a market
+    (eligibility still removes what a user cannot take). Without supervised data (which
+    carries the acceptances) it falls back to the share of the market's summed offer
+    confidence."""
 
     family = "popularity"
+    supervised = True
 
-    def _fit(self, interactions_df: DataFrame) -> None:
-        self.popularity_df = offer_log_share(interactions_df)
+    def _fit(self, interactions_df: DataFrame, supervised=None) -> None:
+        if supervised is None:
+            self.popularity_df = offer_log_share(interactions_df)
+        else:
+            self.popularity_df = acceptance_log_share(supervised.acceptances_df, interactions_df)
 
     def _score(self, candidates_df: DataFrame) -> DataFrame:
         return candidates_df.join(

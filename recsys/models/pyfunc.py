@@ -24,6 +24,7 @@ _REQUIREMENTS = (
     "pyspark",
     "mlflow",
     "implicit",
+    "xgboost-cpu",
     "pandas",
     "numpy",
     "scipy",

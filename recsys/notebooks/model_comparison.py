@@ -9,6 +9,7 @@ metric's interval. The registered versions carry the family and train run that m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from recsys.config import GateConfig
 from recsys.errors import RecsysError
 from recsys.evaluation.metrics import metric_column
 from recsys.models import BASELINES, FAMILIES
@@ -42,6 +44,11 @@ def latest_train_run(client: MlflowClient, experiment: str) -> Run:
     if not runs:
         raise RecsysError(f"no finished train run in MLflow experiment {experiment!r}: run train")
     return runs[0]
+
+
+def gate_of(run: Run) -> GateConfig:
+    """The gate a `train` run decided with (its ``metric: auto`` resolved), from its params."""
+    return GateConfig.model_validate(json.loads(run.data.params["gate"]))
 
 
 def family_runs(client: MlflowClient, parent: Run) -> dict[str, Run]:
@@ -107,10 +114,10 @@ def by_market_table(long: pd.DataFrame, metric: str) -> pd.DataFrame:
     return table.reindex(index=[m for m in markets if m in table.index], columns=ordered(table))
 
 
-def summary_table(metrics: Mapping[str, Mapping[str, float]], gate_column: str) -> pd.DataFrame:
+def summary_table(metrics: Mapping[str, Mapping[str, float]], gate: GateConfig) -> pd.DataFrame:
     """One row per family: the gate metric on the holdout with its 95% interval, on
     validation, and the other @k figures of the gate's k, pooled over markets."""
-    k = gate_column.rsplit("_", 1)[-1]
+    gate_column, k = gate.column, gate.k
     rows = []
     for family in ordered(metrics):
         logged = metrics[family]
@@ -124,7 +131,8 @@ def summary_table(metrics: Mapping[str, Mapping[str, float]], gate_column: str) 
                 f"validation {gate_column}": logged.get(f"val_{gate_column}"),
                 **{
                     metric_column(m, k): logged.get(metric_column(m, k))
-                    for m in ("hit_rate", "precision", "recall", "map", "coverage")
+                    for m in ("ndcg", "hit_rate", "precision", "recall", "map", "coverage")
+                    if metric_column(m, k) != gate_column
                 },
                 "users": logged.get("users"),
                 "fit_seconds": logged.get("fit_seconds"),

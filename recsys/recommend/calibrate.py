@@ -101,6 +101,23 @@ def _fit_scorer(labelled_df: DataFrame, scorer: str, markets: list[str]) -> pd.D
     )
 
 
+def identity(scorer: str, markets: list[str]) -> pd.DataFrame:
+    """Coefficients that serve a scorer's own probability: its score is already the logit of
+    one (intercept 0, slope 1); ``rows``, ``rate`` and ``predicted`` are not measured (NaN)."""
+    nan = float("nan")
+    return pd.DataFrame(
+        {
+            "scorer": scorer,
+            "market": markets,
+            "intercept": 0.0,
+            "slope": 1.0,
+            "rows": nan,
+            "rate": nan,
+            "predicted": nan,
+        }
+    )
+
+
 def p_convert(coefficients: pd.DataFrame) -> Column:
     """sigmoid(a + b * score) with each row's (scorer, market) coefficients; null where the
     pair was not calibrated."""

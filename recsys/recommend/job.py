@@ -8,7 +8,8 @@ user of every market, published atomically as a snapshot of ``plan_recommendatio
 3. Scores of eligible offers; an offer the model cannot score (a user it never saw) is scored
    by market popularity instead and labelled ``fallback_popular``.
 4. Calibration of each scorer's scores to ``p_convert`` per market on the validation window
-   (the model refitted on ``tune`` with its registered parameters), ``expected_value =
+   (the model refitted on ``tune`` with its registered parameters; a conversion model's own
+   probability is served as it is), ``expected_value =
    p_convert x value`` in local currency, ranking by the objective, exploration.
 5. Localized names and prices, a reason per row, the model's name, version and run.
 6. Stage, validate, and only then serve (``plan_recommendations_current``).
@@ -43,6 +44,7 @@ from recsys.recommend.assign import arm_of, epsilon_of, is_exploring
 from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK, FALLBACK_REASON, MODEL
 from recsys.recommend.offers import offer_terms_df
 from recsys.recommend.rank import exploration_candidates, ranked_lists
+from recsys.supervision import Supervision
 from recsys.tables import filesystem, publish_partition, read_table
 from recsys.training import tracking
 from recsys.training.search import baseline_params
@@ -86,6 +88,12 @@ class Served:
             alias,
             self.trained_on,
         )
+
+    @property
+    def serves_probability(self) -> bool:
+        """Whether the served family's score is already the logit of P(accept): its
+        probability is served as it is, not calibrated."""
+        return FAMILIES[self.family].serves_probability
 
     def refit(self, rows_df: DataFrame, seed: int) -> Recommender:
         """The same family and parameters fitted on other rows (for calibration)."""
@@ -154,18 +162,23 @@ def run(spark: SparkSession, config: Config) -> None:
             reasons = _reason_counts(verdicts_df)
             mlflow.log_table(reasons, "eligibility_reasons.json")
         control_family = settings.experiment.control
-        fallback = Popularity().fit(full_df)
+        # Popularity ranks offers by their acceptances before the snapshot (the offer_log's).
+        supervision = Supervision(spark, config, interactions_df)
+        supervised = supervision.for_split(FULL)
+        fallback = Popularity().fit(full_df, supervised)
         control = (
-            _baseline(config, control_family).fit(full_df)
+            _baseline(config, control_family).fit(full_df, supervised)
             if control_family != FALLBACK
             else fallback
         )
         with step("recommend: calibration"):
             coefficients = _calibration(
-                spark, config, served, interactions_df, catalog_df, control_family
+                spark, config, served, interactions_df, catalog_df, control_family, supervision
             )
             mlflow.log_table(coefficients, "calibration.json")
-            for r in coefficients.itertuples():
+            if served.serves_probability:
+                log.info("  %s (%s) serves its own probabilities", MODEL, served.family)
+            for r in coefficients.dropna(subset=["rate"]).itertuples():
                 log.info(
                     "  %-10s %s: p = sigmoid(%.3f + %.4f x score); observed %.4f, fitted %.4f",
                     r.scorer,
@@ -260,6 +273,7 @@ def run(spark: SparkSession, config: Config) -> None:
         df.unpersist()
     for model in (served.model, fallback, control):
         model.unpersist()
+    supervision.unpersist()
 
 
 def _stage(spark: SparkSession, local: Path, uri: str) -> None:
@@ -298,6 +312,7 @@ def _calibration(
     interactions_df: DataFrame,
     catalog_df: DataFrame,
     control_family: str,
+    supervision: Supervision,
 ) -> pd.DataFrame:
     """Per (scorer, market) Platt coefficients, fitted on the validation window: each scorer
     fitted on the ``tune`` rows of a hashed sample of users (``calibration_users``), its
@@ -330,9 +345,12 @@ def _calibration(
         .distinct()
     )
     tune_df = interactions_df.where((F.col("split") == TUNE) & sampled).persist()
-    scorers = {MODEL: served.refit(tune_df, config.train.seed), FALLBACK: Popularity().fit(tune_df)}
+    supervised = supervision.for_split(TUNE)
+    scorers = {FALLBACK: Popularity().fit(tune_df, supervised)}
+    if not served.serves_probability:
+        scorers[MODEL] = served.refit(tune_df, config.train.seed)
     if control_family != FALLBACK:
-        scorers[control_family] = _baseline(config, control_family).fit(tune_df)
+        scorers[control_family] = _baseline(config, control_family).fit(tune_df, supervised)
     labelled = None
     for name, model in scorers.items():
         scored_df = (
@@ -354,6 +372,9 @@ def _calibration(
         users,
     )
     coefficients = calibrate.fit(labelled)
+    if served.serves_probability:
+        markets = sorted(config.markets.markets)
+        coefficients = pd.concat([coefficients, calibrate.identity(MODEL, markets)])
     for model in scorers.values():
         model.unpersist()
     tune_df.unpersist()

@@ -18,7 +18,9 @@ from pyspark.sql import functions as F
 
 from recsys.config import EligibilityRules
 from recsys.eligibility import with_eligibility
+from recsys.evaluation import policy_value
 from recsys.evaluation.metrics import metric_column, per_user_metrics_at
+from recsys.evaluation.reliability import Reliability, reliability
 from recsys.models.base import Recommender
 from recsys.ranking import top_k
 
@@ -39,6 +41,9 @@ class Window:
     candidates_df: DataFrame
     labels_df: DataFrame
     offers_df: DataFrame  # (market, offer_id): every offer of the catalogue, for coverage
+    # Logged impressions of the window (policy_value.LOGGED_COLUMNS), the candidates of their
+    # users and the direct model of the doubly-robust estimate; None without impressions.
+    logged: Logged | None = None
 
     def persist(self) -> Window:
         level = StorageLevel.MEMORY_AND_DISK
@@ -46,11 +51,34 @@ class Window:
             self.candidates_df.persist(level),
             self.labels_df.persist(level),
             self.offers_df.persist(level),
+            self.logged.persist() if self.logged else None,
         )
 
     def unpersist(self) -> None:
         for df in (self.candidates_df, self.labels_df, self.offers_df):
             df.unpersist()
+        if self.logged:
+            self.logged.unpersist()
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What the off-policy value of a model's lists needs on one window."""
+
+    impressions_df: DataFrame  # policy_value.LOGGED_COLUMNS
+    candidates_df: DataFrame  # (market, user_id, offer_id, current_plan) of their users
+    rewards_df: DataFrame  # policy_value.REWARD_COLUMNS: the direct model of DR
+
+    def persist(self) -> Logged:
+        level = StorageLevel.MEMORY_AND_DISK
+        return Logged(*(df.persist(level) for df in self._frames()))
+
+    def unpersist(self) -> None:
+        for df in self._frames():
+            df.unpersist()
+
+    def _frames(self) -> tuple[DataFrame, DataFrame, DataFrame]:
+        return (self.impressions_df, self.candidates_df, self.rewards_df)
 
 
 def window(
@@ -92,6 +120,92 @@ def window(
         labels_df.select(*KEYS).distinct(), on=list(KEYS), how="left_semi"
     )
     return Window(candidates_df, labels_df, catalog_df.select("market", "offer_id"))
+
+
+def logged(
+    state_df: DataFrame,
+    impressions_df: DataFrame,
+    catalog_df: DataFrame,
+    reward_model: Recommender,
+    rules: EligibilityRules | None = None,
+) -> Logged:
+    """The logged impressions of a window, the candidates of their users at its start, and
+    the direct model's probabilities for every pair a list or an impression can hold.
+
+    ``state_df``: ``user_state`` at the window's start. ``impressions_df``:
+    :data:`~recsys.evaluation.policy_value.LOGGED_COLUMNS`. ``reward_model``: a fitted model
+    whose score is the logit of P(accept) (``serves_probability``), fitted on data from
+    before the window or cross-fitted on it.
+    """
+    state_df = state_df.join(
+        impressions_df.select(*KEYS).distinct(), on=list(KEYS), how="left_semi"
+    )
+    plans_df = state_df.select(*KEYS, "current_plan")
+    candidates_df = (
+        with_eligibility(state_df, catalog_df, rules)
+        .where(F.col("eligible"))
+        .join(plans_df, on=list(KEYS), how="inner")
+        .select(*KEYS, "offer_id", "current_plan")
+    )
+    impressions_df = impressions_df.join(plans_df, on=list(KEYS), how="left_semi")
+    pairs_df = candidates_df.unionByName(
+        impressions_df.join(plans_df, on=list(KEYS), how="inner").select(
+            *KEYS, "offer_id", "current_plan"
+        )
+    ).distinct()
+    rewards_df = reward_model.score(pairs_df).select(
+        *KEYS, "offer_id", (1 / (1 + F.exp(-F.col("score")))).alias("reward")
+    )
+    return Logged(impressions_df, candidates_df, rewards_df)
+
+
+def policy_values(
+    model: Recommender, logged: Logged, k: int, position_bias: list[float]
+) -> DataFrame:
+    """Per user with logged impressions, the off-policy value of ``model``'s top-``k`` lists
+    (:func:`recsys.evaluation.policy_value.per_user`), with the doubly-robust estimate as
+    ``policy_value``."""
+    lists_df = top_k(model.score(logged.candidates_df), k).select(
+        *KEYS, F.col("offer_id").alias("item_id"), "rank"
+    )
+    return policy_value.per_user(
+        lists_df,
+        logged.impressions_df,
+        logged.candidates_df,
+        logged.rewards_df,
+        position_bias,
+        k,
+    ).withColumn(policy_value.POLICY_VALUE, F.col("dr"))
+
+
+def reliability_of(model: Recommender, logged: Logged) -> Reliability:
+    """Predicted against observed acceptance of a probability model (``serves_probability``)
+    on a window's logged impressions (:func:`recsys.evaluation.reliability.reliability`)."""
+    plans_df = logged.candidates_df.select(*KEYS, "current_plan").distinct()
+    shown_df = logged.impressions_df.join(plans_df, on=list(KEYS), how="inner")
+    scored_df = model.score(shown_df.select(*KEYS, "offer_id", "current_plan").distinct())
+    return reliability(
+        shown_df.join(scored_df, on=[*KEYS, "offer_id"], how="inner").select(
+            "market", (1 / (1 + F.exp(-F.col("score")))).alias("p"), F.col("label").alias("y")
+        )
+    )
+
+
+def policy_summary(policy_df: DataFrame) -> pd.DataFrame:
+    """Markets x ``policy_value`` (DR), ``policy_value_ips``, ``policy_value_snips`` and
+    ``policy_users``, plus :data:`ALL` pooled."""
+    by_market = policy_value.summary(policy_df, by=("market",)).toPandas().set_index("market")
+    pooled = policy_value.summary(policy_df).toPandas().assign(market=ALL).set_index("market")
+    table = pd.concat([by_market, pooled])
+    return table.rename(
+        columns={
+            "dr": policy_value.POLICY_VALUE,
+            "ips": f"{policy_value.POLICY_VALUE}_ips",
+            "snips": f"{policy_value.POLICY_VALUE}_snips",
+            "users": "policy_users",
+            "impressions": "policy_impressions",
+        }
+    )
 
 
 def per_user(model: Recommender, win: Window, ks: list[int]) -> tuple[DataFrame, DataFrame]:

@@ -17,6 +17,7 @@ between them, so one lost executor need not cost them all.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -38,10 +39,14 @@ from recsys.columns import unit
 from recsys.config import Config, TrainConfig
 from recsys.errors import RecsysError
 from recsys.evaluation.metrics import bootstrap_ci
+from recsys.evaluation.policy_value import POLICY_VALUE
+from recsys.evaluation.reliability import Reliability
 from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, VALIDATION, cutoffs
 from recsys.models import BASELINES, FAMILIES, Recommender
+from recsys.models.conversion import Conversion
 from recsys.models.pyfunc import log_pyfunc
 from recsys.progress import step
+from recsys.supervision import IMPRESSIONS, Supervision
 from recsys.tables import read_table
 from recsys.training import evaluate, gate, report, tracking
 from recsys.training.search import baseline_params, trials
@@ -58,9 +63,22 @@ class Evaluated:
     per_user_df: DataFrame | None  # None: a trial read back from a checkpoint
     table: pd.DataFrame
     fit_seconds: float = 0.0
+    # Per user with logged impressions: the off-policy value of the model's lists.
+    policy_df: DataFrame | None = None
+    # A probability model's predictions against the window's logged outcomes.
+    reliability: Reliability | None = None
 
     def pooled(self, column: str) -> float:
         return float(self.table.loc[evaluate.ALL, column])
+
+    def per_user(self, column: str) -> DataFrame | None:
+        """The per-user frame that holds ``column``."""
+        return self.policy_df if column == POLICY_VALUE else self.per_user_df
+
+    def unpersist(self) -> None:
+        for df in (self.per_user_df, self.policy_df):
+            if df is not None:
+                df.unpersist()
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,9 @@ class Trainer:
         self.state_df = read_table(spark, config, S.USER_STATE).where(on_snapshot)
         self.catalog_df = read_table(spark, config, S.CATALOG)
         self.stats_df = read_table(spark, config, S.INTERACTION_STATS).where(on_snapshot)
+        self.supervision = Supervision(spark, config, self.interactions_df)
+        self.config = _with_gate_metric(config, self.supervision.source)
+        self.settings = self.config.train
 
     # -- data --------------------------------------------------------------------------
     def rows(self, split: str) -> DataFrame:
@@ -126,9 +147,27 @@ class Trainer:
         labels_df = self.rows(label_split)
         if users is not None:
             state_df, labels_df = state_df.where(users), labels_df.where(users)
-        return evaluate.window(
-            state_df, labels_df, self.catalog_df, self.config.recommend.eligibility
-        ).persist()
+        rules = self.config.recommend.eligibility
+        win = evaluate.window(state_df, labels_df, self.catalog_df, rules)
+        if self.supervision.source == IMPRESSIONS:
+            impressions_df = self.supervision.logged(state_split)
+            if users is not None:
+                impressions_df = impressions_df.where(users)
+            logged = evaluate.logged(
+                state_df, impressions_df, self.catalog_df, self.reward_model(state_split), rules
+            )
+            win = dataclasses.replace(win, logged=logged)
+        return win.persist()
+
+    def reward_model(self, split: str) -> Recommender:
+        """The direct model of the doubly-robust policy value on the window that starts at
+        ``split``: a conversion model with the configured default parameters, fitted on the
+        window before (cross-fitted on the first window, which has none before it), so that
+        it never learns from the outcomes it helps to judge."""
+        params = self.settings.models.conversion.params.model_dump()
+        return Conversion(params, seed=self.settings.seed).fit(
+            self.rows(split), self.supervision.for_split(split)
+        )
 
     def check_inputs(self) -> dict[str, int]:
         counts = self.totals("nnz")
@@ -170,16 +209,42 @@ class Trainer:
         return FAMILIES[family](params, seed=self.settings.seed, market_params=market_params)
 
     def fit_and_score(
-        self, family: str, params: dict[str, Any], rows_df: DataFrame, win: evaluate.Window
+        self,
+        family: str,
+        params: dict[str, Any],
+        rows_df: DataFrame,
+        win: evaluate.Window,
+        *,
+        split: str,
     ) -> tuple[Recommender, Evaluated]:
+        """Fit ``family`` on ``rows_df`` (rows of ``split``) and score it on ``win``."""
         started = time.perf_counter()
-        model = self.new_model(family, params).fit(rows_df)
+        supervised = self.supervision.for_split(split) if FAMILIES[family].supervised else None
+        model = self.new_model(family, params).fit(rows_df, supervised)
         per_user_df, lists_df = evaluate.per_user(model, win, self.settings.ks)
         per_user_df = per_user_df.persist()
         table = evaluate.summary(per_user_df, lists_df, win, self.settings.ks)
         lists_df.unpersist()
+        policy_df = None
+        if win.logged is not None:
+            gate = self.settings.gate
+            policy_df = evaluate.policy_values(
+                model, win.logged, gate.k, gate.position_bias
+            ).persist()
+            table = table.join(evaluate.policy_summary(policy_df), how="left")
+        reliability = None
+        if win.logged is not None and model.serves_probability and split != TUNE:
+            reliability = evaluate.reliability_of(model, win.logged)
         seconds = time.perf_counter() - started
-        return model, Evaluated(family, params, per_user_df, table, fit_seconds=seconds)
+        return model, Evaluated(
+            family,
+            params,
+            per_user_df,
+            table,
+            fit_seconds=seconds,
+            policy_df=policy_df,
+            reliability=reliability,
+        )
 
     def candidates_of(self, family: str) -> list[dict[str, Any]]:
         if family in BASELINES:
@@ -204,9 +269,30 @@ def _uri(location: str) -> str:
     return location if "://" in location else Path(location).as_uri()
 
 
+def _with_gate_metric(config: Config, source: str) -> Config:
+    """``config`` with ``train.gate.metric: auto`` resolved: the off-policy value of the
+    lists where impressions are logged, NDCG where they are not."""
+    gate = config.train.gate
+    if gate.metric == POLICY_VALUE and source != IMPRESSIONS:
+        raise RecsysError(
+            "train.gate.metric: policy_value replays logged impressions, and the offer_log "
+            "has none for this snapshot; use auto or a ranking metric such as ndcg"
+        )
+    if gate.metric != "auto":
+        return config
+    metric = POLICY_VALUE if source == IMPRESSIONS else "ndcg"
+    log.info(
+        "train.gate.metric: auto is %s (the offer_log %s impressions)",
+        metric,
+        "has" if source == IMPRESSIONS else "has no",
+    )
+    train = config.train.model_copy(update={"gate": gate.model_copy(update={"metric": metric})})
+    return config.model_copy(update={"train": train})
+
+
 def run(spark: SparkSession, config: Config) -> None:
     trainer = Trainer(spark, config)
-    settings = config.train
+    config, settings = trainer.config, trainer.settings
     gate_column = settings.gate.column
     counts = trainer.check_inputs()
     split, cutoff = cutoffs(trainer.snapshot, config.interactions.holdout_days)
@@ -222,8 +308,10 @@ def run(spark: SparkSession, config: Config) -> None:
         cutoff.date(),
         ", ".join(families),
     )
-    holdout = trainer.window(TRAIN, HOLDOUT)
-    search = trainer.search()
+    # Where impressions are logged, each window fits the direct model of its policy values.
+    with step("train: evaluation windows"):
+        holdout = trainer.window(TRAIN, HOLDOUT)
+        search = trainer.search()
     log.info("search: trials fit and score %s", search.describe())
     tracking.setup(config)
     client = MlflowClient()
@@ -300,6 +388,7 @@ def run(spark: SparkSession, config: Config) -> None:
             decision,
             version,
             search.describe(),
+            trainer.supervision.describe() if "conversion" in results else "",
         )
         mlflow.set_tags(
             {
@@ -311,10 +400,10 @@ def run(spark: SparkSession, config: Config) -> None:
         log.info("report: %s\n%s", summary.path, summary.headline)
     for result in results.values():
         for evaluated in (result.chosen, result.holdout):
-            if evaluated.per_user_df is not None:
-                evaluated.per_user_df.unpersist()
+            evaluated.unpersist()
     search.unpersist()
     holdout.unpersist()
+    trainer.supervision.unpersist()
     trainer.interactions_df.unpersist()
 
 
@@ -344,10 +433,10 @@ def _train_family(
         search_in = (search.rows_df, search.window)
         for number, params in enumerate(trainer.candidates_of(family), start=1):
             if family in BASELINES:
-                model, result = trainer.fit_and_score(family, params, *search_in)
+                model, result = trainer.fit_and_score(family, params, *search_in, split=TUNE)
             else:
                 with mlflow.start_run(run_name=f"{family} trial {number}", nested=True):
-                    model, result = trainer.fit_and_score(family, params, *search_in)
+                    model, result = trainer.fit_and_score(family, params, *search_in, split=TUNE)
                     mlflow.set_tags({"recsys.family": family, "recsys.trial": str(number)})
                     tracking.log_params(params)
                     tracking.log_metrics(tracking.metrics_from(result.table, prefix="val_"))
@@ -365,8 +454,10 @@ def _train_family(
         chosen = max(tried, key=lambda r: r.pooled(column))  # first wins a tie
         for result in tried:
             if result is not chosen:
-                result.per_user_df.unpersist()
-        model, final = trainer.fit_and_score(family, chosen.params, trainer.rows(TRAIN), holdout)
+                result.unpersist()
+        model, final = trainer.fit_and_score(
+            family, chosen.params, trainer.rows(TRAIN), holdout, split=TRAIN
+        )
         mean, low, high = _interval(final, settings)
         tracking.log_params(
             {
@@ -386,6 +477,12 @@ def _train_family(
             }
         )
         mlflow.log_table(final.table.reset_index(), "metrics_by_market.json")
+        if final.reliability is not None:
+            tracking.log_metrics(
+                {"log_loss": final.reliability.log_loss, "brier": final.reliability.brier}
+            )
+            mlflow.log_table(final.reliability.by_decile, "reliability_by_decile.json")
+            mlflow.log_table(final.reliability.by_market, "reliability_by_market.json")
         saved = trainer.save(model, run.info.run_id, "model")
         log_pyfunc("model", saved)
         model.unpersist()
@@ -407,6 +504,7 @@ def _train_family(
 FINGERPRINT_TAG = "recsys.fingerprint"  # on a train run: what a resumed run must match
 CHECKPOINT_TAG = "recsys.checkpoint"  # on a family run: where its holdout per-user rows are
 CHECKPOINT = "family_result.json"  # a family run's artifact: its trials and holdout figures
+POLICY_SUFFIX = "_policy"  # beside the holdout per-user rows: the per-user policy values
 
 
 def _fingerprint(config: Config, snapshot: dt.date, counts: dict[str, int]) -> str:
@@ -439,6 +537,8 @@ def _checkpoint(trainer: Trainer, result: FamilyResult) -> None:
     """Write what a resumed run needs of a finished family (in the family's active run)."""
     location = trainer.location(result.run_id, "holdout_per_user")
     result.holdout.per_user_df.write.mode("overwrite").parquet(_uri(location))
+    if result.holdout.policy_df is not None:
+        result.holdout.policy_df.write.mode("overwrite").parquet(_uri(location + POLICY_SUFFIX))
 
     def evaluated(e: Evaluated) -> dict[str, Any]:
         table = json.loads(e.table.to_json(orient="split", double_precision=15))
@@ -526,6 +626,16 @@ def _restore(trainer: Trainer, family: str, run_id: str, location: str) -> Famil
             "without train.resume to start over"
         ) from None
     holdout = evaluated(saved["holdout"], per_user_df)
+    if trainer.supervision.source == IMPRESSIONS:
+        try:
+            policy_df = trainer.spark.read.parquet(_uri(location + POLICY_SUFFIX)).persist()
+        except AnalysisException as exc:
+            raise RecsysError(
+                f"train.resume: cannot carry {family} over from its run {run_id}: its "
+                f"policy values {location + POLICY_SUFFIX} cannot be read "
+                f"({str(exc).splitlines()[0]}); restore them, or run without train.resume"
+            ) from None
+        holdout = dataclasses.replace(holdout, policy_df=policy_df)
     interval = tuple(saved["interval"])
     log.info("  %s: carried over from its run %s", family, run_id)
     return FamilyResult(family, trials, trials[saved["chosen"]], holdout, interval, run_id)
@@ -533,7 +643,7 @@ def _restore(trainer: Trainer, family: str, run_id: str, location: str) -> Famil
 
 def _interval(result: Evaluated, settings: TrainConfig) -> tuple[float, float, float]:
     table = bootstrap_ci(
-        result.per_user_df,
+        result.per_user(settings.gate.column),
         settings.gate.column,
         replicates=settings.gate.replicates,
         seed=settings.seed,
@@ -553,14 +663,14 @@ def _compare(
     """Paired comparisons of the candidate on the holdout: against every other baseline and
     the current champion (pooled), and against popularity per market (for the report)."""
     settings = trainer.settings
-    seed = settings.seed
+    seed, column = settings.seed, settings.gate.column
     comparisons = []
     for family in BASELINES:
         if family in results and family != best.family:
             comparisons.append(
                 gate.compare(
-                    best.holdout.per_user_df,
-                    results[family].holdout.per_user_df,
+                    best.holdout.per_user(column),
+                    results[family].holdout.per_user(column),
                     family,
                     settings.gate,
                     seed=seed,
@@ -578,22 +688,29 @@ def _compare(
         same = results.get(family)
         refitted = same is None or same.chosen.params != params
         if not refitted:
-            champion_df = same.holdout.per_user_df
+            champion = same.holdout
         else:
             log.info("refitting %s with its parameters on this snapshot's train split", label)
-            model, evaluated = trainer.fit_and_score(family, params, trainer.rows(TRAIN), holdout)
+            model, champion = trainer.fit_and_score(
+                family, params, trainer.rows(TRAIN), holdout, split=TRAIN
+            )
             model.unpersist()
-            champion_df = evaluated.per_user_df
         comparisons.append(
-            gate.compare(best.holdout.per_user_df, champion_df, label, settings.gate, seed=seed)
+            gate.compare(
+                best.holdout.per_user(column),
+                champion.per_user(column),
+                label,
+                settings.gate,
+                seed=seed,
+            )
         )
         if refitted:
-            champion_df.unpersist()
+            champion.unpersist()
     by_market = None
     if "popularity" in results and best.family != "popularity":
         by_market = gate.compare(
-            best.holdout.per_user_df,
-            results["popularity"].holdout.per_user_df,
+            best.holdout.per_user(column),
+            results["popularity"].holdout.per_user(column),
             "popularity",
             settings.gate,
             seed=seed,
@@ -608,7 +725,8 @@ def _register(
     """Refit the candidate on everything before the snapshot, log it in the family's run,
     register it, and point ``champion`` or ``challenger`` at it."""
     settings = trainer.settings
-    model = trainer.new_model(best.family, best.chosen.params).fit(trainer.rows(FULL))
+    supervised = trainer.supervision.for_split(FULL) if FAMILIES[best.family].supervised else None
+    model = trainer.new_model(best.family, best.chosen.params).fit(trainer.rows(FULL), supervised)
     saved = trainer.save(model, best.run_id, "serving_model")  # Spark fits it here, lazily
     with mlflow.start_run(run_id=best.run_id, nested=True):
         info = log_pyfunc("serving_model", saved)

@@ -19,11 +19,15 @@ import pandas as pd
 
 from recsys.config import Config
 from recsys.evaluation.metrics import metric_column
+from recsys.evaluation.policy_value import POLICY_VALUE
 from recsys.training.evaluate import ALL
 from recsys.training.gate import Decision
 
 if TYPE_CHECKING:
     from recsys.training.job import FamilyResult
+
+
+POLICY_COLUMNS = (POLICY_VALUE, f"{POLICY_VALUE}_ips", f"{POLICY_VALUE}_snips")
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,14 @@ def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataF
                 **{
                     column: round(float(table.loc[ALL, column]), 4)
                     for column in (
+                        *POLICY_COLUMNS,
+                        metric_column("ndcg", k),
                         *(metric_column("hit_rate", n) for n in ks),
                         # At the largest k: the plain MRR whenever no user has more candidates.
                         metric_column("mrr", max(ks)),
                         *(metric_column(m, k) for m in ("precision", "recall", "map", "coverage")),
                     )
+                    if column in table.columns and column != gate
                 },
                 "users": int(table.loc[ALL, "users"]),
                 "trials": len(result.trials),
@@ -62,6 +69,55 @@ def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataF
             }
         )
     return pd.DataFrame(rows)
+
+
+def _policy_note(results: dict[str, FamilyResult], config: Config) -> list[str]:
+    """What the policy-value columns are, in words, when the holdout has logged impressions."""
+    table = next(iter(results.values())).holdout.table
+    if POLICY_VALUE not in table.columns:
+        return []
+    k, bias = config.train.gate.k, config.train.gate.position_bias
+    return [
+        f"`{POLICY_VALUE}` is the off-policy value of each model's top-{k} lists: acceptances "
+        f"per surface view if the list were shown (a user looks at rank r with probability "
+        f"{', '.join(map(str, bias))}), replayed on the holdout's "
+        f"{int(table.loc[ALL, 'policy_impressions']):,} logged impressions of "
+        f"{int(table.loc[ALL, 'policy_users']):,} users. `{POLICY_VALUE}` is the doubly-robust "
+        "estimate (the probabilities of a conversion model fitted on the window before, "
+        "corrected by the logged outcomes), which also credits offers the logging policy "
+        "never showed to such users, as far as that model generalises; `_ips` weights each "
+        "logged acceptance by the list's chance of showing that offer over the logged "
+        "propensity (no credit for unshown offers); "
+        "`_snips` is IPS normalised by its weights. The ranking metrics count the users who "
+        "converted in the holdout.",
+        "",
+    ]
+
+
+def _reliability(results: dict[str, FamilyResult]) -> list[str]:
+    """Predicted against observed acceptance on the holdout's impressions, for the families
+    whose probabilities are served as they are."""
+    lines = []
+    for family, result in results.items():
+        found = result.holdout.reliability
+        if found is None:
+            continue
+        deciles = found.by_decile.round(4).to_markdown(index=False)
+        markets = found.by_market.round(4).to_markdown(index=False)
+        lines += [
+            f"## {family}: predicted against observed on the holdout",
+            "",
+            f"Its probability of acceptance for each of the holdout's {found.impressions:,} "
+            f"logged impressions against whether the user took the offer: log loss "
+            f"{found.log_loss:.4f}, Brier score {found.brier:.4f}. By decile of the prediction, "
+            "then by market:",
+            "",
+            deciles,
+            "",
+            markets,
+            "",
+        ]
+    return lines
 
 
 def _chart(results: dict[str, FamilyResult], column: str, path: Path) -> None:
@@ -88,6 +144,7 @@ def write(
     decision: Decision,
     version: str,
     searched_on: str,
+    examples: str = "",
 ) -> Summary:
     settings = config.train
     column = settings.gate.column
@@ -111,10 +168,13 @@ def write(
         "the figures below and the gate. Users are those who converted in the holdout to an "
         "offer they were eligible for; every model ranks the same eligible offers.",
         "",
+        *([f"The conversion model learned from {examples}.", ""] if examples else []),
         "## Models on the holdout (all markets pooled)",
         "",
         holdout.to_markdown(index=False),
         "",
+        *_policy_note(results, config),
+        *_reliability(results),
         "## Gate",
         "",
     ]

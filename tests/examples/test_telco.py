@@ -199,13 +199,14 @@ def test_leave_one_out_ranks_the_hidden_addon_among_those_not_held(
     assert candidates == {c: ADDONS - holdings[c] | {hidden[c]} for c in hidden}
 
 
-@pytest.mark.slow  # 1 to 5 minutes on 2 shared cores: five families, each fitted and scored
+@pytest.mark.slow  # 1 to 5 minutes on 2 shared cores: six families, each fitted and scored
 def test_convert_ingest_build_train_on_a_few_hundred_customers(
     spark, config, real, tmp_path_factory
 ):
     """The example's whole path on 300 customers, with the example's own config: every
     model and popularity get hit rate @1 and @3 and MRR on the leave-one-out holdout, in
-    MLflow and in the report."""
+    MLflow and in the report. Without impressions, the conversion model learns from every
+    eligible add-on and the gate decides on NDCG."""
     folder = tmp_path_factory.mktemp("telco")
     users, events = telco.write(telco.convert(real), folder / "data")
     settings = {
@@ -241,7 +242,7 @@ def test_convert_ingest_build_train_on_a_few_hundred_customers(
     finally:
         mlflow.set_tracking_uri(config.mlflow.tracking_uri)
 
-    families = {"popularity", "ladder", "spark_als", "implicit_als", "implicit_bpr"}
+    families = {"popularity", "ladder", "spark_als", "implicit_als", "implicit_bpr", "conversion"}
     columns = ["metrics.hit_rate_at_1", "metrics.hit_rate_at_3", "metrics.mrr_at_6"]
     family_runs = runs[runs["tags.recsys.trial"].isna()].set_index("tags.recsys.family")
     assert set(family_runs.index) == families
@@ -256,3 +257,5 @@ def test_convert_ingest_build_train_on_a_few_hundred_customers(
         assert column in header
     for family in families:
         assert f"| {family} " in report
+    assert "The conversion model learned from every offer users were eligible for" in report
+    assert "| ndcg_at_3 (95% CI)" in report

@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from pandas.testing import assert_frame_equal
 
+from recsys.config import GateConfig
 from recsys.errors import RecsysError
 from recsys.notebooks import model_comparison as mc
 
@@ -59,7 +60,7 @@ def test_by_market_table_puts_pooled_first_and_baselines_before_models():
 
 
 def test_summary_table_has_the_gate_metric_with_its_interval_per_family():
-    table = mc.summary_table(METRICS, "ndcg_at_3").set_index("family")
+    table = mc.summary_table(METRICS, GateConfig(metric="ndcg", k=3)).set_index("family")
     assert list(table.index) == ["popularity", "implicit_bpr"]
     row = table.loc["implicit_bpr"]
     assert (row["ndcg_at_3"], row["ci_low"], row["ci_high"]) == (0.72, 0.70, 0.74)
@@ -67,6 +68,26 @@ def test_summary_table_has_the_gate_metric_with_its_interval_per_family():
     assert row["hit_rate_at_3"] == 0.85
     assert table.loc["popularity", "baseline"]
     assert pd.isna(table.loc["popularity", "ci_low"])
+
+
+def test_summary_table_reads_a_policy_value_gate_beside_the_ranking_metrics():
+    metrics = {
+        "conversion": {
+            "policy_value": 0.136,
+            "policy_value_ci_low": 0.132,
+            "policy_value_ci_high": 0.141,
+            "ndcg_at_3": 0.75,
+        }
+    }
+    row = mc.summary_table(metrics, GateConfig(metric="policy_value")).iloc[0]
+    assert (row["policy_value"], row["ci_low"], row["ndcg_at_3"]) == (0.136, 0.132, 0.75)
+
+
+def test_the_gate_of_a_run_is_the_one_it_decided_with():
+    run = SimpleNamespace(
+        data=SimpleNamespace(params={"gate": '{"metric": "policy_value", "k": 3}'})
+    )
+    assert mc.gate_of(run).column == "policy_value"
 
 
 def _version(version: str, **tags: str):

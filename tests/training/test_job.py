@@ -12,12 +12,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from chispa import assert_df_equality
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
-from recsys.interactions.build import TUNE, VALIDATION
+from recsys.interactions.build import TRAIN, TUNE, VALIDATION, cutoffs
 from recsys.models import FAMILIES
 from recsys.training import job as train_job
 from recsys.training import tracking
@@ -77,6 +78,7 @@ def test_one_parent_run_with_a_nested_run_per_family_and_per_trial(trained):
 
 
 def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
+    """Ranking metrics, and the policy value the gate decides on with its interval."""
     config, client = trained
     markets = sorted(config.markets.markets)
     for run in _runs(client, config):
@@ -85,7 +87,9 @@ def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
         metrics = run.data.metrics
         for name in ("ndcg_at_3", "hit_rate_at_1", "precision_at_5", "coverage_at_3"):
             assert 0.0 <= metrics[name] <= 1.0, (run.info.run_name, name)
-        assert metrics["ndcg_at_3_ci_low"] <= metrics["ndcg_at_3"] <= metrics["ndcg_at_3_ci_high"]
+        low, high = metrics["policy_value_ci_low"], metrics["policy_value_ci_high"]
+        assert 0.0 < low <= metrics["policy_value"] <= high
+        assert {"policy_value_ips", "policy_value_snips"} <= set(metrics)
         assert {f"ndcg_at_3/{m}" for m in markets} <= set(metrics)
         assert "revenue_at_3/SE" in metrics and "revenue_at_3" not in metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -120,7 +124,10 @@ def test_the_report_names_the_candidate_the_gate_and_the_markets(trained):
     for family in FAMILIES:
         assert f"| {family}" in report
     assert "trials were fitted and scored on a hashed sample of about" in report
-    assert (Path(config.train.report_dir) / "train-2026-11-01-ndcg_at_3.png").stat().st_size > 0
+    # The gate's metric is the lists' off-policy value: the world logs impressions.
+    assert "`policy_value` is the off-policy value of each model's top-3 lists" in report
+    assert "## conversion: predicted against observed on the holdout" in report
+    assert (Path(config.train.report_dir) / "train-2026-11-01-policy_value.png").stat().st_size > 0
 
 
 def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
@@ -135,7 +142,7 @@ def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
                     "models": models.model_copy(
                         update={
                             f: getattr(models, f).model_copy(update={"enabled": False})
-                            for f in ("spark_als", "implicit_als", "implicit_bpr")
+                            for f in ("spark_als", "implicit_als", "implicit_bpr", "conversion")
                         }
                     )
                 }
@@ -235,15 +242,15 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
     spark, trained, monkeypatch
 ):
     config, client = trained
-    resumable = _resumable(config, without=("spark_als", "implicit_als"))
+    resumable = _resumable(config, without=("spark_als", "implicit_als", "conversion"))
     fitted, lost = [], {"implicit_bpr"}
     fit_and_score = train_job.Trainer.fit_and_score
 
-    def executor_lost_in(self, family, *args):
+    def executor_lost_in(self, family, *args, **kwargs):
         fitted.append(family)
         if family in lost:
             raise RuntimeError(f"executor lost while fitting {family}")
-        return fit_and_score(self, family, *args)
+        return fit_and_score(self, family, *args, **kwargs)
 
     monkeypatch.setattr(train_job.Trainer, "fit_and_score", executor_lost_in)
     with pytest.raises(RuntimeError, match="executor lost while fitting implicit_bpr"):
@@ -278,7 +285,7 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
     report = (Path(config.train.report_dir) / "train-2026-11-01.md").read_text()
     for family in ("popularity", "ladder"):
         logged = before[family].data.metrics
-        figures = rf"{logged['ndcg_at_3']:.4f} \[{logged['ndcg_at_3_ci_low']:.4f}, "
+        figures = rf"{logged['policy_value']:.4f} \[{logged['policy_value_ci_low']:.4f}, "
         assert re.search(rf"\| {family} +\| {figures}", report), family
 
     # A finished run is not resumed: the next one starts its own.
@@ -291,7 +298,9 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
 
 def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained, monkeypatch):
     config, client = trained
-    baselines_only = _resumable(config, without=("spark_als", "implicit_als", "implicit_bpr"))
+    baselines_only = _resumable(
+        config, without=("spark_als", "implicit_als", "implicit_bpr", "conversion")
+    )
     log_pyfunc, fit_and_score, fitted = train_job.log_pyfunc, train_job.Trainer.fit_and_score, []
 
     def lost_while_logging_the_serving_model(name, saved):
@@ -299,9 +308,9 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
             raise RuntimeError("executor lost in register")
         return log_pyfunc(name, saved)
 
-    def counted(self, family, *args):
+    def counted(self, family, *args, **kwargs):
         fitted.append(family)
-        return fit_and_score(self, family, *args)
+        return fit_and_score(self, family, *args, **kwargs)
 
     monkeypatch.setattr(train_job.Trainer, "fit_and_score", counted)
     monkeypatch.setattr(train_job, "log_pyfunc", lost_while_logging_the_serving_model)
@@ -370,3 +379,53 @@ def test_runs_an_interruption_left_running_are_marked_killed_with_their_trials(t
     train_job._kill(client, family)
     status = [client.get_run(r.info.run_id).info.status for r in (family, done, open_trial)]
     assert status == ["KILLED", "FINISHED", "KILLED"]
+
+
+def test_the_conversion_model_learns_from_the_window_before_its_split(spark, trained):
+    """Fitted on train, it learns from the validation window's logged impressions, labelled
+    by acceptances before the split: nothing from the holdout it is judged on."""
+    config, _ = trained
+    trainer = train_job.Trainer(spark, config)
+    supervised = trainer.supervision.for_split(TRAIN)
+    assert supervised.source == "impressions" and not supervised.cross_fit
+    assert trainer.supervision.for_split(TUNE).cross_fit
+    columns = ["market", "user_id", "offer_id", "propensity", "label"]
+    # Beside the impressions, the plan-page views (no propensity) that organic_views adds.
+    examples_df = supervised.examples_df.where(~F.col("is_organic")).select(*columns)
+    logged_df = trainer.supervision.logged(TUNE).select(*columns)
+    assert examples_df.count() > 1_000
+    assert examples_df.exceptAll(logged_df).count() == 0
+
+    split, _ = cutoffs(dt.date(2026, 11, 1), config.interactions.holdout_days)
+    tune_split = split - dt.timedelta(days=config.interactions.holdout_days)
+    impressions_df = trainer.supervision.log_df.where(
+        (F.col("event_type") == "offer_impression")
+        & (F.col("event_ts") >= F.lit(tune_split))
+        & (F.col("event_ts") < F.lit(split))
+    )
+    expected = impressions_df.select(
+        *columns[:4],
+        (F.col("accepted_ts").isNotNull() & (F.col("accepted_ts") < F.lit(split)))
+        .cast("double")
+        .alias("label"),
+    )
+    assert_df_equality(logged_df, expected, ignore_row_order=True, ignore_nullable=True)
+    positives = examples_df.where(F.col("label") == 1).count()
+    assert 0 < positives < examples_df.count()
+    trainer.supervision.unpersist()
+    trainer.interactions_df.unpersist()
+
+
+def test_the_gate_metric_auto_follows_the_logged_impressions(config):
+    resolved = train_job._with_gate_metric(config, "impressions").train.gate
+    assert (resolved.metric, resolved.column) == ("policy_value", "policy_value")
+    assert train_job._with_gate_metric(config, "candidates").train.gate.column == "ndcg_at_3"
+    pinned = config.model_copy(
+        update={
+            "train": config.train.model_copy(
+                update={"gate": config.train.gate.model_copy(update={"metric": "policy_value"})}
+            )
+        }
+    )
+    with pytest.raises(RecsysError, match="policy_value replays logged impressions"):
+        train_job._with_gate_metric(pinned, "candidates")

@@ -1,0 +1,237 @@
+"""What supervised families learn from: labelled (user, offer) examples of past windows.
+
+A model fitted "on a split" scores users as they were at that split, so it must learn from
+windows that ended by then. With ``holdout_days`` windows::
+
+    ... tune | validation | holdout | snapshot
+
+- fitted on ``train`` (scored on the holdout): examples of the validation window, features at
+  the tune split;
+- fitted on ``full`` (served): the validation window's and the holdout window's examples,
+  each with the features of its own start;
+- fitted on ``tune`` (search trials, scored on the validation window): no earlier window is
+  labelled, so the validation window's examples are cross-fitted: users are split in two by
+  hash, and each half is scored by the model fitted on the other.
+
+Examples come from logged impressions where the ``offer_log`` has them (the legacy policy
+showed the offer with a logged propensity; the label is whether the user took it within
+``interactions.attribution_days``, before the window's end), and from plan-page views
+(``is_organic``: the user opened the offer unprompted), which reach offers the logging policy
+never showed to some users. Without impressions (own data
+such as the Telco example) every offer a user was eligible for at the window's start is an
+example, labelled by whether the user converted to it in the window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys import schemas as S
+from recsys.config import Config
+from recsys.eligibility import with_eligibility
+from recsys.errors import RecsysError
+from recsys.features import offer_features, plan_tiers, user_features, with_pair_features
+from recsys.interactions.build import ACCEPTANCE, FULL, TRAIN, TUNE, cutoffs
+from recsys.tables import read_table
+
+log = logging.getLogger(__name__)
+
+IMPRESSIONS, CANDIDATES = "impressions", "candidates"
+EXAMPLE_COLUMNS = ("market", "user_id", "offer_id", "label", "propensity", "is_organic", "fold")
+FOLDS = 2  # cross-fitting of the search trials
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """A supervised family's fitting data for one split.
+
+    ``examples_df``: :data:`EXAMPLE_COLUMNS` with the pair features
+    (:func:`recsys.features.with_pair_features`); ``fold`` is 0 or 1 when ``cross_fit``.
+    ``users_df``: user features at the split the model scores (what it is fitted "on").
+    ``offers_df`` / ``tiers_df``: offer features and plan tiers. ``acceptances_df``: (market,
+    offer_id, acceptances) before that split. ``source``: :data:`IMPRESSIONS` or
+    :data:`CANDIDATES`.
+    """
+
+    examples_df: DataFrame
+    users_df: DataFrame
+    offers_df: DataFrame
+    tiers_df: DataFrame
+    acceptances_df: DataFrame
+    source: str
+    cross_fit: bool
+
+    def unpersist(self) -> None:
+        for df in (self.examples_df, self.users_df):
+            df.unpersist()
+
+
+class Supervision:
+    """Builds :class:`Supervised` data for the splits of one snapshot (cached per split)."""
+
+    def __init__(self, spark: SparkSession, config: Config, interactions_df: DataFrame) -> None:
+        self.config = config
+        self.snapshot = config.interactions.snapshot()
+        on_snapshot = F.col("snapshot_date") == F.lit(self.snapshot)
+        self.interactions_df = interactions_df
+        self.state_df = read_table(spark, config, S.USER_STATE).where(on_snapshot)
+        self.profile_df = read_table(spark, config, S.USERS).select(
+            "market", "user_id", "signup_date", "household_size_hint"
+        )
+        catalog_df = read_table(spark, config, S.CATALOG)
+        self.catalog_df = catalog_df
+        self.offers_df = offer_features(catalog_df, config.analyze.reference_offer).persist()
+        self.tiers_df = plan_tiers(catalog_df).persist()
+        self.log_df = read_table(spark, config, S.OFFER_LOG).where(on_snapshot)
+        split, cutoff = cutoffs(self.snapshot, config.interactions.holdout_days)
+        tune_split = split - dt.timedelta(days=config.interactions.holdout_days)
+        self.moments = {TUNE: tune_split, TRAIN: split, FULL: cutoff}
+        self.source = self._source()
+        self._users: dict[str, DataFrame] = {}
+        self._cache: dict[str, Supervised] = {}
+
+    def describe(self) -> str:
+        """What the supervised examples are, for the log and the report."""
+        if self.source == IMPRESSIONS:
+            return (
+                "logged impressions, accepted within interactions.attribution_days or not "
+                "(and plan-page views where its organic_views parameter is on)"
+            )
+        return "every offer users were eligible for, labelled by what they converted to"
+
+    def _source(self) -> str:
+        wanted = self.config.train.models.conversion.rows
+        impressions = self.log_df.where(F.col("event_type") == S.OFFER_IMPRESSION)
+        has_impressions = not impressions.isEmpty()
+        if has_impressions:
+            unusable = impressions.where(
+                F.col("propensity").isNull() | (F.col("propensity") <= 0)
+            ).count()
+            if unusable:
+                log.warning(
+                    "offer_log: %s impressions without a positive propensity are left out of "
+                    "the conversion model's examples and the policy values",
+                    f"{unusable:,}",
+                )
+        if wanted == IMPRESSIONS and not has_impressions:
+            raise RecsysError(
+                "train.models.conversion.rows: impressions, but offer_log has no "
+                f"offer_impression rows for snapshot {self.snapshot}; set it to auto or "
+                "candidates"
+            )
+        if wanted == "auto":
+            return IMPRESSIONS if has_impressions else CANDIDATES
+        return wanted
+
+    def users_at(self, split: str) -> DataFrame:
+        """User features at ``split`` (tune, train or full), persisted once."""
+        if split not in self._users:
+            rows_df = self.interactions_df.where(F.col("split") == split)
+            state_df = self.state_df.where(F.col("split") == split)
+            self._users[split] = user_features(
+                rows_df, state_df, self.profile_df, at=self.moments[split].date()
+            ).persist(StorageLevel.MEMORY_AND_DISK)
+        return self._users[split]
+
+    def for_split(self, split: str) -> Supervised:
+        """What a supervised family fitted on ``split`` learns from (see the module doc)."""
+        if split in self._cache:
+            return self._cache[split]
+        windows = {TUNE: [TUNE], TRAIN: [TUNE], FULL: [TUNE, TRAIN]}.get(split)
+        if windows is None:
+            raise RecsysError(f"supervised families fit on tune, train or full, not {split!r}")
+        parts = [self._examples(start) for start in windows]
+        examples_df = parts[0]
+        for part in parts[1:]:
+            examples_df = examples_df.unionByName(part)
+        moment = F.lit(self.moments[split])
+        acceptances_df = (
+            self.log_df.where((F.col("event_type") == ACCEPTANCE) & (F.col("event_ts") < moment))
+            .groupBy("market", "offer_id")
+            .agg(F.count(F.lit(1)).alias("acceptances"))
+        )
+        supervised = Supervised(
+            examples_df.persist(StorageLevel.MEMORY_AND_DISK),
+            self.users_at(split),
+            self.offers_df,
+            self.tiers_df,
+            acceptances_df.persist(),
+            self.source,
+            cross_fit=split == TUNE,
+        )
+        self._cache[split] = supervised
+        return supervised
+
+    def logged(self, start: str) -> DataFrame:
+        """The logged impressions of the window that begins at split ``start``:
+        :data:`~recsys.evaluation.policy_value.LOGGED_COLUMNS`, propensities above 0."""
+        begin, end = self._window(start)
+        inside = (F.col("event_ts") >= F.lit(begin)) & (F.col("event_ts") < F.lit(end))
+        label = F.col("accepted_ts").isNotNull() & (F.col("accepted_ts") < F.lit(end))
+        return self.log_df.where(
+            (F.col("event_type") == S.OFFER_IMPRESSION) & (F.col("propensity") > 0) & inside
+        ).select("market", "user_id", "offer_id", "propensity", label.cast("double").alias("label"))
+
+    def _window(self, start: str) -> tuple[dt.datetime, dt.datetime]:
+        begin = self.moments[start]
+        return begin, begin + dt.timedelta(days=self.config.interactions.holdout_days)
+
+    def _examples(self, start: str) -> DataFrame:
+        """The labelled pairs of the window that begins at split ``start``, with the
+        features at its start."""
+        begin, end = self._window(start)
+        inside = (F.col("event_ts") >= F.lit(begin)) & (F.col("event_ts") < F.lit(end))
+        state_df = self.state_df.where(F.col("split") == start)
+        eligible_df = (
+            with_eligibility(state_df, self.catalog_df, self.config.recommend.eligibility)
+            .where(F.col("eligible"))
+            .select("market", "user_id", "offer_id")
+        )
+        if self.source == IMPRESSIONS:
+            is_view = F.col("event_type") == S.PLAN_PAGE_VIEW
+            # A propensity of 0 cannot have been logged by the policy that showed the offer:
+            # such rows carry no weight a model could use, and are never divided by.
+            shown = (F.col("event_type") == S.OFFER_IMPRESSION) & (F.col("propensity") > 0)
+            pairs_df = self.log_df.where((shown | is_view) & inside).join(
+                eligible_df, on=["market", "user_id", "offer_id"], how="left_semi"
+            )
+            label = F.col("accepted_ts").isNotNull() & (F.col("accepted_ts") < F.lit(end))
+            pairs_df = pairs_df.select(
+                "market",
+                "user_id",
+                "offer_id",
+                label.cast("double").alias("label"),
+                "propensity",
+                is_view.alias("is_organic"),
+            )
+        else:
+            taken_df = (
+                self.log_df.where((F.col("event_type") == ACCEPTANCE) & inside)
+                .select("market", "user_id", "offer_id", F.lit(1.0).alias("label"))
+                .distinct()
+            )
+            pairs_df = eligible_df.join(
+                taken_df, on=["market", "user_id", "offer_id"], how="left"
+            ).select(
+                "market",
+                "user_id",
+                "offer_id",
+                F.coalesce("label", F.lit(0.0)).alias("label"),
+                F.lit(None).cast("double").alias("propensity"),
+                F.lit(False).alias("is_organic"),
+            )
+        fold = (F.xxhash64(F.lit("conversion/fold"), F.col("user_id")) % FOLDS).cast("int")
+        pairs_df = pairs_df.withColumn("fold", F.abs(fold))
+        return with_pair_features(pairs_df, self.users_at(start), self.offers_df, self.tiers_df)
+
+    def unpersist(self) -> None:
+        for supervised in self._cache.values():
+            supervised.unpersist()
+        for df in (*self._users.values(), self.offers_df, self.tiers_df):
+            df.unpersist()
