@@ -1,0 +1,242 @@
+"""The decision benchmark: does the served model beat the honest baseline in the simulated test?
+
+    .venv/bin/python bench/decision.py [--users 100000] [--seeds 42 7]
+        [--out bench/results/decision] [--set KEY=VALUE ...] [--render]
+
+For each seed, a fresh synthetic world in a temporary folder runs `recsys pipeline` (generate-
+world to analyze) with the default `recommend.objective: expected_value`, then `recommend`,
+`simulate` and `analyze` again with `objective: propensity`, on the same world and model.
+
+Recorded per seed and objective, from the tables and the MLflow store the run wrote:
+
+- the served model (family, version) and the control's baseline (popularity ranked by
+  acceptances before the snapshot);
+- the share of the oracle's conversion and revenue lift over control that the treatment
+  captured, from the simulator's expected values (`experiment_policy_values`, estimator
+  `truth`: no sampling noise in the outcome draws);
+- the A/B test's measured treatment and control rates with 95% intervals, and the decision;
+- from train: every family's holdout off-policy value (DR, IPS, SNIPS) and NDCG@3, the
+  candidate and whether the gate promoted it.
+
+Results go to bench/results/decision.json and .md (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+CONF = str(ROOT / "conf" / "local.yaml")
+OBJECTIVES = ("expected_value", "propensity")
+
+
+def _recsys(folder: Path, *args: str, log: Path) -> float:
+    started = time.perf_counter()
+    with log.open("a", encoding="utf-8") as out:
+        done = subprocess.run(
+            [RECSYS, *args], cwd=folder, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    if done.returncode:
+        raise SystemExit(f"recsys {args[0]} failed ({done.returncode}); see {log}")
+    return time.perf_counter() - started
+
+
+def _sql(folder: Path, query: str, sets: list[str]) -> list[dict]:
+    done = subprocess.run(
+        [RECSYS, "sql", "--conf", CONF, *sets, query, "--format", "json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def _experiment(folder: Path, sets: list[str]) -> dict:
+    values = {
+        (r["policy"], r["metric"], r["estimator"]): r
+        for r in _sql(
+            folder,
+            "select policy, metric, estimator, users, value, low, high "
+            "from recsys.experiment_policy_values where market = 'ALL'",
+            sets,
+        )
+    }
+    decision = _sql(
+        folder,
+        "select decision, decision_reason, model_version from recsys.experiment_results "
+        "where market = 'ALL' limit 1",
+        sets,
+    )[0]
+    result = {"decision": decision["decision"], "reason": decision["decision_reason"]}
+    for metric in ("conversion", "revenue"):
+        t, c, o = (
+            values[(p, metric, "truth")]["value"] for p in ("treatment", "control", "oracle")
+        )
+        result[f"{metric}_share_of_oracle_lift"] = (t - c) / (o - c)
+        result[f"{metric}_expected"] = {"treatment": t, "control": c, "oracle": o}
+        result[f"{metric}_measured"] = {
+            arm: {k: values[(arm, metric, "ab_measured")][k] for k in ("value", "low", "high")}
+            for arm in ("treatment", "control")
+        }
+    return result
+
+
+def _train(folder: Path) -> dict:
+    """Every family's holdout figures and the gate's verdict, from the MLflow store."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{folder / '.recsys' / 'mlflow.db'}")
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("recsys")
+    parent = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`recsys.step` = 'train'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
+    families = {}
+    for run in client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    ):
+        m = run.data.metrics
+        families[run.data.tags["recsys.family"]] = {
+            key: m.get(key)
+            for key in (
+                "policy_value",
+                "policy_value_ci_low",
+                "policy_value_ci_high",
+                "policy_value_ips",
+                "policy_value_snips",
+                "ndcg_at_3",
+                "val_policy_value",
+            )
+        }
+    return {
+        "candidate": parent.data.tags.get("recsys.candidate"),
+        "promoted": parent.data.tags.get("recsys.promoted") == "true",
+        "families": families,
+    }
+
+
+def run_seed(seed: int, users: int, extra: list[str], keep: Path | None) -> dict:
+    folder = keep or Path(tempfile.mkdtemp(prefix=f"recsys-decision-{seed}-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "decision.log"
+    sets = [f"--set=world.users={users}", f"--set=world.seed={seed}", *extra]
+    seconds = {"pipeline": _recsys(folder, "pipeline", "--conf", CONF, *sets, log=log)}
+    outcome = {"seed": seed, "users": users, "train": _train(folder), "objectives": {}}
+    outcome["objectives"]["expected_value"] = _experiment(folder, sets)
+    again = [*sets, "--set=recommend.objective=propensity"]
+    started = time.perf_counter()
+    for step in ("recommend", "simulate", "analyze"):
+        _recsys(folder, step, "--conf", CONF, *again, log=log)
+    seconds["propensity"] = time.perf_counter() - started
+    outcome["objectives"]["propensity"] = _experiment(folder, again)
+    outcome["seconds"] = seconds
+    outcome["folder"] = str(folder)
+    return outcome
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _rate(d: dict) -> str:
+    return f"{100 * d['value']:.2f}% [{100 * d['low']:.2f}%, {100 * d['high']:.2f}%]"
+
+
+def write(results: dict, out: Path) -> None:
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    lines = [
+        "# Decision benchmark",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Run {results['date']} on {results['machine']}. Each seed is a fresh world of "
+        f"{results['users']:,} users; the control arm serves popularity ranked by acceptances "
+        "before the snapshot. Shares are of the oracle's lift over control, from the "
+        "simulator's expected values.",
+        "",
+        "| seed | objective | served | conversion share | revenue share | treatment rate (A/B) "
+        "| control rate (A/B) | decision |",
+        "|---:|---|---|---:|---:|---|---|---|",
+    ]
+    for seed in results["seeds"]:
+        served = seed["train"]["candidate"] if seed["train"]["promoted"] else "champion kept"
+        for name, o in seed["objectives"].items():
+            lines.append(
+                f"| {seed['seed']} | {name} | {served} | "
+                f"{_pct(o['conversion_share_of_oracle_lift'])} | "
+                f"{_pct(o['revenue_share_of_oracle_lift'])} | "
+                f"{_rate(o['conversion_measured']['treatment'])} | "
+                f"{_rate(o['conversion_measured']['control'])} | {o['decision']} |"
+            )
+    for seed in results["seeds"]:
+        lines += [
+            "",
+            f"## Train, seed {seed['seed']}: holdout figures per family",
+            "",
+            "| family | policy value (DR, 95% CI) | IPS | SNIPS | NDCG@3 | validation DR |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for family, f in seed["train"]["families"].items():
+            lines.append(
+                f"| {family} | {f['policy_value']:.4f} [{f['policy_value_ci_low']:.4f}, "
+                f"{f['policy_value_ci_high']:.4f}] | {f['policy_value_ips']:.4f} | "
+                f"{f['policy_value_snips']:.4f} | {f['ndcg_at_3']:.4f} | "
+                f"{f['val_policy_value']:.4f} |"
+            )
+        lines.append(
+            f"\nCandidate {seed['train']['candidate']}, "
+            f"{'promoted' if seed['train']['promoted'] else 'not promoted'}; "
+            f"pipeline {seed['seconds']['pipeline']:.0f} s, second objective "
+            f"{seed['seconds']['propensity']:.0f} s."
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--keep", type=Path, help="keep each seed's folder under this one")
+    parser.add_argument("--out", type=Path, default=RESULTS / "decision")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite the .md from the recorded .json"
+    )
+    args = parser.parse_args(argv)
+    if args.render:
+        write(json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8")), args.out)
+        return
+    extra = [f"--set={s}" for s in args.sets]
+    results = {
+        "command": " ".join(["bench/decision.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "users": args.users,
+        "seeds": [],
+    }
+    for seed in args.seeds:
+        keep = args.keep / f"seed-{seed}" if args.keep else None
+        results["seeds"].append(run_seed(seed, args.users, extra, keep))
+        write(results, args.out)
+        print(f"seed {seed} done: {args.out.with_suffix('.md')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
