@@ -115,16 +115,8 @@ def offer_features(catalog_df: DataFrame, reference_offer: str | None = None) ->
         The offer whose monthly price is 1.0 in every market (``analyze.reference_offer``).
     """
     monthly = F.col("price").cast("double") * 30.0 / F.col("period_days")
-    offers_df = catalog_df.select(
-        "market",
-        "offer_id",
-        "kind",
-        "tier",
-        "period_days",
-        "trial_days",
-        "discount_months",
-        monthly.alias("_monthly"),
-    )
+    # Every feature but the relative price, which needs the market's reference price first.
+    offers_df = catalog_df.select(*OFFER_FEATURE_COLUMNS[:-1], monthly.alias("_monthly"))
     reference_df = offers_df.groupBy("market").agg(
         F.max(F.when(F.col("offer_id") == F.lit(reference_offer), F.col("_monthly"))).alias(
             "_reference"
