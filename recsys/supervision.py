@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
@@ -45,6 +45,47 @@ log = logging.getLogger(__name__)
 IMPRESSIONS, CANDIDATES = "impressions", "candidates"
 EXAMPLE_COLUMNS = ("market", "user_id", "offer_id", "label", "propensity", "is_organic", "fold")
 FOLDS = 2  # cross-fitting of the search trials
+
+
+def fold_of(user_id: Column) -> Column:
+    """The cross-fitting fold of a user, 0 .. FOLDS - 1, by hash."""
+    return F.abs(F.xxhash64(F.lit("conversion/fold"), user_id) % FOLDS).cast("int")
+
+
+def rows_source(wanted: str, *, has_impressions: bool, snapshot: dt.date) -> str:
+    """What the examples are: ``train.models.conversion.rows`` (auto, impressions or
+    candidates) resolved against whether the offer_log has impressions."""
+    if wanted == IMPRESSIONS and not has_impressions:
+        raise RecsysError(
+            "train.models.conversion.rows: impressions, but offer_log has no "
+            f"offer_impression rows for snapshot {snapshot}; set it to auto or candidates"
+        )
+    if wanted == "auto":
+        return IMPRESSIONS if has_impressions else CANDIDATES
+    return wanted
+
+
+def labelled_log(log_df: DataFrame, begin: dt.datetime, end: dt.datetime) -> DataFrame:
+    """The ``offer_log``'s impressions and plan-page views in ``[begin, end)``, labelled.
+
+    Returns (market, user_id, offer_id, label, propensity, is_organic): ``label`` is 1.0 when
+    the user took the offer within the attribution days and before ``end`` (no label reads
+    past the window), ``is_organic`` marks a page view. An impression whose propensity is
+    missing or not above 0 cannot have been logged by the policy that showed the offer: it
+    carries no weight a model could use, is never divided by, and is left out.
+    """
+    is_view = F.col("event_type") == S.PLAN_PAGE_VIEW
+    shown = (F.col("event_type") == S.OFFER_IMPRESSION) & (F.col("propensity") > 0)
+    inside = (F.col("event_ts") >= F.lit(begin)) & (F.col("event_ts") < F.lit(end))
+    label = F.col("accepted_ts").isNotNull() & (F.col("accepted_ts") < F.lit(end))
+    return log_df.where((shown | is_view) & inside).select(
+        "market",
+        "user_id",
+        "offer_id",
+        label.cast("double").alias("label"),
+        "propensity",
+        is_view.alias("is_organic"),
+    )
 
 
 @dataclass(frozen=True)
@@ -119,15 +160,7 @@ class Supervision:
                     "the conversion model's examples and the policy values",
                     f"{unusable:,}",
                 )
-        if wanted == IMPRESSIONS and not has_impressions:
-            raise RecsysError(
-                "train.models.conversion.rows: impressions, but offer_log has no "
-                f"offer_impression rows for snapshot {self.snapshot}; set it to auto or "
-                "candidates"
-            )
-        if wanted == "auto":
-            return IMPRESSIONS if has_impressions else CANDIDATES
-        return wanted
+        return rows_source(wanted, has_impressions=has_impressions, snapshot=self.snapshot)
 
     def users_at(self, split: str) -> DataFrame:
         """User features at ``split`` (tune, train or full), persisted once."""
@@ -171,12 +204,11 @@ class Supervision:
     def logged(self, start: str) -> DataFrame:
         """The logged impressions of the window that begins at split ``start``:
         :data:`~recsys.evaluation.policy_value.LOGGED_COLUMNS`, propensities above 0."""
-        begin, end = self._window(start)
-        inside = (F.col("event_ts") >= F.lit(begin)) & (F.col("event_ts") < F.lit(end))
-        label = F.col("accepted_ts").isNotNull() & (F.col("accepted_ts") < F.lit(end))
-        return self.log_df.where(
-            (F.col("event_type") == S.OFFER_IMPRESSION) & (F.col("propensity") > 0) & inside
-        ).select("market", "user_id", "offer_id", "propensity", label.cast("double").alias("label"))
+        return (
+            labelled_log(self.log_df, *self._window(start))
+            .where(~F.col("is_organic"))
+            .select("market", "user_id", "offer_id", "propensity", "label")
+        )
 
     def _window(self, start: str) -> tuple[dt.datetime, dt.datetime]:
         begin = self.moments[start]
@@ -194,21 +226,8 @@ class Supervision:
             .select("market", "user_id", "offer_id")
         )
         if self.source == IMPRESSIONS:
-            is_view = F.col("event_type") == S.PLAN_PAGE_VIEW
-            # A propensity of 0 cannot have been logged by the policy that showed the offer:
-            # such rows carry no weight a model could use, and are never divided by.
-            shown = (F.col("event_type") == S.OFFER_IMPRESSION) & (F.col("propensity") > 0)
-            pairs_df = self.log_df.where((shown | is_view) & inside).join(
+            pairs_df = labelled_log(self.log_df, begin, end).join(
                 eligible_df, on=["market", "user_id", "offer_id"], how="left_semi"
-            )
-            label = F.col("accepted_ts").isNotNull() & (F.col("accepted_ts") < F.lit(end))
-            pairs_df = pairs_df.select(
-                "market",
-                "user_id",
-                "offer_id",
-                label.cast("double").alias("label"),
-                "propensity",
-                is_view.alias("is_organic"),
             )
         else:
             taken_df = (
@@ -226,8 +245,7 @@ class Supervision:
                 F.lit(None).cast("double").alias("propensity"),
                 F.lit(False).alias("is_organic"),
             )
-        fold = (F.xxhash64(F.lit("conversion/fold"), F.col("user_id")) % FOLDS).cast("int")
-        pairs_df = pairs_df.withColumn("fold", F.abs(fold))
+        pairs_df = pairs_df.withColumn("fold", fold_of(F.col("user_id")))
         return with_pair_features(pairs_df, self.users_at(start), self.offers_df, self.tiers_df)
 
     def unpersist(self) -> None:

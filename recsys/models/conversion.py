@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from recsys.errors import RecsysError
 from recsys.features import with_pair_features
 from recsys.models.base import EXPLAIN_KEYS, Recommender
-from recsys.supervision import FOLDS, Supervised
+from recsys.supervision import FOLDS, Supervised, fold_of
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +199,7 @@ class Conversion(Recommender):
         for fold, booster in self.boosters.items():
             rows_df = assembled
             if fold is not None:
-                fold_of = F.abs(F.xxhash64(F.lit("conversion/fold"), F.col("user_id")) % FOLDS)
-                rows_df = assembled.where(fold_of == fold)
+                rows_df = assembled.where(fold_of(F.col("user_id")) == fold)
             extra = {booster.getParam("pred_contrib_col"): "_contrib"} if contributions else {}
             model = booster.copy(extra)
             predicted = model.transform(rows_df)

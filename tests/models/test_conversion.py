@@ -4,6 +4,7 @@ policy that never showed one (segment, offer) pair, which the model must still r
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 
 import numpy as np
@@ -148,7 +149,7 @@ def test_it_explains_a_household_pick_by_the_household_signal(config, logged_wor
     assert reasons == {"u0": "signal:household", "u4": "signal:household", "u8": "signal:household"}
 
 
-def test_a_window_where_nobody_accepted_gives_finite_scores(config, logged_world):
+def test_a_window_where_nobody_accepted_says_so_and_gives_finite_scores(config, logged_world):
     rows_df, supervised, candidates_df = logged_world
     nobody = Supervised(
         supervised.examples_df.withColumn("label", F.lit(0.0)),
@@ -157,6 +158,15 @@ def test_a_window_where_nobody_accepted_gives_finite_scores(config, logged_world
         False,
     )
     params = config.train.models.conversion.params.model_dump()
-    model = FAMILIES["conversion"](params, seed=1).fit(rows_df, nobody)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("recsys.models.conversion")
+    logger.addHandler(handler)
+    try:
+        model = FAMILIES["conversion"](params, seed=1).fit(rows_df, nobody)
+    finally:
+        logger.removeHandler(handler)
+    assert any("one class only" in r.getMessage() for r in records)
     scores = [r["score"] for r in model.score(candidates_df.limit(8)).collect()]
     assert all(math.isfinite(s) for s in scores)
