@@ -21,6 +21,7 @@ from recsys.recommend import job as recommend_job
 from recsys.recommend import publish
 from recsys.recommend.lists import FALLBACK, MODEL
 from recsys.recommend.offers import price_display
+from recsys.supervision import Supervision
 from recsys.training import tracking
 
 SNAPSHOT = dt.date(2026, 11, 1)
@@ -225,13 +226,16 @@ def test_calibration_fits_each_scorer_on_a_hashed_sample_of_calibration_users(sp
     state_df = spark.table(sampled.table(S.USER_STATE)).where(
         on_snapshot & (F.col("split") == TUNE)
     )
+    interactions_df = spark.table(sampled.table(S.INTERACTIONS)).where(on_snapshot)
+    served = recommend_job.Served(spark, sampled, MlflowClient())
     coefficients = recommend_job._calibration(
         spark,
         sampled,
-        recommend_job.Served(spark, sampled, MlflowClient()),
-        spark.table(sampled.table(S.INTERACTIONS)).where(on_snapshot),
+        served,
+        interactions_df,
         catalog_df,
         sampled.recommend.experiment.control,
+        Supervision(spark, sampled, interactions_df),
     )
 
     users = state_df.count()
@@ -243,8 +247,16 @@ def test_calibration_fits_each_scorer_on_a_hashed_sample_of_calibration_users(sp
     )
     # About 1,000 users' eligible offers (a scorer may leave an offer it never saw unscored).
     expected = eligible * 1_000 / users
-    rows = coefficients.groupby("scorer")["rows"].sum()
-    assert {MODEL, FALLBACK} <= set(rows.index)
+    # A conversion model's own probabilities are served as they are: it is not refitted.
+    fitted = coefficients.dropna(subset=["rows"])
+    rows = fitted.groupby("scorer")["rows"].sum()
+    model = coefficients[coefficients["scorer"] == MODEL]
+    if served.serves_probability:
+        assert MODEL not in set(rows.index) and len(model) == len(sampled.markets.markets)
+        assert (model["intercept"] == 0.0).all() and (model["slope"] == 1.0).all()
+    else:
+        assert MODEL in set(rows.index)
+    assert FALLBACK in set(rows.index)
     assert all(0.75 * expected < n < 1.15 * expected for n in rows), (expected, rows)
     assert coefficients[["intercept", "slope"]].notna().all().all()
     assert (coefficients["slope"] >= 0).all()
