@@ -35,7 +35,7 @@ from tests.conftest import write_conf
 
 pytestmark = pytest.mark.slow
 
-FAMILIES = ("popularity", "ladder", "spark_als", "implicit_als", "implicit_bpr")
+FAMILIES = ("popularity", "ladder", "spark_als", "implicit_als", "implicit_bpr", "conversion")
 BASELINES = ("popularity", "ladder")
 MAX_TRIALS = 2
 PARENT_TAG = "mlflow.parentRunId"
