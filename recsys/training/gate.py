@@ -1,6 +1,7 @@
 """The promotion gate: a candidate becomes ``champion`` only if it beats the current champion
 and every baseline on the gate metric, on the same users, by more than the margin, with the
-lower end of the paired bootstrap interval above the margin."""
+lower end of the paired bootstrap interval above the margin. A candidate of the champion's own
+family and parameters is a refresh: it replaces the champion when it beats every baseline."""
 
 from __future__ import annotations
 
@@ -82,12 +83,39 @@ def pooled(table: pd.DataFrame) -> Comparison:
     )
 
 
-def decide(comparisons: list[Comparison], gate: GateConfig) -> Decision:
+def decide(
+    comparisons: list[Comparison], gate: GateConfig, *, refreshes: str | None = None
+) -> Decision:
     """Promote only when every comparison clears the margin; say why either way. With
     nothing to compare against (no other baseline enabled, no champion yet) nothing is
-    promoted: a model never becomes champion by default."""
+    promoted: a model never becomes champion by default.
+
+    Parameters
+    ----------
+    comparisons
+        The candidate against every baseline and, unless it ``refreshes`` it, the champion.
+    gate
+        The metric, its ``k`` and the margin to clear.
+    refreshes
+        The champion the candidate refreshes (same family and parameters, fitted on this
+        snapshot), or None. A refresh is not compared with the champion, whose holdout
+        figures it shares; it replaces it when it still beats every baseline, so a champion
+        keeps learning from newer data instead of staying at the snapshot it first won on.
+
+    Returns
+    -------
+    Decision
+        Whether to promote, and one reason per comparison.
+    """
     metric = f"{gate.metric}@{gate.k}"
+    refresh = (
+        (f"refreshes {refreshes}: same family and parameters, fitted on this snapshot",)
+        if refreshes
+        else ()
+    )
     if not comparisons:
+        if refreshes:
+            return Decision(True, refresh)
         return Decision(
             False, ("nothing to compare against: enable a baseline (train.models.popularity)",)
         )
@@ -95,9 +123,10 @@ def decide(comparisons: list[Comparison], gate: GateConfig) -> Decision:
     if failed:
         return Decision(
             False,
-            tuple(
+            refresh
+            + tuple(
                 f"not better than {c.opponent} by more than {gate.margin}: {c.describe(metric)}"
                 for c in failed
             ),
         )
-    return Decision(True, tuple(c.describe(metric) for c in comparisons))
+    return Decision(True, refresh + tuple(c.describe(metric) for c in comparisons))

@@ -365,8 +365,10 @@ def run(spark: SparkSession, config: Config) -> None:
             best.chosen.pooled(gate_column),
         )
         with step("train: gate"):
-            comparisons, by_market = _compare(trainer, client, best, results, holdout)
-            decision = gate.decide([gate.pooled(c) for c in comparisons], settings.gate)
+            comparisons, by_market, refreshes = _compare(trainer, client, best, results, holdout)
+            decision = gate.decide(
+                [gate.pooled(c) for c in comparisons], settings.gate, refreshes=refreshes
+            )
         with step("train: register"):
             version = _register(trainer, client, best, decision)
         for reason in decision.reasons:
@@ -659,12 +661,13 @@ def _compare(
     best: FamilyResult,
     results: dict[str, FamilyResult],
     holdout: evaluate.Window,
-) -> tuple[list[pd.DataFrame], pd.DataFrame | None]:
+) -> tuple[list[pd.DataFrame], pd.DataFrame | None, str | None]:
     """Paired comparisons of the candidate on the holdout: against every other baseline and
-    the current champion (pooled), and against popularity per market (for the report)."""
+    the current champion (pooled), and against popularity per market (for the report); and
+    the champion the candidate refreshes, if it has the champion's family and parameters."""
     settings = trainer.settings
     seed, column = settings.seed, settings.gate.column
-    comparisons = []
+    comparisons, refreshes = [], None
     for family in BASELINES:
         if family in results and family != best.family:
             comparisons.append(
@@ -686,25 +689,18 @@ def _compare(
                 f"{settings.registered_model} v{current.version}: champion has no recsys.family tag"
             )
         same = results.get(family)
-        refitted = same is None or same.chosen.params != params
-        if not refitted:
-            champion = same.holdout
+        if family == best.family and same.chosen.params == params:
+            # Its holdout figures are the candidate's own: nothing to compare.
+            refreshes = label
+        elif same is not None and same.chosen.params == params:
+            comparisons.append(_paired(best, same.holdout, label, settings))
         else:
             log.info("refitting %s with its parameters on this snapshot's train split", label)
             model, champion = trainer.fit_and_score(
                 family, params, trainer.rows(TRAIN), holdout, split=TRAIN
             )
             model.unpersist()
-        comparisons.append(
-            gate.compare(
-                best.holdout.per_user(column),
-                champion.per_user(column),
-                label,
-                settings.gate,
-                seed=seed,
-            )
-        )
-        if refitted:
+            comparisons.append(_paired(best, champion, label, settings))
             champion.unpersist()
     by_market = None
     if "popularity" in results and best.family != "popularity":
@@ -716,7 +712,20 @@ def _compare(
             seed=seed,
             by=("market",),
         )
-    return comparisons, by_market
+    return comparisons, by_market, refreshes
+
+
+def _paired(
+    best: FamilyResult, opponent: Evaluated, label: str, settings: TrainConfig
+) -> pd.DataFrame:
+    column = settings.gate.column
+    return gate.compare(
+        best.holdout.per_user(column),
+        opponent.per_user(column),
+        label,
+        settings.gate,
+        seed=settings.seed,
+    )
 
 
 def _register(

@@ -60,6 +60,22 @@ def test_nothing_to_compare_against_promotes_nothing():
     assert "nothing to compare against" in decision.reasons[0]
 
 
+def test_a_refresh_of_the_champion_is_promoted_only_while_it_beats_the_baselines(spark):
+    champion = "champion v3 (conversion)"
+    alone = gate.decide([], GATE, refreshes=champion)
+    assert alone.promote
+    assert alone.reasons == (
+        f"refreshes {champion}: same family and parameters, fitted on this snapshot",
+    )
+    ahead = gate.compare(_per_user(spark, 0.05), _per_user(spark, 0.0), "popularity", GATE, seed=1)
+    assert gate.decide([gate.pooled(ahead)], GATE, refreshes=champion).promote
+    behind = gate.compare(_per_user(spark, 0.0), _per_user(spark, 0.05), "popularity", GATE, seed=1)
+    decision = gate.decide([gate.pooled(behind)], GATE, refreshes=champion)
+    assert not decision.promote
+    assert decision.reasons[0].startswith(f"refreshes {champion}")
+    assert decision.reasons[1].startswith("not better than popularity")
+
+
 def test_the_margin_is_respected(spark):
     strict = GateConfig(metric="ndcg", k=3, replicates=200, margin=0.1)
     table = gate.compare(_per_user(spark, 0.05), _per_user(spark, 0.0), "ladder", strict, seed=1)
