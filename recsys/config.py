@@ -299,6 +299,13 @@ class ConversionSpec(_FactorModelSpec):
         description="What it learns from: logged impressions, every eligible offer, or "
         "impressions wherever the offer_log has them (auto).",
     )
+    experiments: list[str] = Field(
+        default_factory=list,
+        description="Experiments whose logs (experiment_exposures / experiment_outcomes) the "
+        "served model also learns from: each offer a user looked at, labelled by whether "
+        "they took it, with the user's features at the experiment's start. For logs that do "
+        "not reach the event stream, such as simulate's.",
+    )
 
 
 class BaselineSpec(_Section):

@@ -20,12 +20,20 @@ showed the offer with a logged propensity; the label is whether the user took it
 never showed to some users. Without impressions (own data
 such as the Telco example) every offer a user was eligible for at the window's start is an
 example, labelled by whether the user converted to it in the window.
+
+The served fit (``full``) also learns from the experiments named in
+``train.models.conversion.experiments``: each offer a user of the test looked at, labelled by
+whether they took it, with the features at the experiment's start (which must be one of this
+snapshot's splits). The exploration slice among them reaches (user, offer) pairs no earlier
+policy showed, so each test makes the next model better. The gate's holdout figures come from
+the ``train`` fit, which never sees them: the next test measures what they add.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
@@ -88,6 +96,42 @@ def labelled_log(log_df: DataFrame, begin: dt.datetime, end: dt.datetime) -> Dat
     )
 
 
+def experiment_log(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
+    """An experiment's looked-at offers, labelled by its outcomes.
+
+    Parameters
+    ----------
+    exposures_df, outcomes_df
+        Rows of ``experiment_exposures`` and ``experiment_outcomes``
+        (:data:`recsys.schemas.EXPERIMENT_EXPOSURES_SCHEMA`, ``..._OUTCOMES_SCHEMA``).
+
+    Returns
+    -------
+    DataFrame
+        (experiment_id, snapshot_date, market, user_id, offer_id, label, propensity): one row
+        per offer a user looked at (``is_examined``) with a logged propensity above 0;
+        ``label`` is 1.0 when the user converted to that offer in the window. Users without
+        an outcome row are left out: nothing says what they did.
+    """
+    looked = F.col("offer_id").isNotNull() & F.col("is_examined") & (F.col("propensity") > 0)
+    taken_df = outcomes_df.select("experiment_id", "user_id", "converted_offer")
+    return (
+        exposures_df.where(looked)
+        .join(taken_df, on=["experiment_id", "user_id"], how="inner")
+        .select(
+            "experiment_id",
+            "snapshot_date",
+            "market",
+            "user_id",
+            "offer_id",
+            F.coalesce(F.col("converted_offer") == F.col("offer_id"), F.lit(False))
+            .cast("double")
+            .alias("label"),
+            "propensity",
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Supervised:
     """A supervised family's fitting data for one split.
@@ -116,8 +160,19 @@ class Supervised:
 class Supervision:
     """Builds :class:`Supervised` data for the splits of one snapshot (cached per split)."""
 
-    def __init__(self, spark: SparkSession, config: Config, interactions_df: DataFrame) -> None:
-        self.config = config
+    def __init__(
+        self,
+        spark: SparkSession,
+        config: Config,
+        interactions_df: DataFrame,
+        *,
+        experiments: Sequence[str] = (),
+    ) -> None:
+        """``experiments``: the ids whose logged tests the ``full`` fit also learns from
+        (``train.models.conversion.experiments`` when training; none for recommend, whose
+        popularity reads only the acceptances)."""
+        self.spark, self.config = spark, config
+        self.experiments = tuple(experiments)
         self.snapshot = config.interactions.snapshot()
         on_snapshot = F.col("snapshot_date") == F.lit(self.snapshot)
         self.interactions_df = interactions_df
@@ -140,11 +195,18 @@ class Supervision:
     def describe(self) -> str:
         """What the supervised examples are, for the log and the report."""
         if self.source == IMPRESSIONS:
-            return (
+            rows = (
                 "logged impressions, accepted within interactions.attribution_days or not "
                 "(and plan-page views where its organic_views parameter is on)"
             )
-        return "every offer users were eligible for, labelled by what they converted to"
+        else:
+            rows = "every offer users were eligible for, labelled by what they converted to"
+        if self.experiments:
+            rows += (
+                "; the served fit also learns from the offers users looked at in experiments "
+                + ", ".join(self.experiments)
+            )
+        return rows
 
     def _source(self) -> str:
         wanted = self.config.train.models.conversion.rows
@@ -180,6 +242,8 @@ class Supervision:
         if windows is None:
             raise RecsysError(f"supervised families fit on tune, train or full, not {split!r}")
         parts = [self._examples(start) for start in windows]
+        if split == FULL:
+            parts += self._experiment_examples()
         examples_df = parts[0]
         for part in parts[1:]:
             examples_df = examples_df.unionByName(part)
@@ -214,17 +278,83 @@ class Supervision:
         begin = self.moments[start]
         return begin, begin + dt.timedelta(days=self.config.interactions.holdout_days)
 
+    def _eligible(self, split: str) -> DataFrame:
+        """(market, user_id, offer_id) open to each user at ``split``."""
+        state_df = self.state_df.where(F.col("split") == split)
+        return (
+            with_eligibility(state_df, self.catalog_df, self.config.recommend.eligibility)
+            .where(F.col("eligible"))
+            .select("market", "user_id", "offer_id")
+        )
+
+    def _experiment_examples(self) -> list[DataFrame]:
+        """The labelled looked-at offers of ``train.models.conversion.experiments``, each
+        with the features at its experiment's start."""
+        ids = list(self.experiments)
+        if not ids:
+            return []
+        key = "train.models.conversion.experiments"
+        mine = F.col("experiment_id").isin(ids)
+        logged_df = experiment_log(
+            read_table(self.spark, self.config, S.EXPERIMENT_EXPOSURES).where(mine),
+            read_table(self.spark, self.config, S.EXPERIMENT_OUTCOMES).where(mine),
+        )
+        found = {
+            (r["experiment_id"], r["snapshot_date"]): (r["rows"], r["taken"])
+            for r in logged_df.groupBy("experiment_id", "snapshot_date")
+            .agg(F.count(F.lit(1)).alias("rows"), F.sum("label").alias("taken"))
+            .collect()
+        }
+        splits = {moment.date(): split for split, moment in self.moments.items()}
+        parts = []
+        for experiment in ids:
+            starts = sorted(d for e, d in found if e == experiment)
+            if not starts:
+                raise RecsysError(
+                    f"{key}: {experiment!r} has no looked-at offers with an outcome in "
+                    f"{self.config.table(S.EXPERIMENT_EXPOSURES)} and "
+                    f"{self.config.table(S.EXPERIMENT_OUTCOMES)}; run simulate or load its logs"
+                )
+            if len(starts) > 1 or starts[0] not in splits:
+                raise RecsysError(
+                    f"{key}: {experiment!r} started on {', '.join(map(str, starts))}; its users' "
+                    "features are read at its start, which must be one of this snapshot's "
+                    f"splits ({', '.join(str(d) for d in sorted(splits))})"
+                )
+            rows, taken = found[(experiment, starts[0])]
+            split = splits[starts[0]]
+            log.info(
+                "conversion: the served fit learns from experiment %s too: %s looked-at offers, "
+                "%s taken, features at %s",
+                experiment,
+                f"{rows:,}",
+                f"{int(taken):,}",
+                starts[0],
+            )
+            pairs_df = (
+                logged_df.where(F.col("experiment_id") == experiment)
+                .join(self._eligible(split), on=["market", "user_id", "offer_id"], how="left_semi")
+                .select(
+                    "market",
+                    "user_id",
+                    "offer_id",
+                    "label",
+                    "propensity",
+                    F.lit(False).alias("is_organic"),
+                    fold_of(F.col("user_id")).alias("fold"),
+                )
+            )
+            parts.append(
+                with_pair_features(pairs_df, self.users_at(split), self.offers_df, self.tiers_df)
+            )
+        return parts
+
     def _examples(self, start: str) -> DataFrame:
         """The labelled pairs of the window that begins at split ``start``, with the
         features at its start."""
         begin, end = self._window(start)
         inside = (F.col("event_ts") >= F.lit(begin)) & (F.col("event_ts") < F.lit(end))
-        state_df = self.state_df.where(F.col("split") == start)
-        eligible_df = (
-            with_eligibility(state_df, self.catalog_df, self.config.recommend.eligibility)
-            .where(F.col("eligible"))
-            .select("market", "user_id", "offer_id")
-        )
+        eligible_df = self._eligible(start)
         if self.source == IMPRESSIONS:
             pairs_df = labelled_log(self.log_df, begin, end).join(
                 eligible_df, on=["market", "user_id", "offer_id"], how="left_semi"

@@ -1,4 +1,5 @@
-"""What the conversion model learns from: a window's labelled impressions and page views."""
+"""What the conversion model learns from: a window's labelled impressions and page views, and
+the offers users looked at in a named experiment (the served fit only)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ import datetime as dt
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.errors import RecsysError
-from recsys.supervision import CANDIDATES, IMPRESSIONS, labelled_log, rows_source
+from recsys.interactions.build import FULL, TRAIN
+from recsys.supervision import (
+    CANDIDATES,
+    IMPRESSIONS,
+    Supervision,
+    experiment_log,
+    labelled_log,
+    rows_source,
+)
+from recsys.tables import publish_partition, read_table
 
 BEGIN, END = dt.datetime(2026, 9, 20), dt.datetime(2026, 10, 11)
 
@@ -52,3 +64,127 @@ def test_the_rows_follow_the_impressions_unless_set():
     assert rows_source("candidates", has_impressions=True, snapshot=snapshot) == CANDIDATES
     with pytest.raises(RecsysError, match="offer_log has no offer_impression rows for snapshot"):
         rows_source("impressions", has_impressions=False, snapshot=snapshot)
+
+
+def test_an_experiment_labels_the_offers_users_looked_at_by_what_they_took(spark):
+    day = dt.date(2026, 11, 1)
+    at = dt.datetime(2026, 11, 3)
+
+    def shown(user, rank, offer, propensity, examined):
+        return (user, "SE", "treatment", rank, offer, propensity, "r", examined, at, "1", day, "t")
+
+    exposures_df = spark.createDataFrame(
+        [
+            shown("u1", 1, "premium_duo", 0.9, True),  # looked at and taken
+            shown("u1", 2, "premium_family", 0.9, True),  # looked at, another taken
+            shown("u1", 3, "premium_mini", 0.9, False),  # never looked at: no example
+            shown("u2", 1, "premium_duo", 0.0, True),  # no usable propensity: left out
+            shown("u3", 1, "premium_duo", 0.05, True),  # nothing taken
+            shown("u4", 0, None, 1.0, False),  # served nothing
+            shown("u5", 1, "premium_duo", 0.9, True),  # no outcome row: left out
+        ],
+        S.EXPERIMENT_EXPOSURES_SCHEMA,
+    )
+    outcomes = [
+        ("u1", 1, "premium_duo"),
+        ("u2", 1, "premium_duo"),
+        ("u3", 0, None),
+        ("u4", 0, None),
+    ]
+    truth = (None, None, None, None)  # the simulator's expected values: not read here
+    end = day + dt.timedelta(days=28)
+    outcomes_df = spark.createDataFrame(
+        [
+            (u, "SE", converted, offer, None, None, 0.0, 0, 0, 0, 0.0, 0.0, *truth, day, end, "t")
+            for u, converted, offer in outcomes
+        ],
+        S.EXPERIMENT_OUTCOMES_SCHEMA,
+    )
+    expected = spark.createDataFrame(
+        [
+            ("t", day, "SE", "u1", "premium_duo", 1.0, 0.9),
+            ("t", day, "SE", "u1", "premium_family", 0.0, 0.9),
+            ("t", day, "SE", "u3", "premium_duo", 0.0, 0.05),
+        ],
+        "experiment_id string, snapshot_date date, market string, user_id string, "
+        "offer_id string, label double, propensity double",
+    )
+    assert_df_equality(
+        experiment_log(exposures_df, outcomes_df),
+        expected,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def _comparable(df):
+    """``df`` with each map column as its sorted entries: set operations refuse maps."""
+    return df.select(
+        *(
+            F.array_sort(F.map_entries(f.name)).alias(f.name)
+            if isinstance(f.dataType, T.MapType)
+            else F.col(f.name)
+            for f in df.schema.fields
+        )
+    )
+
+
+def test_the_served_fit_alone_learns_from_a_named_experiment(spark, experimented):
+    """With the experiment named, the full split's examples gain its looked-at offers (those
+    still open to the user at the snapshot), with the features at the snapshot; the train
+    split, whose model the gate judges, is unchanged."""
+    _, config = experimented
+    experiment = config.recommend.experiment.id
+    snapshot = config.interactions.snapshot()
+    interactions_df = read_table(spark, config, S.INTERACTIONS).where(
+        F.col("snapshot_date") == F.lit(snapshot)
+    )
+    plain = Supervision(spark, config, interactions_df)
+    closed = Supervision(spark, config, interactions_df, experiments=[experiment])
+    keys = ["market", "user_id", "offer_id", "label", "propensity"]
+
+    added_df = _comparable(closed.for_split(FULL).examples_df).exceptAll(
+        _comparable(plain.for_split(FULL).examples_df)
+    )
+    logged_df = experiment_log(
+        read_table(spark, config, S.EXPERIMENT_EXPOSURES),
+        read_table(spark, config, S.EXPERIMENT_OUTCOMES),
+    ).where(F.col("experiment_id") == experiment)
+    assert added_df.count() > 100
+    assert added_df.select(*keys).exceptAll(logged_df.select(*keys)).count() == 0
+    assert 0 < added_df.where(F.col("label") == 1).count() < added_df.count()
+    features = [c for c in plain.users_at(FULL).columns if c not in ("market", "user_id")]
+    at_snapshot_df = added_df.select("market", "user_id", *features).distinct()
+    assert at_snapshot_df.exceptAll(_comparable(plain.users_at(FULL))).count() == 0
+    assert closed.for_split(TRAIN).examples_df.count() == plain.for_split(TRAIN).examples_df.count()
+    assert experiment in closed.describe()
+    for supervision in (plain, closed):
+        supervision.unpersist()
+
+
+def test_an_experiment_without_logs_or_off_the_splits_is_refused(spark, experimented):
+    _, config = experimented
+    snapshot = config.interactions.snapshot()
+    interactions_df = read_table(spark, config, S.INTERACTIONS).where(
+        F.col("snapshot_date") == F.lit(snapshot)
+    )
+    with pytest.raises(RecsysError, match="'no-such-test' has no looked-at offers"):
+        Supervision(spark, config, interactions_df, experiments=["no-such-test"]).for_split(FULL)
+
+    later = snapshot + dt.timedelta(days=5)
+    for name, schema in (
+        (S.EXPERIMENT_EXPOSURES, S.EXPERIMENT_EXPOSURES_SCHEMA),
+        (S.EXPERIMENT_OUTCOMES, S.EXPERIMENT_OUTCOMES_SCHEMA),
+    ):
+        moved_df = (
+            read_table(spark, config, name)
+            .where(F.col("experiment_id") == config.recommend.experiment.id)
+            .withColumn("experiment_id", F.lit("late-test"))
+        )
+        if "snapshot_date" in schema.fieldNames():
+            moved_df = moved_df.withColumn("snapshot_date", F.lit(later))
+        publish_partition(
+            spark, config, moved_df, name, partition_column="experiment_id", value="late-test"
+        )
+    with pytest.raises(RecsysError, match=f"'late-test' started on {later}; .* must be one of"):
+        Supervision(spark, config, interactions_df, experiments=["late-test"]).for_split(FULL)

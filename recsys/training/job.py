@@ -131,7 +131,12 @@ class Trainer:
         self.state_df = read_table(spark, config, S.USER_STATE).where(on_snapshot)
         self.catalog_df = read_table(spark, config, S.CATALOG)
         self.stats_df = read_table(spark, config, S.INTERACTION_STATS).where(on_snapshot)
-        self.supervision = Supervision(spark, config, self.interactions_df)
+        self.supervision = Supervision(
+            spark,
+            config,
+            self.interactions_df,
+            experiments=config.train.models.conversion.experiments,
+        )
         self.config = _with_gate_metric(config, self.supervision.source)
         self.settings = self.config.train
 
