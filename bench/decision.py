@@ -1,11 +1,19 @@
 """The decision benchmark: does the served model beat the honest baseline in the simulated test?
 
-    .venv/bin/python bench/decision.py [--users 100000] [--seeds 42 7]
+    .venv/bin/python bench/decision.py [--users 100000] [--seeds 42 7] [--rounds 1|2]
         [--out bench/results/decision] [--set KEY=VALUE ...] [--render]
 
 For each seed, a fresh synthetic world in a temporary folder runs `recsys pipeline` (generate-
 world to analyze) with the default `recommend.objective: expected_value`, then `recommend`,
 `simulate` and `analyze` again with `objective: propensity`, on the same world and model.
+
+With `--rounds 2` the loop closes: `train` runs again with
+`train.models.conversion.experiments` naming round 1's test (the logs of its last objective,
+propensity), so the served model also learns from the offers round 1's users looked at,
+the exploration slice included. A second test with a new id (arms reshuffled) then serves it,
+for both objectives, on the same world and snapshot. Round 2 is also scored on round 1's
+holdout users alone: none of their outcomes reached the model, so a share there is not
+memory of the users it learned from.
 
 Recorded per seed and objective, from the tables and the MLflow store the run wrote:
 
@@ -39,6 +47,8 @@ RESULTS = ROOT / "bench" / "results"
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 CONF = str(ROOT / "conf" / "local.yaml")
 OBJECTIVES = ("expected_value", "propensity")
+FIRST_TEST = "plan-offers-2026-11"  # conf/base.yaml's recommend.experiment.id
+SECOND_TEST = "plan-offers-round-2"
 
 
 def _recsys(folder: Path, *args: str, log: Path) -> float:
@@ -93,6 +103,32 @@ def _experiment(folder: Path, sets: list[str]) -> dict:
     return result
 
 
+def _unseen(folder: Path, sets: list[str]) -> dict:
+    """The second test's expected conversions on the users round 1 held out (shown nothing,
+    so their outcomes never reached the model): the share of the oracle's lift there."""
+    rows = _sql(
+        folder,
+        "with unseen as (select distinct user_id from recsys.experiment_exposures "
+        f"where experiment_id = '{FIRST_TEST}' and arm = 'holdout'), "
+        "arms as (select distinct user_id, arm from recsys.experiment_exposures "
+        f"where experiment_id = '{SECOND_TEST}') "
+        "select a.arm, count(*) as users, avg(o.expected_conversion) as expected, "
+        "avg(o.oracle_conversion) as oracle from recsys.experiment_outcomes o "
+        "join arms a on a.user_id = o.user_id join unseen u on u.user_id = o.user_id "
+        f"where o.experiment_id = '{SECOND_TEST}' and a.arm in ('treatment', 'control') "
+        "group by a.arm",
+        sets,
+    )
+    by_arm = {r["arm"]: r for r in rows}
+    t, c = by_arm["treatment"], by_arm["control"]
+    oracle = (t["oracle"] * t["users"] + c["oracle"] * c["users"]) / (t["users"] + c["users"])
+    return {
+        "users": {"treatment": t["users"], "control": c["users"]},
+        "conversion_share_of_oracle_lift": (t["expected"] - c["expected"])
+        / (oracle - c["expected"]),
+    }
+
+
 def _train(folder: Path) -> dict:
     """Every family's holdout figures and the gate's verdict, from the MLflow store."""
     import mlflow
@@ -132,7 +168,16 @@ def _train(folder: Path) -> dict:
     }
 
 
-def run_seed(seed: int, users: int, extra: list[str], keep: Path | None) -> dict:
+def _test(folder: Path, sets: list[str], objective: str, log: Path) -> tuple[dict, float]:
+    """recommend, simulate and analyze with ``objective``; the test's figures and seconds."""
+    chosen = [*sets, f"--set=recommend.objective={objective}"]
+    started = time.perf_counter()
+    for step in ("recommend", "simulate", "analyze"):
+        _recsys(folder, step, "--conf", CONF, *chosen, log=log)
+    return _experiment(folder, chosen), time.perf_counter() - started
+
+
+def run_seed(seed: int, users: int, extra: list[str], keep: Path | None, rounds: int) -> dict:
     folder = keep or Path(tempfile.mkdtemp(prefix=f"recsys-decision-{seed}-"))
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "decision.log"
@@ -140,12 +185,22 @@ def run_seed(seed: int, users: int, extra: list[str], keep: Path | None) -> dict
     seconds = {"pipeline": _recsys(folder, "pipeline", "--conf", CONF, *sets, log=log)}
     outcome = {"seed": seed, "users": users, "train": _train(folder), "objectives": {}}
     outcome["objectives"]["expected_value"] = _experiment(folder, sets)
-    again = [*sets, "--set=recommend.objective=propensity"]
-    started = time.perf_counter()
-    for step in ("recommend", "simulate", "analyze"):
-        _recsys(folder, step, "--conf", CONF, *again, log=log)
-    seconds["propensity"] = time.perf_counter() - started
-    outcome["objectives"]["propensity"] = _experiment(folder, again)
+    outcome["objectives"]["propensity"], seconds["propensity"] = _test(
+        folder, sets, "propensity", log
+    )
+    if rounds == 2:
+        second = [
+            *sets,
+            f"--set=train.models.conversion.experiments=[{FIRST_TEST}]",
+            f"--set=recommend.experiment.id={SECOND_TEST}",
+        ]
+        seconds["round_2_train"] = _recsys(folder, "train", "--conf", CONF, *second, log=log)
+        outcome["round_2"] = {"train": _train(folder), "objectives": {}}
+        for objective in ("propensity", "expected_value"):
+            figures, seconds[f"round_2_{objective}"] = _test(folder, second, objective, log)
+            if objective == "propensity":
+                figures["unseen_users"] = _unseen(folder, second)
+            outcome["round_2"]["objectives"][objective] = figures
     outcome["seconds"] = seconds
     outcome["folder"] = str(folder)
     return outcome
@@ -185,6 +240,35 @@ def write(results: dict, out: Path) -> None:
                 f"{_rate(o['conversion_measured']['treatment'])} | "
                 f"{_rate(o['conversion_measured']['control'])} | {o['decision']} |"
             )
+    rounds = [seed for seed in results["seeds"] if "round_2" in seed]
+    if rounds:
+        lines += [
+            "",
+            "## Round 2: the served model also learns from round 1's test",
+            "",
+            "| seed | objective | served | conversion share | revenue share | treatment rate "
+            "(A/B) | control rate (A/B) | decision | share on round 1's holdout users |",
+            "|---:|---|---|---:|---:|---|---|---|---:|",
+        ]
+    for seed in rounds:
+        second = seed["round_2"]
+        served = second["train"]["candidate"] if second["train"]["promoted"] else "champion kept"
+        for name, o in second["objectives"].items():
+            unseen = o.get("unseen_users")
+            lines.append(
+                f"| {seed['seed']} | {name} | {served} | "
+                f"{_pct(o['conversion_share_of_oracle_lift'])} | "
+                f"{_pct(o['revenue_share_of_oracle_lift'])} | "
+                f"{_rate(o['conversion_measured']['treatment'])} | "
+                f"{_rate(o['conversion_measured']['control'])} | {o['decision']} | "
+                + (
+                    f"{_pct(unseen['conversion_share_of_oracle_lift'])} "
+                    f"({unseen['users']['treatment']:,} / {unseen['users']['control']:,} users)"
+                    if unseen
+                    else ""
+                )
+                + " |"
+            )
     for seed in results["seeds"]:
         lines += [
             "",
@@ -206,6 +290,13 @@ def write(results: dict, out: Path) -> None:
             f"pipeline {seed['seconds']['pipeline']:.0f} s, second objective "
             f"{seed['seconds']['propensity']:.0f} s."
         )
+        if "round_2" in seed:
+            second = seed["round_2"]["train"]
+            lines.append(
+                f"Round 2: candidate {second['candidate']}, "
+                f"{'promoted' if second['promoted'] else 'not promoted'}; train "
+                f"{seed['seconds']['round_2_train']:.0f} s."
+            )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -213,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
+    parser.add_argument("--rounds", type=int, choices=(1, 2), default=1)
     parser.add_argument("--set", dest="sets", action="append", default=[])
     parser.add_argument("--keep", type=Path, help="keep each seed's folder under this one")
     parser.add_argument("--out", type=Path, default=RESULTS / "decision")
@@ -233,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     for seed in args.seeds:
         keep = args.keep / f"seed-{seed}" if args.keep else None
-        results["seeds"].append(run_seed(seed, args.users, extra, keep))
+        results["seeds"].append(run_seed(seed, args.users, extra, keep, args.rounds))
         write(results, args.out)
         print(f"seed {seed} done: {args.out.with_suffix('.md')}", flush=True)
 
