@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+from mlflow import MlflowClient
+
 from recsys.cli import main
+from recsys.training import tracking
 
 
 def _sql(capsys, conf_path, query, *extra):
@@ -33,21 +36,35 @@ def test_generate_world_then_query_every_market(capsys, conf_path, config):
     assert out.splitlines()[0].split(" | ") == ["n   ", "d   "]
 
 
-def test_pipeline_runs_every_step_and_recommend_serves_only_a_champion(capsys, conf_path):
+def test_pipeline_runs_every_step_and_serves_the_interim_model_before_any_champion(
+    capsys, conf_path, config
+):
     # On 1,000 users no model beats the baselines with confidence, so train registers a
-    # challenger, and recommend stops with the reason rather than serving it. One trial per
-    # family: every family still trains, the search itself is tested in tests/training.
+    # challenger and names the best family on the holdout interim; recommend serves it and
+    # says so, and the experiment runs on its lists. One trial per family: every family still
+    # trains, the search itself is tested in tests/training.
     args = ["--set", "world.users=1000", "--set", "train.max_trials=1"]
-    assert main(["pipeline", "--conf", str(conf_path), *args]) == 2
+    assert main(["pipeline", "--conf", str(conf_path), *args]) == 0
     err = capsys.readouterr().err
-    assert "recommend: failed" in err
-    assert err.splitlines()[-1] == (
-        "recsys: error: no version of registered model 'recsys-plan-recommender' has alias "
-        "'champion': run train (a version becomes champion only when it passes the gate; the "
-        "train report says why it did not)"
+    assert "no version of recsys-plan-recommender has passed the gate yet: serving the " in err
+    tracking.setup(config)
+    client = MlflowClient()
+    name = config.train.registered_model
+    aliases = client.get_registered_model(name).aliases
+    assert "champion" not in aliases
+    interim = client.get_model_version(name, aliases["interim"])
+    assert interim.tags["recsys.promoted"] == "false"
+    out = _sql(
+        capsys,
+        conf_path,
+        "select distinct model_version from plan_recommendations_current",
+        "--format",
+        "json",
     )
-    out = _sql(capsys, conf_path, "select count(*) from catalog", "--format", "json")
-    assert json.loads(out)["count(1)"] > 100
+    served = [json.loads(line)["model_version"] for line in out.splitlines()]
+    assert served == [str(interim.version)]
+    out = _sql(capsys, conf_path, "select count(*) from experiment_results", "--format", "json")
+    assert json.loads(out)["count(1)"] > 0
 
 
 def test_bad_sql_is_one_clear_line(capsys, conf_path):

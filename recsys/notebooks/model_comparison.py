@@ -142,7 +142,8 @@ def summary_table(metrics: Mapping[str, Mapping[str, float]], gate: GateConfig) 
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, Any]:
-    """alias -> model version of registered model ``name`` (``champion``, ``challenger``)."""
+    """alias -> model version of registered model ``name`` (``champion``, ``challenger``,
+    ``interim``)."""
     try:
         model = client.get_registered_model(name)
     except MlflowException:

@@ -56,9 +56,9 @@ class Served:
     """The registered version being served, loaded into Spark."""
 
     def __init__(self, spark: SparkSession, config: Config, client: MlflowClient) -> None:
-        name, alias = config.train.registered_model, config.recommend.alias
-        version = tracking.version_by_alias(client, name, alias)
-        self.name, self.version = name, str(version.version)
+        name = config.train.registered_model
+        version, alias = tracking.version_by_alias(client, name, config.recommend.alias)
+        self.name, self.version, self.alias = name, str(version.version), alias
         tags = version.tags
         self.family = tags.get("recsys.family")
         if self.family not in FAMILIES:
@@ -80,6 +80,15 @@ class Served:
             saved = tracking.download_recsys_model(name, self.version, destination)
             uri = saved.resolve().as_uri()
         self.model = load_model(spark, uri)
+        if alias == tracking.INTERIM:
+            log.warning(
+                "no version of %s has passed the gate yet: serving the interim v%s (%s), the "
+                "best family on train's holdout (%s)",
+                name,
+                self.version,
+                self.family,
+                tags.get("recsys.gate", ""),
+            )
         log.info(
             "serving %s v%s (%s, alias %s, trained on snapshot %s)",
             name,
@@ -130,6 +139,8 @@ def run(spark: SparkSession, config: Config) -> None:
                 "mlflow.source.git.commit": tracking.git_commit(),
                 "recsys.model_name": served.name,
                 "recsys.model_version": served.version,
+                "recsys.model_alias": served.alias,
+                "recsys.model_family": served.family,
                 "recsys.model_run_id": served.run_id,
             }
         )

@@ -5,7 +5,9 @@ For each model family: hyperparameter trials fitted on ``tune`` and scored on
 refitted on ``train`` (every user) and scored once on ``holdout``. The family that did best
 on validation is the candidate: refitted on ``full`` (everything up to the snapshot),
 registered, and promoted to ``champion`` only if it beats the champion and every baseline
-on the holdout (see :mod:`recsys.training.gate`). Everything is an MLflow run:
+on the holdout (see :mod:`recsys.training.gate`). While no version is champion, the family
+best on the holdout is named ``interim``, so recommend has lists to serve. Everything is an
+MLflow run:
 one parent per `train`, a nested run per family, and one nested in that per trial.
 
 A family's run ends with a checkpoint: its holdout per-user metrics (Parquet, next to the
@@ -376,6 +378,9 @@ def run(spark: SparkSession, config: Config) -> None:
             )
         with step("train: register"):
             version = _register(trainer, client, best, decision)
+            interim = _interim(trainer, client, best, results, decision, version)
+        if interim:
+            decision = gate.Decision(decision.promote, (*decision.reasons, interim))
         for reason in decision.reasons:
             log.info("  %s", reason)
         log.info(
@@ -738,30 +743,65 @@ def _register(
 ) -> str:
     """Refit the candidate on everything before the snapshot, log it in the family's run,
     register it, and point ``champion`` or ``challenger`` at it."""
+    version = _register_fit(trainer, best, decision.promote, " | ".join(decision.reasons))
+    tracking.set_aliases(client, trainer.settings.registered_model, version, decision.promote)
+    return version
+
+
+def _register_fit(trainer: Trainer, result: FamilyResult, promoted: bool, verdict: str) -> str:
+    """Refit ``result``'s family on everything before the snapshot, log it in its run and
+    register it; returns the version."""
     settings = trainer.settings
-    supervised = trainer.supervision.for_split(FULL) if FAMILIES[best.family].supervised else None
-    model = trainer.new_model(best.family, best.chosen.params).fit(trainer.rows(FULL), supervised)
-    saved = trainer.save(model, best.run_id, "serving_model")  # Spark fits it here, lazily
-    with mlflow.start_run(run_id=best.run_id, nested=True):
+    family, params = result.family, result.chosen.params
+    supervised = trainer.supervision.for_split(FULL) if FAMILIES[family].supervised else None
+    model = trainer.new_model(family, params).fit(trainer.rows(FULL), supervised)
+    saved = trainer.save(model, result.run_id, "serving_model")  # Spark fits it here, lazily
+    with mlflow.start_run(run_id=result.run_id, nested=True):
         info = log_pyfunc("serving_model", saved)
     model.unpersist()
-    mean, low, high = best.interval
-    version = tracking.register(
+    mean, low, high = result.interval
+    return tracking.register(
         settings.registered_model,
         info.model_uri,
         tags={
-            "recsys.family": best.family,
-            "recsys.params": json.dumps(best.chosen.params, sort_keys=True),
+            "recsys.family": family,
+            "recsys.params": json.dumps(params, sort_keys=True),
             "recsys.market_params": json.dumps(
-                getattr(getattr(settings.models, best.family), "markets", {}), sort_keys=True
+                getattr(getattr(settings.models, family), "markets", {}), sort_keys=True
             ),
             "recsys.snapshot_date": str(trainer.snapshot),
             "recsys.fitted_on": FULL,
-            "recsys.train_run_id": best.run_id,
+            "recsys.train_run_id": result.run_id,
             f"recsys.holdout_{settings.gate.column}": f"{mean:.4f} [{low:.4f}, {high:.4f}]",
-            "recsys.promoted": str(decision.promote).lower(),
-            "recsys.gate": " | ".join(decision.reasons)[:5000],
+            "recsys.promoted": str(promoted).lower(),
+            "recsys.gate": verdict[:5000],
         },
     )
-    tracking.set_aliases(client, settings.registered_model, version, decision.promote)
-    return version
+
+
+def _interim(
+    trainer: Trainer,
+    client: MlflowClient,
+    best: FamilyResult,
+    results: dict[str, FamilyResult],
+    decision: gate.Decision,
+    version: str,
+) -> str | None:
+    """While no version is champion, name the one recommend serves instead: the family best
+    on the holdout by the gate's metric among the candidate and the baselines it was compared
+    with (a tie goes to the baseline), so lists are published whatever the gate decides.
+    Returns what was done, for the log and the report; None once a champion exists."""
+    name = trainer.settings.registered_model
+    if decision.promote or tracking.champion(client, name) is not None:
+        return None
+    column = trainer.settings.gate.column
+    compared = [best, *(results[f] for f in BASELINES if f in results and f != best.family)]
+    chosen = max(compared, key=lambda r: (r.holdout.pooled(column), r.family in BASELINES))
+    figures = ", ".join(f"{r.family} {r.holdout.pooled(column):.4f}" for r in compared)
+    why = (
+        f"no champion yet: {chosen.family} is served as interim, the best on the holdout by "
+        f"{column} ({figures})"
+    )
+    interim = version if chosen is best else _register_fit(trainer, chosen, False, why)
+    client.set_registered_model_alias(name, tracking.INTERIM, interim)
+    return f"{why}: {name} v{interim}"

@@ -29,6 +29,9 @@ from recsys.training.evaluate import ALL
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# While no version is champion, the version recommend serves instead: the family best on the
+# holdout among the candidate and the baselines it was compared with (training/job.py).
+INTERIM = "interim"
 
 
 def setup(config: Config) -> None:
@@ -101,16 +104,26 @@ def champion(client: MlflowClient, name: str) -> Any | None:
         return None
 
 
-def version_by_alias(client: MlflowClient, name: str, alias: str) -> Any:
-    """The version behind ``alias``, or a clear error saying how one gets there."""
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> tuple[Any, str]:
+    """The version to serve for ``alias`` and the alias it was found under.
+
+    Asked for ``champion`` before any version has passed the gate, it is the ``interim``
+    version train chose; otherwise a missing alias is a clear error saying how one gets there.
+    """
     try:
-        return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version_by_alias(name, alias), alias
     except MlflowException:
-        raise RecsysError(
-            f"no version of registered model {name!r} has alias {alias!r}: run train (a "
-            "version becomes champion only when it passes the gate; the train report says why "
-            "it did not)"
-        ) from None
+        pass
+    if alias == CHAMPION:
+        try:
+            return client.get_model_version_by_alias(name, INTERIM), INTERIM
+        except MlflowException:
+            pass
+    raise RecsysError(
+        f"no version of registered model {name!r} has alias {alias!r}: run train (a version "
+        "becomes champion only when it passes the gate, and train names an interim one to "
+        "serve until then; the train report says why)"
+    )
 
 
 def download_recsys_model(name: str, version: str, destination: Path) -> Path:
@@ -134,10 +147,12 @@ def download_recsys_model(name: str, version: str, destination: Path) -> Path:
 
 
 def set_aliases(client: MlflowClient, name: str, version: str, promote: bool) -> None:
-    """A promoted version becomes ``champion``; otherwise it becomes ``challenger``."""
+    """A promoted version becomes ``champion`` (and nothing is ``interim`` any more);
+    otherwise it becomes ``challenger``."""
     if promote:
         client.set_registered_model_alias(name, CHAMPION, version)
-        with contextlib.suppress(MlflowException):  # there may be no challenger
-            client.delete_registered_model_alias(name, CHALLENGER)
+        for alias in (CHALLENGER, INTERIM):
+            with contextlib.suppress(MlflowException):  # there may be none
+                client.delete_registered_model_alias(name, alias)
     else:
         client.set_registered_model_alias(name, CHALLENGER, version)

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
 from recsys.interactions.build import TRAIN, TUNE, VALIDATION, cutoffs
-from recsys.models import FAMILIES
+from recsys.models import BASELINES, FAMILIES
 from recsys.training import job as train_job
 from recsys.training import tracking
 from recsys.world import job as world_job
@@ -96,17 +96,23 @@ def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
         assert "metrics_by_market.json" in artifacts
 
 
-def test_the_candidate_is_registered_with_one_alias_that_matches_the_decision(trained):
+def test_the_candidate_is_registered_with_the_alias_that_matches_the_decision(trained):
+    """Promoted, it is champion; if not, challenger, and (no champion existing) the best on
+    the holdout among it and the baselines is interim: itself, or a baseline registered too."""
     config, client = trained
     name = config.train.registered_model
-    versions = client.search_model_versions(f"name='{name}'")
-    assert len(versions) == 1
-    version = versions[0]
+    versions = {str(v.version): v for v in client.search_model_versions(f"name='{name}'")}
+    version = versions["1"]
     assert version.tags["recsys.family"] in FAMILIES
     assert json.loads(version.tags["recsys.params"]) is not None
-    aliases = client.get_registered_model(name).aliases
-    expected = "champion" if version.tags["recsys.promoted"] == "true" else "challenger"
-    assert {a: str(v) for a, v in aliases.items()} == {expected: str(version.version)}
+    aliases = {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+    if version.tags["recsys.promoted"] == "true":
+        assert aliases == {"champion": "1"} and list(versions) == ["1"]
+    else:
+        assert aliases == {"challenger": "1", "interim": aliases["interim"]}
+        interim = versions[aliases["interim"]]
+        assert sorted(versions) == sorted({"1", aliases["interim"]})
+        assert aliases["interim"] == "1" or interim.tags["recsys.family"] in BASELINES
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
     assert model.metadata.signature.inputs.input_names() == [
         "market",
@@ -150,7 +156,12 @@ def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
         }
     )
     train_job.run(spark, only_baselines)
-    version = client.get_model_version(name, "2")
+    parent = max(
+        (r for r in _runs(client, config) if r.data.tags.get("recsys.step") == "train"),
+        key=lambda r: r.info.start_time,
+    )
+    number = parent.data.tags["recsys.registered_version"]
+    version = client.get_model_version(name, number)
     assert version.tags["recsys.family"] in ("popularity", "ladder")
     gate_text = version.tags["recsys.gate"]
     other = "ladder" if version.tags["recsys.family"] == "popularity" else "popularity"
@@ -159,12 +170,59 @@ def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
     if "champion" in before:
         assert f"champion v{before['champion']}" in gate_text
     if version.tags["recsys.promoted"] == "true":
-        assert aliases["champion"] == "2"
+        assert aliases["champion"] == number
     else:
-        assert aliases["challenger"] == "2"
+        assert aliases["challenger"] == number
         assert aliases.get("champion") == (
             str(before["champion"]) if "champion" in before else None
         )
+
+
+def _aliases(client, name):
+    return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+
+
+def test_before_any_champion_the_best_on_the_holdout_is_named_interim(spark, trained):
+    config, client = trained
+    name = "recsys-interim-test"
+    models = config.train.models
+    ladder_only = config.model_copy(
+        update={
+            "train": config.train.model_copy(
+                update={
+                    "registered_model": name,
+                    "models": models.model_copy(
+                        update={
+                            f: getattr(models, f).model_copy(update={"enabled": False})
+                            for f in (
+                                "popularity",
+                                "spark_als",
+                                "implicit_als",
+                                "implicit_bpr",
+                                "conversion",
+                            )
+                        }
+                    ),
+                }
+            )
+        }
+    )
+    train_job.run(spark, ladder_only)
+    # Nothing to compare the ladder with, so the gate promotes nothing; it is still served.
+    assert _aliases(client, name) == {"challenger": "1", "interim": "1"}
+    gate_text = client.get_model_version(name, "1").tags["recsys.gate"]
+    assert gate_text.startswith("nothing to compare against")
+    served, alias = tracking.version_by_alias(client, name, "champion")
+    assert (str(served.version), alias) == ("1", "interim")
+    report = (Path(config.train.report_dir) / "train-2026-11-01.md").read_text()
+    assert "no champion yet: ladder is served as interim" in report
+
+    # A promoted version ends the interim.
+    tracking.set_aliases(client, name, "1", promote=True)
+    assert _aliases(client, name) == {"champion": "1"}
+    assert tracking.version_by_alias(client, name, "champion")[1] == "champion"
+    with pytest.raises(RecsysError, match="has alias 'challenger'"):
+        tracking.version_by_alias(client, name, "challenger")
 
 
 def _users(df):
