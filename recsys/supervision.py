@@ -25,7 +25,7 @@ The served fit (``full``) also learns from the experiments named in
 ``train.models.conversion.experiments``: each offer a user of the test looked at, labelled by
 whether they took it, with the features at the experiment's start (which must be one of this
 snapshot's splits). The exploration slice among them reaches (user, offer) pairs no earlier
-policy showed, so each test makes the next model better. The gate's holdout figures come from
+policy showed, so the next model learns from each test. The gate's holdout figures come from
 the ``train`` fit, which never sees them: the next test measures what they add.
 """
 
