@@ -676,19 +676,10 @@ def _compare(
     the current champion (pooled), and against popularity per market (for the report); and
     the champion the candidate refreshes, if it has the champion's family and parameters."""
     settings = trainer.settings
-    seed, column = settings.seed, settings.gate.column
     comparisons, refreshes = [], None
     for family in BASELINES:
         if family in results and family != best.family:
-            comparisons.append(
-                gate.compare(
-                    best.holdout.per_user(column),
-                    results[family].holdout.per_user(column),
-                    family,
-                    settings.gate,
-                    seed=seed,
-                )
-            )
+            comparisons.append(_paired(best, results[family].holdout, family, settings))
     current = tracking.champion(client, settings.registered_model)
     if current is not None:
         family = current.tags.get("recsys.family")
@@ -714,20 +705,20 @@ def _compare(
             champion.unpersist()
     by_market = None
     if "popularity" in results and best.family != "popularity":
-        by_market = gate.compare(
-            best.holdout.per_user(column),
-            results["popularity"].holdout.per_user(column),
-            "popularity",
-            settings.gate,
-            seed=seed,
-            by=("market",),
+        by_market = _paired(
+            best, results["popularity"].holdout, "popularity", settings, by=("market",)
         )
     return comparisons, by_market, refreshes
 
 
 def _paired(
-    best: FamilyResult, opponent: Evaluated, label: str, settings: TrainConfig
+    best: FamilyResult,
+    opponent: Evaluated,
+    label: str,
+    settings: TrainConfig,
+    by: tuple[str, ...] = (),
 ) -> pd.DataFrame:
+    """The candidate's paired bootstrap against ``opponent`` on the holdout (per ``by``)."""
     column = settings.gate.column
     return gate.compare(
         best.holdout.per_user(column),
@@ -735,6 +726,7 @@ def _paired(
         label,
         settings.gate,
         seed=settings.seed,
+        by=by,
     )
 
 
