@@ -112,7 +112,7 @@ def _unseen(folder: Path, sets: list[str]) -> dict:
         f"where experiment_id = '{FIRST_TEST}' and arm = 'holdout'), "
         "arms as (select distinct user_id, arm from recsys.experiment_exposures "
         f"where experiment_id = '{SECOND_TEST}') "
-        "select a.arm, count(*) as users, avg(o.expected_conversion) as expected, "
+        "select a.arm, count(*) as n, avg(o.expected_conversion) as mean, "
         "avg(o.oracle_conversion) as oracle from recsys.experiment_outcomes o "
         "join arms a on a.user_id = o.user_id join unseen u on u.user_id = o.user_id "
         f"where o.experiment_id = '{SECOND_TEST}' and a.arm in ('treatment', 'control') "
@@ -121,12 +121,19 @@ def _unseen(folder: Path, sets: list[str]) -> dict:
     )
     by_arm = {r["arm"]: r for r in rows}
     t, c = by_arm["treatment"], by_arm["control"]
-    oracle = (t["oracle"] * t["users"] + c["oracle"] * c["users"]) / (t["users"] + c["users"])
     return {
-        "users": {"treatment": t["users"], "control": c["users"]},
-        "conversion_share_of_oracle_lift": (t["expected"] - c["expected"])
-        / (oracle - c["expected"]),
+        "users": {"treatment": t["n"], "control": c["n"]},
+        "conversion_share_of_oracle_lift": oracle_share(t, c)[0],
     }
+
+
+def oracle_share(t: dict, c: dict) -> tuple[float, float]:
+    """(share, oracle gap) of the oracle's lift over control that treatment captured, from
+    each arm's users ``n``, mean expected value ``mean`` and mean ``oracle``; the oracle is
+    averaged over both arms' users."""
+    oracle = (t["oracle"] * t["n"] + c["oracle"] * c["n"]) / (t["n"] + c["n"])
+    gap = oracle - c["mean"]
+    return (t["mean"] - c["mean"]) / gap, gap
 
 
 def _train(folder: Path) -> dict:

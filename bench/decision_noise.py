@@ -27,7 +27,7 @@ import json
 import math
 from pathlib import Path
 
-from decision import RESULTS, _sql
+from decision import RESULTS, _sql, oracle_share
 
 Z = 1.959964
 
@@ -51,9 +51,7 @@ def arms(folder: Path) -> dict[str, dict[str, dict]]:
 
 
 def shares(t: dict, c: dict) -> dict:
-    oracle = (t["oracle"] * t["n"] + c["oracle"] * c["n"]) / (t["n"] + c["n"])
-    gap = oracle - c["mean"]
-    share = (t["mean"] - c["mean"]) / gap
+    share, gap = oracle_share(t, c)
     se = math.sqrt(t["sd"] ** 2 / t["n"] + c["sd"] ** 2 / c["n"]) / gap
     own_t, own_c = t["mean"] / t["oracle"], c["mean"] / c["oracle"]
     return {
