@@ -149,7 +149,8 @@ def state_at(events_df: DataFrame, catalog_df: DataFrame, moment: dt.datetime) -
 
     The plan is the plan of the latest renewal, conversion or trial start of a plan or
     promotion before ``moment`` (free after a later cancellation, or with none); add-ons are
-    those taken or renewed before it while the user pays for a plan; a trial is used once a
+    those taken or renewed before it that the plan held can carry (``requires_plans``); a
+    cancellation back to free thus ends those that need a paid plan; a trial is used once a
     trial started; verification once a ``student_verified`` event was seen. Nothing at or
     after ``moment`` is read, so the state at a split point cannot leak the holdout.
     Grain: user, with :data:`STATE_COLUMNS`.
@@ -168,7 +169,9 @@ def states_at(
     ``split`` being the name of the moment; a user appears at a moment only with an event
     before it.
     """
-    offers_df = catalog_df.select("market", F.col("offer_id").alias("item_id"), "plan_id", "kind")
+    offers_df = catalog_df.select(
+        "market", F.col("offer_id").alias("item_id"), "plan_id", "kind", "requires_plans"
+    )
     ts, event_type, kind = F.col("event_ts"), F.col("event_type"), F.col("kind")
     is_plan_event = event_type.isin(*_PLAN_EVENTS) & kind.isNotNull() & (kind != "addon")
     is_addon = event_type.isin(*_PLAN_EVENTS) & (event_type != S.CANCELLATION) & (kind == "addon")
@@ -186,9 +189,9 @@ def states_at(
             F.max_by(plan, F.when(before & is_plan_event, F.struct(ts, rank[event_type]))).alias(
                 f"{name}__plan"
             ),
-            F.array_sort(F.collect_set(F.when(before & is_addon, F.col("item_id")))).alias(
-                f"{name}__addons"
-            ),
+            F.collect_set(
+                F.when(before & is_addon, F.struct("item_id", F.col("requires_plans")))
+            ).alias(f"{name}__addons"),
         ]
     last = max(moments.values())
     per_user_df = (
@@ -197,19 +200,18 @@ def states_at(
         .groupBy("market", "user_id")
         .agg(*aggregates)
     )
-    no_addons = F.array().cast("array<string>")
     states = []
     for name in moments:
         current_plan = F.coalesce(F.col(f"{name}__plan"), F.lit(FREE))
+        carried = _carried_by(F.col(f"{name}__addons"), current_plan)
         states.append(
             F.when(
                 F.col(f"{name}__seen"),
                 F.struct(
                     current_plan.alias("current_plan"),
-                    # Add-ons ride on a paid plan: a cancellation back to free ends them too.
-                    F.when(current_plan == FREE, no_addons)
-                    .otherwise(F.col(f"{name}__addons"))
-                    .alias("active_addons"),
+                    F.array_sort(F.transform(carried, lambda addon: addon["item_id"])).alias(
+                        "active_addons"
+                    ),
                     F.col(f"{name}__verified").alias("is_student_verified"),
                     F.col(f"{name}__trial").alias("has_used_trial"),
                     F.lit(name).alias("split"),
@@ -221,3 +223,8 @@ def states_at(
         .where(F.col("s").isNotNull())
         .select("market", "user_id", "s.*")  # STATE_COLUMNS, then split
     )
+
+
+def _carried_by(addons: Column, plan: Column) -> Column:
+    """The (item_id, requires_plans) structs of ``addons`` that ``plan`` can carry."""
+    return F.filter(addons, lambda addon: F.array_contains(addon["requires_plans"], plan))

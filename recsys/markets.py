@@ -6,6 +6,7 @@ more decimals than the currency has minor units (JPY and IDR have none).
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,9 +14,18 @@ from typing import Annotated, Literal
 import yaml
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_currency_precision, list_currencies
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recsys.errors import ConfigError, describe_validation_error
+
+log = logging.getLogger(__name__)
 
 Continent = Literal["Africa", "Asia", "Europe", "North America", "South America", "Oceania"]
 
@@ -34,8 +44,20 @@ class OfferType(_Model):
     trial_days: Annotated[int, Field(ge=1, le=366)] | None = None
     discount_months: Annotated[int, Field(ge=1, le=24)] | None = None
     requires_verification: bool = False
-    requires_plans: tuple[str, ...] = ()
+    # An add-on's plans. Unset: every plan, the free plan included; the loaded catalogue
+    # holds the resolved list (MarketCatalog._consistent).
+    requires_plans: tuple[str, ...] | None = None
     names: dict[str, str]
+
+    @field_validator("requires_plans")
+    @classmethod
+    def _some_plan(cls, plans: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if plans == ():
+            raise ValueError(
+                "an empty list means no plan can carry the add-on, so it is never offered; "
+                "leave requires_plans out to offer it on every plan, the free plan included"
+            )
+        return plans
 
 
 class Market(_Model):
@@ -83,7 +105,7 @@ class MarketCatalog(_Model):
                 raise ValueError(f"offer_types.{offer_id}: a plan's offer id must be its plan_id")
             if offer.plan_id not in plans and offer.kind != "addon":
                 raise ValueError(f"offer_types.{offer_id}: plan_id {offer.plan_id!r} is no plan")
-            unknown = set(offer.requires_plans) - plans
+            unknown = set(offer.requires_plans or ()) - plans
             if unknown:
                 raise ValueError(f"offer_types.{offer_id}.requires_plans: unknown {unknown}")
         total = sum(m.user_share for m in self.markets.values())
@@ -106,7 +128,25 @@ class MarketCatalog(_Model):
                     )
             if "free" not in market.offers:
                 raise ValueError(f"markets.{code}.offers: every market needs the free plan")
-        return self
+        return self.model_copy(
+            update={
+                "offer_types": {
+                    offer_id: offer.model_copy(update={"requires_plans": _carried_by(offer, plans)})
+                    for offer_id, offer in self.offer_types.items()
+                }
+            }
+        )
+
+    def unreachable_addons(self) -> list[str]:
+        """``market.offer``: add-ons that no plan the market sells can carry, so no user of
+        that market is ever eligible for them."""
+        return [
+            f"{code}.{offer_id}"
+            for code, market in self.markets.items()
+            for offer_id in market.offers
+            if self.offer_types[offer_id].kind == "addon"
+            and not set(self.offer_types[offer_id].requires_plans or ()) & set(market.offers)
+        ]
 
     def plan_ids(self) -> list[str]:
         """The offer types that are plans (a plan's offer id is its plan id)."""
@@ -116,15 +156,38 @@ class MarketCatalog(_Model):
         return {o: self.offer_types[o].tier for o in self.plan_ids()}
 
 
+def _carried_by(offer: OfferType, plans: set[str]) -> tuple[str, ...]:
+    """The plans an add-on rides on (every plan when unset); none for plans and promotions."""
+    if offer.kind != "addon":
+        return offer.requires_plans or ()
+    return offer.requires_plans if offer.requires_plans is not None else tuple(sorted(plans))
+
+
 def load_markets(path: str | Path) -> MarketCatalog:
+    """The market catalogue at ``path``, validated; warns of add-ons no user can be offered.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, not YAML, or breaks a rule (the message names the key).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"market catalogue not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return MarketCatalog.model_validate(raw)
+        catalog = MarketCatalog.model_validate(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     except ValidationError as exc:
         title = f"invalid market catalogue ({path})"
         raise ConfigError(describe_validation_error(exc, title)) from None
+    unreachable = catalog.unreachable_addons()
+    if unreachable:
+        log.warning(
+            "%s: no user can ever be offered %s: the market sells none of the plans in the "
+            "add-on's requires_plans",
+            path,
+            ", ".join(unreachable),
+        )
+    return catalog

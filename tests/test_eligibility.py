@@ -11,6 +11,7 @@ from recsys import eligibility as E
 from recsys import schemas as S
 from recsys.catalog import catalog_df
 from recsys.config import EligibilityRules
+from recsys.markets import load_markets
 from recsys.world.generate import generate_world
 
 STATE = (
@@ -153,3 +154,57 @@ def test_config_rules_exclude_small_households_and_withheld_offers(spark, config
         expected_df,
         ignore_nullable=True,
     )
+
+
+ADDON_MARKETS = """
+disclaimer: illustrative
+offer_types:
+  free: {plan_id: free, kind: plan, tier: 0, names: {en: Free}}
+  gold: {plan_id: gold, kind: plan, tier: 1, names: {en: Gold}}
+  cover: {plan_id: cover, kind: addon, tier: 0, names: {en: Cover}}
+  gold_extra: {plan_id: gold_extra, kind: addon, tier: 0, requires_plans: [gold],
+               names: {en: Gold extra}}
+markets:
+  US: {name: US, continent: North America, currency: USD, locale: en_US, language: en,
+       price_level: 1, user_share: 1, student_share: 0, student_verification: false,
+       offers: {free: 0, gold: 10, cover: 5, gold_extra: 2}}
+"""
+
+
+def test_an_addon_for_every_plan_is_held_and_offered_on_the_free_plan(spark, tmp_path):
+    """``cover`` sets no requires_plans: a user on the free plan keeps it in the state and is
+    offered it; ``gold_extra`` needs gold, so a cancellation back to free ends it."""
+    path = tmp_path / "markets.yaml"
+    path.write_text(ADDON_MARKETS, encoding="utf-8")
+    catalog = catalog_df(spark, load_markets(path))
+    day = dt.datetime(2026, 10, 1)
+    events = [
+        ("free_cover", "conversion", "cover", day),
+        ("lapsed", "conversion", "gold", day),
+        ("lapsed", "conversion", "gold_extra", day + dt.timedelta(days=1)),
+        ("lapsed", "conversion", "cover", day + dt.timedelta(days=1)),
+        ("lapsed", "cancellation", "gold", day + dt.timedelta(days=2)),
+        ("bare", "conversion", "gold", day),
+    ]
+    events_df = spark.createDataFrame(
+        [(u, "US", t, i, ts, 1.0) for u, t, i, ts in events], S.EVENTS_SCHEMA
+    )
+    state_df = E.state_at(events_df, catalog, dt.datetime(2026, 10, 11, tzinfo=dt.UTC))
+    expected_df = spark.createDataFrame(
+        [
+            ("US", "free_cover", "free", ["cover"], False, False),
+            ("US", "lapsed", "free", ["cover"], False, False),
+            ("US", "bare", "gold", [], False, False),
+        ],
+        STATE,
+    )
+    assert_df_equality(state_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+    verdicts = {
+        (r["user_id"], r["offer_id"]): r["reason_code"]
+        for r in E.with_eligibility(state_df, catalog).collect()
+    }
+    assert verdicts[("free_cover", "cover")] == E.ADDON_HELD
+    assert verdicts[("free_cover", "gold_extra")] == E.ADDON_NEEDS_PLAN
+    assert verdicts[("bare", "cover")] is None
+    assert verdicts[("bare", "gold_extra")] is None

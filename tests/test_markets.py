@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from babel.numbers import get_currency_precision
 
+from recsys.errors import ConfigError
 from recsys.markets import load_markets
 from tests.conftest import ROOT
 
@@ -51,3 +53,36 @@ def test_names_are_localised_and_prices_say_they_are_illustrative():
     assert "illustrative" in MARKETS.disclaimer.lower()
     family = MARKETS.offer_types["premium_family"].names
     assert len(set(family.values())) >= 5  # not one English name copied everywhere
+
+
+SMALL = """
+disclaimer: illustrative
+offer_types:
+  free: {plan_id: free, kind: plan, tier: 0, names: {en: Free}}
+  gold: {plan_id: gold, kind: plan, tier: 1, names: {en: Gold}}
+  cover: {plan_id: cover, kind: addon, tier: 0, names: {en: Cover}}
+  gold_extra: {plan_id: gold_extra, kind: addon, tier: 0, requires_plans: [gold],
+               names: {en: Gold extra}}
+markets:
+  US: {name: US, continent: North America, currency: USD, locale: en_US, language: en,
+       price_level: 1, user_share: 1, student_share: 0, student_verification: false,
+       offers: {free: 0, cover: 5, gold_extra: 2}}
+"""
+
+
+def test_an_addon_without_requires_plans_rides_on_every_plan_free_included(tmp_path, caplog):
+    path = tmp_path / "markets.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    markets = load_markets(path)
+    assert markets.offer_types["cover"].requires_plans == ("free", "gold")
+    assert markets.offer_types["gold_extra"].requires_plans == ("gold",)
+    # US does not sell gold, so nobody there can ever take gold_extra: said, not silent.
+    assert markets.unreachable_addons() == ["US.gold_extra"]
+    assert "no user can ever be offered US.gold_extra" in caplog.text
+
+
+def test_an_empty_requires_plans_is_refused_with_what_to_write_instead(tmp_path):
+    path = tmp_path / "markets.yaml"
+    path.write_text(SMALL.replace("requires_plans: [gold]", "requires_plans: []"), "utf-8")
+    with pytest.raises(ConfigError, match="leave requires_plans out to offer it on every plan"):
+        load_markets(path)
