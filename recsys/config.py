@@ -146,7 +146,12 @@ class InteractionsConfig(_Section):
         default=None, description="Events strictly before this day (UTC) count; null: today."
     )
     holdout_days: Annotated[int, Field(ge=1, le=365)] = 21
-    half_life_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    half_life_days: Annotated[float, Field(gt=0, le=3650)] | None = Field(
+        default=30.0,
+        description="Time decay of an event's weight relative to the split; null: none, for "
+        "data whose dates are made up (a converted wide table), where a decay would only "
+        "tell the splits apart.",
+    )
     aggregation: Literal["log", "cap"] = "log"
     cap: Annotated[float, Field(gt=0)] = 10.0
     weights: dict[str, Annotated[float, Field(ge=0, le=1000)]]
@@ -281,8 +286,11 @@ class ConversionParams(_Section):
     max_weight: Annotated[float, Field(ge=1)] = Field(
         default=20.0, description="The clip of an impression's inverse-propensity weight."
     )
-    offer_id_feature: bool = Field(
-        default=False, description="The offer's id as a feature beside its attributes."
+    offer_id_feature: bool | Literal["auto"] = Field(
+        default="auto",
+        description="The offer's id as a feature beside its attributes; auto: where some "
+        "offers of a market have the same attributes (kind, tier, period, trial, discount, "
+        "relative price), which the model could not tell apart otherwise.",
     )
     organic_views: bool = Field(
         default=False, description="Learn from plan-page views too, beside impressions."

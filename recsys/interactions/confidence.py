@@ -22,7 +22,10 @@ from recsys.columns import literal_map
 DAY_SECONDS = 86_400.0
 
 
-def decay(ts: Column, reference: Column, half_life_days: float) -> Column:
+def decay(ts: Column, reference: Column, half_life_days: float | None) -> Column:
+    """``0.5 ** (age in days / half_life_days)``; 1 when ``half_life_days`` is None."""
+    if half_life_days is None:
+        return F.lit(1.0)
     age_days = (reference.cast("double") - ts.cast("double")) / DAY_SECONDS
     return F.pow(F.lit(0.5), age_days / F.lit(half_life_days))
 
@@ -36,7 +39,7 @@ def with_confidence(
     *,
     references: Mapping[str, Column],
     weights: dict[str, float],
-    half_life_days: float,
+    half_life_days: float | None,
     aggregation: Literal["log", "cap"],
     cap: float,
 ) -> DataFrame:

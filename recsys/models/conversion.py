@@ -59,7 +59,8 @@ class Conversion(Recommender):
     Parameters (``train.models.conversion.params``): ``n_estimators``, ``max_depth``,
     ``learning_rate``, ``min_child_weight``, ``reg_lambda`` (XGBoost's), ``ips`` (weight
     impressions by 1 / propensity), ``max_weight`` (the clip of that weight),
-    ``offer_id_feature`` (the offer's id as a feature beside its attributes) and
+    ``offer_id_feature`` (the offer's id as a feature beside its attributes; ``auto``: where
+    some offers of a market share every attribute, see :meth:`_offer_ids`) and
     ``organic_views`` (learn from plan-page views too).
     """
 
@@ -78,6 +79,7 @@ class Conversion(Recommender):
         self.tiers_df = supervised.tiers_df
         self.source = supervised.source
         self.vocabulary = _vocabulary(supervised)
+        self.offer_ids = self._offer_ids()
         examples_df = supervised.examples_df
         if not self.params.get("organic_views", False):
             examples_df = examples_df.where(~F.col("is_organic"))
@@ -87,6 +89,30 @@ class Conversion(Recommender):
         for fold in folds:
             rows_df = examples_df if fold is None else examples_df.where(F.col("fold") != fold)
             self.boosters[fold] = self._estimator().fit(self._assemble(rows_df))
+
+    def _offer_ids(self) -> bool:
+        """Whether the offer's id is a feature: as configured, or, with ``auto``, where
+        some offers of a market share every attribute."""
+        setting = self.params.get("offer_id_feature", "auto")
+        if setting != "auto":
+            return bool(setting)
+        attributes = [c for c in self.offers_df.columns if c != "offer_id"]
+        alike = (
+            self.offers_df.groupBy(*attributes)
+            .agg(F.array_sort(F.collect_list("offer_id")).alias("offers"))
+            .where(F.size("offers") > 1)
+            .select("market", "offers")
+            .orderBy("market", "offers")
+            .first()
+        )
+        if alike is not None:
+            log.info(
+                "conversion: the offer's id is a feature (offer_id_feature: auto): in %s, "
+                "the attributes of %s are the same",
+                alike["market"],
+                ", ".join(alike["offers"]),
+            )
+        return alike is not None
 
     def _weighted(self, examples_df: DataFrame) -> DataFrame:
         if self.params.get("ips", False) and self.source == "impressions":
@@ -152,8 +178,9 @@ class Conversion(Recommender):
         names += [f"kind={k}" for k in v["kinds"]]
         names += [f"market={m}" for m in v["markets"]]
         names += [f"plan={p}" for p in v["plans"]]
-        if self.params.get("offer_id_feature", False):
+        if self.offer_ids:
             names += [f"offer={o}" for o in v["offers"]]
+        names += [f"holds={a}" for a in v.get("addons", [])]
         return names + [f"token={t}" for t in v["tokens"]]
 
     def _feature_columns(self, available: list[str]) -> list[Column]:
@@ -171,8 +198,13 @@ class Conversion(Recommender):
         columns += [(F.col("kind") == k).cast("double") for k in v["kinds"]]
         columns += [(F.col("market") == m).cast("double") for m in v["markets"]]
         columns += [(F.col("current_plan") == p).cast("double") for p in v["plans"]]
-        if self.params.get("offer_id_feature", False):
+        if self.offer_ids:
             columns += [(F.col("offer_id") == o).cast("double") for o in v["offers"]]
+        # Which add-ons are held, not only how many: what a customer already has says much
+        # about what they take next.
+        columns += [
+            F.array_contains("active_addons", a).cast("double") for a in v.get("addons", [])
+        ]
         columns += [F.coalesce(F.col("behaviour")[t], F.lit(0.0)) for t in v["tokens"]]
         return columns
 
@@ -272,7 +304,7 @@ class Conversion(Recommender):
             raise RecsysError("a cross-fitted conversion model (a search trial) is not saved")
         super().save(path)
         spark = SparkSession.active()
-        meta = {"vocabulary": self.vocabulary, "source": self.source}
+        meta = {"vocabulary": self.vocabulary, "source": self.source, "offer_ids": self.offer_ids}
         spark.createDataFrame([(json.dumps(meta),)], "value string").coalesce(1).write.mode(
             "overwrite"
         ).text(f"{path}/{_VOCABULARY}")
@@ -285,6 +317,7 @@ class Conversion(Recommender):
         model = super()._restore(spark, path, meta)
         extra = json.loads(spark.read.text(f"{path}/{_VOCABULARY}").first()["value"])
         model.vocabulary, model.source = extra["vocabulary"], extra["source"]
+        model.offer_ids = extra["offer_ids"]
         model.boosters = {None: SparkXGBClassifierModel.load(f"{path}/booster")}
         return model
 
@@ -308,6 +341,7 @@ def _vocabulary(supervised: Supervised) -> dict[str, list[str]]:
     return {
         "kinds": sorted({r["kind"] for r in offers}),
         "offers": sorted({r["offer_id"] for r in offers}),
+        "addons": sorted({r["offer_id"] for r in offers if r["kind"] == "addon"}),
         "markets": sorted(r["market"] for r in markets),
         "plans": sorted({r["current_plan"] for r in plans} | {"free"}),
         "tokens": sorted(r["token"] for r in tokens),
