@@ -18,11 +18,12 @@ demo: setup
 	$(BIN)/recsys pipeline --conf conf/local.yaml
 
 # The worked example on your own data (README "Worked example: your own data (Telco)"):
-# IBM's public Telco sample converted to the ingest files, then the same pipeline, with its
-# state under .recsys/telco/ (conf/examples/telco.yaml).
-TELCO_CSV ?= ../shared/data/telco/Telco-Customer-Churn.csv
+# IBM's public Telco sample (data/telco/) converted to the ingest files by `recsys convert
+# wide`, then the same pipeline, with its state under .recsys/telco/ (conf/examples/telco.yaml).
+TELCO_CSV ?= data/telco/Telco-Customer-Churn.csv
 telco: setup
-	$(BIN)/python -m recsys.examples.telco --csv $(TELCO_CSV) --out .recsys/telco/data
+	$(BIN)/recsys convert wide --conf conf/examples/telco.yaml \
+		--spec conf/examples/telco_wide.yaml $(TELCO_CSV)
 	$(BIN)/recsys pipeline --conf conf/examples/telco.yaml
 
 test: setup

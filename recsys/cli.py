@@ -4,6 +4,7 @@
     recsys ingest --conf conf/local.yaml --users data/users.csv --events data/events.csv
     recsys pipeline --conf conf/local.yaml
     recsys sql "select market, count(*) from recsys.users group by market"
+    recsys convert wide --conf my.yaml --spec my_wide.yaml customers.csv
 
 `spark-submit jobs/<step>.py --conf ...` runs the same function (see jobs/).
 """
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -27,6 +29,7 @@ from recsys.config import Config, load_config, with_ingest
 from recsys.errors import RecsysError
 from recsys.experiment import job as experiment_job
 from recsys.ingest import job as ingest_job
+from recsys.ingest import wide
 from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
 from recsys.recommend import job as recommend_job
@@ -113,6 +116,26 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument(
         "--to", required=True, type=_date, metavar="YYYY-MM-DD", help="the snapshot to serve"
     )
+    convert = commands.add_parser(
+        "convert", help="turn a table of your own into users and events files"
+    )
+    shapes = convert.add_subparsers(dest="shape", required=True, metavar="SHAPE")
+    wide_parser = shapes.add_parser(
+        "wide",
+        parents=[common],
+        help="one row per customer, a column per product held, profile columns",
+        description=wide.__doc__.split("\n")[0] + " See docs/own-data.md.",
+    )
+    wide_parser.add_argument("csv", help="the wide table (CSV with a header)")
+    wide_parser.add_argument(
+        "--spec", required=True, help="which columns are which (conf/examples/telco_wide.yaml)"
+    )
+    wide_parser.add_argument(
+        "--out",
+        metavar="FOLDER",
+        help="write users.csv and events.csv here (default: the config's ingest.users and "
+        "ingest.events)",
+    )
     sql = commands.add_parser("sql", parents=[common], help="query the configured catalog")
     sql.add_argument("query")
     sql.add_argument("--format", choices=("table", "json"), default="table")
@@ -129,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sql(config, args.query, args.format, args.limit)
         if args.command == "rollback":
             return _rollback(config, args.to)
+        if args.command == "convert":
+            return _convert_wide(config, args.csv, args.spec, args.out)
         if args.command == "ingest":
             config = with_ingest(config, events=args.events, users=args.users, fmt=args.format)
         if args.command == "pipeline":
@@ -221,6 +246,72 @@ def _rollback(config: Config, to: dt.date) -> int:
         before.snapshot if before else "nothing",
     )
     return 0
+
+
+def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> int:
+    """The wide table as the users and events files the config ingests (or under ``out``),
+    dated by the config's snapshot; warns of what the config does not know yet."""
+    if out is not None:
+        users, events = Path(out) / "users.csv", Path(out) / "events.csv"
+    elif config.ingest.is_set:
+        users, events = Path(config.ingest.users), Path(config.ingest.events)
+    else:
+        raise RecsysError(
+            "convert wide: pass --out FOLDER, or set ingest.users and ingest.events in the "
+            "config to the files it should write"
+        )
+    spec = wide.load_spec(spec_path)
+    interactions = config.interactions
+    converted = wide.convert(
+        wide.read_table(csv, spec),
+        spec,
+        snapshot=interactions.snapshot(),
+        holdout_days=interactions.holdout_days,
+    )
+    wide.write(converted, users, events)
+    roles = converted.events["role"].value_counts()
+    log.info(
+        "%s customers -> %s; %s events -> %s (%s held-out products in the holdout window "
+        "before %s, %s in the validation window)",
+        f"{len(converted.users):,}",
+        users,
+        f"{len(converted.events):,}",
+        events,
+        f"{roles.get(wide.HOLDOUT, 0):,}",
+        interactions.snapshot(),
+        f"{roles.get(wide.VALIDATION, 0):,}",
+    )
+    _warn_unknown(config, converted)
+    return 0
+
+
+def _warn_unknown(config: Config, converted: wide.Converted) -> None:
+    """Name the tokens, offers and markets the files hold that the config does not list,
+    before build-interactions quarantines them."""
+    tokens = sorted(set(converted.tokens()) - set(config.interactions.behaviour_tokens))
+    if tokens:
+        log.warning(
+            "interactions.behaviour_tokens of %s lacks %d profile tokens the files hold, "
+            "which build-interactions would quarantine as unknown items: %s",
+            config.source,
+            len(tokens),
+            tokens,
+        )
+    if converted.tokens() and wide.PROFILE not in config.interactions.behaviour_events:
+        log.warning(
+            "interactions.behaviour_events of %s lacks %r, the event type of the profile tokens",
+            config.source,
+            wide.PROFILE,
+        )
+    markets = config.markets.markets
+    known = {offer for market in markets.values() for offer in market.offers}
+    offers = set(converted.events.loc[converted.events["event_type"] != wide.PROFILE, "item_id"])
+    for name, unknown in (
+        ("offers", offers - known),
+        ("markets", set(converted.users["market"]) - set(markets)),
+    ):
+        if unknown:
+            log.warning("the market catalogue has no %s %s", name, sorted(unknown))
 
 
 def _date(text: str) -> dt.date:

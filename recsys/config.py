@@ -321,21 +321,31 @@ class BaselineSpec(_Section):
 
 
 class LadderSpec(_Section):
-    """The rule-based upgrade ladder: what a marketer configures by hand."""
+    """The rule-based upgrade ladder: what a marketer configures by hand. Left out of a
+    config, there is none; its names are checked against the catalogue only when enabled."""
 
     enabled: bool = True
     steps: dict[str, list[str]] = Field(
-        description="Current plan -> the offers to show, best first."
+        default_factory=dict, description="Current plan -> the offers to show, best first."
     )
     signals: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Behaviour token -> offers it moves ahead of the plan's steps, best first.",
     )
 
+    @model_validator(mode="after")
+    def _steps_when_enabled(self) -> LadderSpec:
+        if self.enabled and not self.steps:
+            raise ValueError(
+                "the ladder is enabled but has no steps: set steps (current plan -> offers) "
+                "or enabled: false"
+            )
+        return self
+
 
 class ModelsConfig(_Section):
     popularity: BaselineSpec = BaselineSpec()
-    ladder: LadderSpec
+    ladder: LadderSpec = LadderSpec(enabled=False)
     spark_als: ALSSpec = ALSSpec()
     implicit_als: ALSSpec = ALSSpec()
     implicit_bpr: BPRSpec = BPRSpec()
@@ -751,6 +761,8 @@ def _check_train_names(
 ) -> None:
     plans = {t.plan_id for t in markets.offer_types.values()}
     ladder = train.models.ladder
+    if not ladder.enabled:
+        ladder = LadderSpec(enabled=False)  # nothing reads it: its names need not match
     for plan, offers in ladder.steps.items():
         if plan not in plans:
             raise ConfigError(f"train.models.ladder.steps.{plan}: unknown plan")

@@ -1,6 +1,6 @@
-"""The Telco converter: its files follow the mapping, and its dates put exactly one held add-on
-per customer in the holdout window, so that the pipeline's own split, eligibility and
-evaluation make a leave-one-out evaluation of it."""
+"""The Telco worked example: `recsys convert wide` with conf/examples/telco_wide.yaml follows
+the mapping, and its dates put exactly one held add-on per customer in the holdout window, so
+that the pipeline's own split, eligibility and evaluation make a leave-one-out evaluation."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 from recsys.catalog import catalog_df
 from recsys.config import load_config
 from recsys.eligibility import ADDON_NEEDS_PLAN, state_at, with_eligibility
-from recsys.examples import telco
 from recsys.ingest import job as ingest_job
+from recsys.ingest import wide
 from recsys.interactions import job as interactions_job
 from recsys.interactions.build import HOLDOUT, cutoffs, interaction_rows
 from recsys.markets import load_markets
@@ -27,8 +27,23 @@ from recsys.training import job as train_job
 ROOT = Path(__file__).resolve().parents[2]
 TELCO_CONF = ROOT / "conf" / "examples" / "telco.yaml"
 TELCO_MARKETS = ROOT / "conf" / "examples" / "telco_markets.yaml"
-TELCO_CSV = ROOT.parent / "shared" / "data" / "telco" / "Telco-Customer-Churn.csv"
-ADDONS = set(telco.ADDONS.values())
+TELCO_CSV = ROOT / "data" / "telco" / "Telco-Customer-Churn.csv"
+SPEC = wide.load_spec(ROOT / "conf" / "examples" / "telco_wide.yaml")
+ADDONS = set(SPEC.products.values())
+PLANS = set(SPEC.plan.values.values())
+NO_INTERNET = "No internet service"
+SNAPSHOT, HOLDOUT_DAYS = dt.date(2026, 11, 1), 28  # conf/examples/telco.yaml
+# Every token the spec can write.
+TOKENS = {
+    token
+    for column in SPEC.profile.values()
+    for token in [*(column.tokens or {}).values(), *(column.bins or {}).values()]
+    if token is not None
+}
+
+
+def convert(table: pd.DataFrame) -> wide.Converted:
+    return wide.convert(table, SPEC, snapshot=SNAPSHOT, holdout_days=HOLDOUT_DAYS)
 
 
 def customer(customer_id: str, internet: str, addons: tuple[str, ...] = (), **profile) -> dict:
@@ -45,10 +60,10 @@ def customer(customer_id: str, internet: str, addons: tuple[str, ...] = (), **pr
         "Partner": "No",
         "Dependents": "No",
     }
-    for column in telco.ADDONS:
+    for column in SPEC.products:
         row[column] = "Yes" if column in addons else "No"
         if internet == "No":
-            row[column] = telco.NO_INTERNET
+            row[column] = NO_INTERNET
     return {**row, **profile}
 
 
@@ -60,17 +75,17 @@ def inline() -> pd.DataFrame:
             customer("c-bare", "DSL"),
             customer("c-one", "DSL", ("TechSupport",)),
             customer("c-two", "Fiber optic", ("StreamingTV", "StreamingMovies")),
-            customer("c-all", "Fiber optic", tuple(telco.ADDONS), MultipleLines="No phone service"),
+            customer(
+                "c-all", "Fiber optic", tuple(SPEC.products), MultipleLines="No phone service"
+            ),
         ]
     )
 
 
 @pytest.fixture(scope="module")
 def real() -> pd.DataFrame:
-    """The first 300 customers of the real CSV (skipped where ../shared is not checked out)."""
-    if not TELCO_CSV.is_file():
-        pytest.skip(f"no {TELCO_CSV}")
-    return telco.read_customers(TELCO_CSV).head(300)
+    """The first 300 customers of the real CSV (data/telco/)."""
+    return wide.read_table(TELCO_CSV, SPEC).head(300)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +98,7 @@ def telco_catalog_df(spark):
     return catalog_df(spark, load_markets(TELCO_MARKETS)).persist()
 
 
-def events_df(spark, converted: telco.Converted):
+def events_df(spark, converted: wide.Converted):
     frame = converted.events.drop(columns=["role"])
     return spark.createDataFrame(frame.astype({"value": float})).withColumn(
         "event_ts", F.to_timestamp("event_ts")
@@ -93,28 +108,26 @@ def events_df(spark, converted: telco.Converted):
 def held(frame: pd.DataFrame) -> dict[str, set[str]]:
     """customerID -> offer ids of the add-ons held."""
     return {
-        row["customerID"]: {offer for column, offer in telco.ADDONS.items() if row[column] == "Yes"}
+        row["customerID"]: {offer for col, offer in SPEC.products.items() if row[col] == "Yes"}
         for _, row in frame.iterrows()
     }
 
 
 def test_the_config_matches_the_converter(telco_config):
     settings = telco_config.interactions
-    assert settings.snapshot_date == telco.SNAPSHOT
-    assert settings.holdout_days == telco.HOLDOUT_DAYS
-    assert set(settings.behaviour_tokens) == set(telco.TOKENS)
-    assert settings.weights[telco.PROFILE] > 0
+    assert settings.snapshot_date == SNAPSHOT
+    assert settings.holdout_days == HOLDOUT_DAYS
+    assert set(settings.behaviour_tokens) == TOKENS
+    assert settings.weights[wide.PROFILE] > 0
     markets = telco_config.markets
-    assert set(markets.markets) == {telco.MARKET}
-    assert ADDONS | set(telco.PLANS.values()) == set(markets.markets[telco.MARKET].offers)
+    assert set(markets.markets) == {SPEC.market}
+    assert set(markets.markets[SPEC.market].offers) == ADDONS | PLANS
     # Plans are never candidates: the only offers left are add-ons.
-    assert set(telco_config.recommend.eligibility.exclude[telco.MARKET]) == set(
-        telco.PLANS.values()
-    )
+    assert set(telco_config.recommend.eligibility.exclude[SPEC.market]) == PLANS
 
 
 def test_users_and_events_follow_the_mapping(inline):
-    converted = telco.convert(inline)
+    converted = convert(inline)
     users = converted.users.set_index("user_id")
     assert users.loc["c-none", "current_plan"] == "free"
     assert users.loc["c-two", "current_plan"] == "fiber_optic"
@@ -122,7 +135,7 @@ def test_users_and_events_follow_the_mapping(inline):
     assert users.loc["c-none", "active_addons"] == ""
     events = converted.events
     none = events[events["user_id"] == "c-none"]
-    assert set(none["event_type"]) == {telco.PROFILE}  # no plan, no add-on events
+    assert set(none["event_type"]) == {wide.PROFILE}  # no plan, no add-on events
     assert set(none["item_id"]) == {
         "contract:month_to_month",
         "payment:electronic_check",
@@ -132,13 +145,13 @@ def test_users_and_events_follow_the_mapping(inline):
         "tenure:48m+",
     }
     assert "phone:none" in set(events.loc[events["user_id"] == "c-all", "item_id"])
-    assert set(events["item_id"]) - ADDONS - set(telco.PLANS.values()) <= set(telco.TOKENS)
+    assert set(events["item_id"]) - ADDONS - PLANS <= TOKENS
 
 
 def test_exactly_one_hidden_addon_per_customer_lies_in_the_holdout_window(real):
-    converted = telco.convert(real)
-    split, cutoff = cutoffs(telco.SNAPSHOT, telco.HOLDOUT_DAYS)
-    tune_split = split - dt.timedelta(days=telco.HOLDOUT_DAYS)
+    converted = convert(real)
+    split, cutoff = cutoffs(SNAPSHOT, HOLDOUT_DAYS)
+    tune_split = split - dt.timedelta(days=HOLDOUT_DAYS)
     events = converted.events.assign(ts=pd.to_datetime(converted.events["event_ts"], utc=True))
     in_holdout = events[(events["ts"] >= split) & (events["ts"] < cutoff)]
     in_validation = events[(events["ts"] >= tune_split) & (events["ts"] < split)]
@@ -155,15 +168,15 @@ def test_exactly_one_hidden_addon_per_customer_lies_in_the_holdout_window(real):
     addon_events = events[events["item_id"].isin(ADDONS)]
     assert len(addon_events) == sum(len(offers) for offers in holdings.values())
     # Which one is hidden depends on the seed alone: same seed, same files.
-    again = telco.convert(real.sample(frac=1, random_state=3))
+    again = convert(real.sample(frac=1, random_state=3))
     assert set(zip(in_holdout["user_id"], in_holdout["item_id"], strict=True)) == {
-        (r.user_id, r.item_id) for r in again.events.itertuples() if r.role == telco.HOLDOUT
+        (r.user_id, r.item_id) for r in again.events.itertuples() if r.role == wide.HOLDOUT
     }
 
 
 def test_customers_without_internet_are_offered_no_addon(spark, inline, telco_catalog_df):
-    converted = telco.convert(inline)
-    split, _ = cutoffs(telco.SNAPSHOT, telco.HOLDOUT_DAYS)
+    converted = convert(inline)
+    split, _ = cutoffs(SNAPSHOT, HOLDOUT_DAYS)
     state_df = state_at(events_df(spark, converted), telco_catalog_df, split)
     verdicts = {
         r["offer_id"]: r["reason_code"]
@@ -179,7 +192,7 @@ def test_leave_one_out_ranks_the_hidden_addon_among_those_not_held(
 ):
     """Through the pipeline's own functions: the holdout split's labels, the state at the
     split, and the evaluation window with the configured eligibility rules."""
-    converted = telco.convert(real)
+    converted = convert(real)
     settings = telco_config.interactions
     split, _ = cutoffs(settings.snapshot(), settings.holdout_days)
     source_df = events_df(spark, converted)
@@ -188,7 +201,7 @@ def test_leave_one_out_ranks_the_hidden_addon_among_those_not_held(
     )
     state_df = state_at(source_df, telco_catalog_df, split)
     win = evaluate.window(state_df, labels_df, telco_catalog_df, telco_config.recommend.eligibility)
-    hidden = converted.events[converted.events["role"] == telco.HOLDOUT]
+    hidden = converted.events[converted.events["role"] == wide.HOLDOUT]
     hidden = dict(zip(hidden["user_id"], hidden["item_id"], strict=True))
     labels = {r["user_id"]: r["item_id"] for r in win.labels_df.collect()}
     assert labels == hidden
@@ -208,7 +221,8 @@ def test_convert_ingest_build_train_on_a_few_hundred_customers(
     MLflow and in the report. Without impressions, the conversion model learns from every
     eligible add-on and the gate decides on NDCG."""
     folder = tmp_path_factory.mktemp("telco")
-    users, events = telco.write(telco.convert(real), folder / "data")
+    users, events = folder / "data" / "users.csv", folder / "data" / "events.csv"
+    wide.write(convert(real), users, events)
     settings = {
         "extends": str(TELCO_CONF),
         "catalog": {
