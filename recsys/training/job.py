@@ -376,6 +376,7 @@ def run(spark: SparkSession, config: Config) -> None:
             decision = gate.decide(
                 [gate.pooled(c) for c in comparisons], settings.gate, refreshes=refreshes
             )
+            against = _against_families(best, results, settings)
         with step("train: register"):
             version = _register(trainer, client, best, decision)
             interim = _interim(trainer, client, best, results, decision, version)
@@ -401,6 +402,7 @@ def run(spark: SparkSession, config: Config) -> None:
             version,
             search.describe(),
             trainer.supervision.describe() if "conversion" in results else "",
+            against,
         )
         mlflow.set_tags(
             {
@@ -709,6 +711,41 @@ def _compare(
             best, results["popularity"].holdout, "popularity", settings, by=("market",)
         )
     return comparisons, by_market, refreshes
+
+
+def _against_families(
+    best: FamilyResult, results: dict[str, FamilyResult], settings: TrainConfig
+) -> pd.DataFrame | None:
+    """The candidate minus every other family on the holdout, paired per user, on hit rate
+    at the smallest k, MRR and NDCG at the largest and the gate's k: for the report, so
+    that a reader sees by how much the candidate leads or trails each family, not only the
+    baselines the gate compares. One bootstrap for all (a user's weights are the same in
+    every comparison). Columns: opponent, metric, mean, low, high, n."""
+    others = [r for r in results.values() if r.family != best.family]
+    if not others:
+        return None
+    ks = settings.ks
+    metrics = list(
+        dict.fromkeys([f"hit_rate_at_{min(ks)}", f"mrr_at_{max(ks)}", f"ndcg_at_{settings.gate.k}"])
+    )
+    parts = [
+        gate.paired_differences(best.holdout.per_user_df, other.holdout.per_user_df, metric)
+        .withColumn("opponent", F.lit(other.family))
+        .withColumn("metric", F.lit(metric))
+        for other in others
+        for metric in metrics
+    ]
+    diffs_df = parts[0]
+    for part in parts[1:]:
+        diffs_df = diffs_df.unionByName(part)
+    return bootstrap_ci(
+        diffs_df,
+        "diff",
+        by=("opponent", "metric"),
+        replicates=settings.gate.replicates,
+        seed=settings.seed,
+        level=settings.gate.level,
+    )
 
 
 def _paired(

@@ -145,6 +145,7 @@ def write(
     version: str,
     searched_on: str,
     examples: str = "",
+    against: pd.DataFrame | None = None,
 ) -> Summary:
     settings = config.train
     column = settings.gate.column
@@ -205,6 +206,7 @@ def write(
             .rename(columns={"n": "users"})
             .to_markdown(index=False),
         ]
+    lines += _against(best.family, against, results)
     lines += [
         "",
         "## Search (validation window)",
@@ -236,3 +238,33 @@ def write(
         index=False
     )
     return Summary(path, headline)
+
+
+def _against(
+    family: str, against: pd.DataFrame | None, results: dict[str, FamilyResult]
+) -> list[str]:
+    """The candidate against every other family: paired differences with intervals."""
+    if against is None or against.empty:
+        return []
+    cell = against.assign(
+        text=[
+            f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+            for m, lo, hi in zip(against["mean"], against["low"], against["high"], strict=True)
+        ]
+    )
+    table = cell.pivot(index="opponent", columns="metric", values="text")
+    order = [f for f in results if f in table.index]
+    metrics = list(dict.fromkeys(against["metric"]))
+    return [
+        "",
+        f"## {family} against every family",
+        "",
+        f"{family}'s figure minus the family's on the holdout, paired over the same "
+        f"{int(against['n'].max()):,} users, with 95% bootstrap intervals. Only the gate's "
+        "comparisons decide promotion; these say by how much it leads or trails each family.",
+        "",
+        table.loc[order, metrics]
+        .rename_axis(f"{family} minus")
+        .reset_index()
+        .to_markdown(index=False),
+    ]

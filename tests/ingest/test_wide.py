@@ -274,3 +274,9 @@ def test_on_a_wide_table_the_conversion_model_beats_popularity_by_five_points(
     family_runs = runs[runs["tags.recsys.trial"].isna()].set_index("tags.recsys.family")
     hit = family_runs["metrics.hit_rate_at_1"]
     assert hit["conversion"] >= hit["popularity"] + 0.05, hit.to_dict()
+    # The report says by how much, paired, with an interval.
+    report = (Path(small.train.report_dir) / f"train-{SNAPSHOT}.md").read_text()
+    section = report.split("## conversion against every family")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| popularity"))
+    difference = float(row.split("|")[2].split("[")[0])
+    assert difference == pytest.approx(hit["conversion"] - hit["popularity"], abs=1e-4)
