@@ -191,9 +191,14 @@ def validate_events(
     ``behaviour_tokens`` are the known vocabularies (``InteractionsConfig.event_types`` and
     ``.behaviour_tokens``; the synthetic world's by default).
     """
-    default_max = max_values.get("default", float("inf"))
-    limits = literal_map({t: v for t, v in max_values.items() if t != "default"})
-    max_value = F.coalesce(limits[F.col("event_type")], F.lit(default_max))
+    default_max = F.lit(float(max_values.get("default", float("inf"))))
+    per_type = {t: float(v) for t, v in max_values.items() if t != "default"}
+    # Without per-type limits (only `default`) an empty map literal would have no key type.
+    max_value = (
+        F.coalesce(literal_map(per_type)[F.col("event_type")], default_max)
+        if per_type
+        else default_max
+    )
     markets_df = catalog_df.select("market").distinct().withColumn("market_known", F.lit(True))
     labelled_df = (
         raw_df.transform(with_parsed_columns)

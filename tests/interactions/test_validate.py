@@ -165,3 +165,19 @@ def test_without_configuration_own_event_types_stay_unknown(spark, config):
     validated = _own_vocabulary(spark, config, OWN[:1])
     reasons = [r["reject_reason"] for r in validated.quarantine_df.collect()]
     assert reasons == [V.UNKNOWN_EVENT_TYPE]
+
+
+def test_a_default_limit_alone_applies_to_every_event_type(spark, config):
+    """max_values with only `default` (natural when the only events are conversions)."""
+    rows = [
+        ("u1", "SE", "conversion", "premium_family", OK_TS, "209.0"),
+        ("u2", "SE", "listen", "genre:pop", OK_TS, "300"),
+    ]
+    validated = V.validate_events(
+        spark.createDataFrame(rows, RAW),
+        catalog_df(spark, config.markets),
+        cutoff=F.lit(CUTOFF),
+        max_values={"default": 250.0},
+    )
+    assert [r["user_id"] for r in validated.events_df.collect()] == ["u1"]
+    assert [r["reject_reason"] for r in validated.quarantine_df.collect()] == [V.ABSURD_VALUE]
