@@ -507,6 +507,12 @@ class RecommendConfig(_Section):
     audit_share: Annotated[float, Field(ge=0, le=1)] = Field(
         default=1.0, description="Share of users (by hash) whose verdicts go to eligibility_audit."
     )
+    reason_tokens: list[str] | None = Field(
+        default=None,
+        description="Behaviour tokens that may be shown as the reason for an offer; null: "
+        "every one. A reason reaches the user: leave out profile attributes (age, gender, "
+        "payment method), and set [] where every token is one.",
+    )
     value: ValueConfig = ValueConfig()
     eligibility: EligibilityRules = EligibilityRules()
     experiment: ExperimentConfig = ExperimentConfig()
@@ -634,6 +640,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     _check_behaviour_tokens(config.interactions, markets)
     _check_train_names(config.train, markets, config.interactions.behaviour_tokens)
     _check_recommend_names(config.recommend, markets)
+    _check_reason_tokens(config.recommend, config.interactions.behaviour_tokens)
     _check_reference_offer(config.analyze, markets)
     catalog = config.catalog.model_copy(
         update={
@@ -783,6 +790,15 @@ def _check_train_names(
         for market in getattr(train.models, family).markets:
             if market not in markets.markets:
                 raise ConfigError(f"train.models.{family}.markets.{market}: unknown market")
+
+
+def _check_reason_tokens(recommend: RecommendConfig, behaviour_tokens: Iterable[str]) -> None:
+    unknown = sorted(set(recommend.reason_tokens or ()) - set(behaviour_tokens))
+    if unknown:
+        raise ConfigError(
+            f"recommend.reason_tokens: {unknown} are not behaviour tokens "
+            "(interactions.behaviour_tokens)"
+        )
 
 
 def _check_recommend_names(recommend: RecommendConfig, markets: MarketCatalog) -> None:

@@ -67,6 +67,8 @@ def test_overrides_are_typed_yaml_scalars():
         (["interactions.behaviour_tokens=[free]"], "['free'] are offer ids of the market"),
         (["train.models.ladder.signals.usage:tv=[free]"], "signals.usage:tv: unknown behaviour"),
         (["ingest.users=u.csv"], "ingest: Value error, set both events and users"),
+        (["recommend.reason_tokens=[sex:m]"], "reason_tokens: ['sex:m'] are not behaviour"),
+        (["train.models.ladder.steps={}"], "the ladder is enabled but has no steps"),
         (["ingest.format=json"], "ingest.format: Input should be 'csv', 'parquet' or 'auto'"),
     ],
 )

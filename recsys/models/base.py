@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar, Self
 
 from pyspark.sql import DataFrame, SparkSession
@@ -99,12 +99,26 @@ class Recommender(ABC):
         )
 
     @abstractmethod
-    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+    def explain(
+        self,
+        lists_df: DataFrame,
+        interactions_df: DataFrame,
+        *,
+        reason_tokens: Collection[str] | None = None,
+    ) -> DataFrame:
         """A reason a marketer can read for each listed offer: (market, user_id, offer_id,
         reason_code).
 
-        ``lists_df``: (market, user_id, offer_id) the model ranked high; ``interactions_df``:
-        the :data:`FIT_COLUMNS` rows it was fitted on.
+        Parameters
+        ----------
+        lists_df : DataFrame
+            (market, user_id, offer_id) the model ranked high.
+        interactions_df : DataFrame
+            The :data:`FIT_COLUMNS` rows it was fitted on.
+        reason_tokens : collection of str, optional
+            The behaviour tokens that may be a reason (``recommend.reason_tokens``); None:
+            any. A family whose strongest token is not among them gives the strongest that
+            is, else its generic reason.
         """
 
     def unpersist(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -79,7 +81,13 @@ class Popularity(Recommender):
             F.coalesce("log_share", F.lit(UNSEEN_LOG_SHARE)).alias("score"),
         )
 
-    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+    def explain(
+        self,
+        lists_df: DataFrame,
+        interactions_df: DataFrame,
+        *,
+        reason_tokens: Collection[str] | None = None,
+    ) -> DataFrame:
         return lists_df.select(*EXPLAIN_KEYS, F.lit(POPULAR_IN_MARKET).alias("reason_code"))
 
     def _names(self) -> tuple[str, ...]:
@@ -134,12 +142,23 @@ class Ladder(Recommender):
             )
         return signal_score + step_score
 
-    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+    def explain(
+        self,
+        lists_df: DataFrame,
+        interactions_df: DataFrame,
+        *,
+        reason_tokens: Collection[str] | None = None,
+    ) -> DataFrame:
         """The user's signal that moved the offer ahead (its token, e.g. ``signal:household``),
         else ``ladder_step``: the offer is a configured step up from the user's plan."""
         reason = F.lit(LADDER_STEP)
+        signals = [
+            (token, offers)
+            for token, offers in self.params.get("signals", {}).items()
+            if reason_tokens is None or token in reason_tokens
+        ]
         # Checked in reverse so that the first configured signal naming the offer wins.
-        for token, offers in reversed(list(self.params.get("signals", {}).items())):
+        for token, offers in reversed(signals):
             fired = F.coalesce(F.array_contains("signals", token), F.lit(False))
             reason = F.when(fired & F.col("offer_id").isin(offers), F.lit(token)).otherwise(reason)
         return lists_df.join(self.signals_df, on=["market", "user_id"], how="left").select(

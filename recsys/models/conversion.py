@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from typing import Any, Self
 
 from pyspark.ml.feature import VectorAssembler
@@ -251,13 +252,22 @@ class Conversion(Recommender):
             "market", "user_id", "offer_id", _logit(F.col(_PROBABILITY)).alias("score")
         )
 
-    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
-        """The user's behaviour token that raised the offer's predicted probability most
-        (its SHAP contribution), else :data:`OFFER_FIT`: the offer's terms and the user's plan
-        and profile carried it."""
+    def explain(
+        self,
+        lists_df: DataFrame,
+        interactions_df: DataFrame,
+        *,
+        reason_tokens: Collection[str] | None = None,
+    ) -> DataFrame:
+        """The user's behaviour token (among ``reason_tokens``) that raised the offer's
+        predicted probability most (its SHAP contribution), else :data:`OFFER_FIT`: the
+        offer's terms and the user's plan and profile carried it."""
         names = self.feature_names()
         tokens = [
-            (i, n.removeprefix("token=")) for i, n in enumerate(names) if n.startswith("token=")
+            (i, n.removeprefix("token="))
+            for i, n in enumerate(names)
+            if n.startswith("token=")
+            and (reason_tokens is None or n.removeprefix("token=") in reason_tokens)
         ]
         keyed = self._predict(self._pairs(lists_df.select(*EXPLAIN_KEYS)), contributions=True)
         # XGBoost returns the contributions nested per output; a binary model has one.

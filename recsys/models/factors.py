@@ -16,6 +16,7 @@ the search picks w on the validation window like any hyperparameter.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Collection
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -80,7 +81,13 @@ class FactorModel(Recommender):
             .select("market", "user_id", "offer_id", score.alias("score"))
         )
 
-    def explain(self, lists_df: DataFrame, interactions_df: DataFrame) -> DataFrame:
+    def explain(
+        self,
+        lists_df: DataFrame,
+        interactions_df: DataFrame,
+        *,
+        reason_tokens: Collection[str] | None = None,
+    ) -> DataFrame:
         """The user's behaviour that pulls hardest toward the offer: of the behaviour tokens
         the user has, the one with the largest positive ``confidence x token_factors .
         offer_factors`` (implicit's ``explain`` in spirit, without the per-user solve). It
@@ -91,12 +98,13 @@ class FactorModel(Recommender):
             "market", F.col("item_id").alias("offer_id"), F.col("item_factors").alias("_offer")
         )
         pull = F.col("confidence") * dot(F.col("item_factors"), F.col("_offer"))
+        behaviour_df = interactions_df.where(~F.col("is_offer"))
+        if reason_tokens is not None:
+            behaviour_df = behaviour_df.where(F.col("item_id").isin(*reason_tokens))
         strongest_df = (
             lists_df.select(*EXPLAIN_KEYS)
             .join(
-                interactions_df.where(~F.col("is_offer")).select(
-                    "market", "user_id", "item_id", "confidence"
-                ),
+                behaviour_df.select("market", "user_id", "item_id", "confidence"),
                 on=["market", "user_id"],
                 how="inner",
             )

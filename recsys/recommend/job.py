@@ -236,7 +236,9 @@ def run(spark: SparkSession, config: Config) -> None:
                 lists_df,
                 users_df,
                 terms_df,
-                lists.reasons(lists_df, served.model, control, full_df),
+                lists.reasons(
+                    lists_df, served.model, control, full_df, config.recommend.reason_tokens
+                ),
                 config,
                 {
                     "model_name": served.name,

@@ -4,6 +4,7 @@ arm's model, their reasons, and the rows of the ``plan_recommendations`` contrac
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -66,18 +67,26 @@ def scored_candidates(
 
 
 def reasons(
-    lists_df: DataFrame, model: Recommender, control: Recommender, full_df: DataFrame
+    lists_df: DataFrame,
+    model: Recommender,
+    control: Recommender,
+    full_df: DataFrame,
+    reason_tokens: Collection[str] | None = None,
 ) -> DataFrame:
-    """(market, user_id, offer_id, reason_code) of every listed offer."""
+    """(market, user_id, offer_id, reason_code) of every listed offer; only the
+    ``reason_tokens`` (``recommend.reason_tokens``; None: any) may be a reason."""
     greedy_df = lists_df.where(~F.col("is_exploring"))
     by_model = model.explain(
         greedy_df.where((F.col("arm") == TREATMENT) & (F.col("scorer") == MODEL)).select(
             *EXPLAIN_KEYS
         ),
         full_df,
+        reason_tokens=reason_tokens,
     )
     by_control = control.explain(
-        greedy_df.where(F.col("arm") == CONTROL).select(*EXPLAIN_KEYS), full_df
+        greedy_df.where(F.col("arm") == CONTROL).select(*EXPLAIN_KEYS),
+        full_df,
+        reason_tokens=reason_tokens,
     )
     return by_model.unionByName(by_control)
 

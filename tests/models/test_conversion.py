@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from recsys.features import offer_features, plan_tiers, user_features, with_pair_features
 from recsys.models import FAMILIES
+from recsys.models.conversion import OFFER_FIT
 from recsys.ranking import top_k
 from recsys.supervision import Supervised
 
@@ -147,6 +148,12 @@ def test_it_explains_a_household_pick_by_the_household_signal(config, logged_wor
     )
     reasons = {r["user_id"]: r["reason_code"] for r in model.explain(lists_df, rows_df).collect()}
     assert reasons == {"u0": "signal:household", "u4": "signal:household", "u8": "signal:household"}
+    # A token left out of recommend.reason_tokens is never the reason shown.
+    withheld = model.explain(lists_df, rows_df, reason_tokens=["genre:pop"]).collect()
+    assert {r["reason_code"] for r in withheld} <= {"genre:pop", OFFER_FIT}
+    assert {
+        r["reason_code"] for r in model.explain(lists_df, rows_df, reason_tokens=[]).collect()
+    } == {OFFER_FIT}
 
 
 def test_a_window_where_nobody_accepted_says_so_and_gives_finite_scores(config, logged_world):
