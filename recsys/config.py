@@ -353,8 +353,9 @@ class ModelsConfig(_Section):
 
 
 class GateConfig(_Section):
-    """Promotion to ``champion``: beat the champion and every baseline on ``metric@k`` by more
-    than ``margin``, with the lower end of the paired bootstrap interval above it.
+    """Promotion to ``champion``: beat the champion and every baseline on ``metric@k``, with
+    the lower end of the paired bootstrap interval above ``margin`` and above
+    ``min_relative_gain`` x the opponent's figure.
 
     ``policy_value`` is the doubly-robust off-policy value of a model's top-k lists on the
     holdout window's logged impressions (``recsys/evaluation/policy_value.py``); ``auto``
@@ -369,7 +370,14 @@ class GateConfig(_Section):
         min_length=1,
         description="Chance a user looks at rank r (the last repeats), for policy_value.",
     )
-    margin: Annotated[float, Field(ge=0)] = 0.0
+    margin: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="The least gain, in the metric's units."
+    )
+    min_relative_gain: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.01,
+        description="The least gain as a share of the opponent's figure: a lower bound of "
+        "+0.002 on an NDCG of 0.85 is real but not worth a switch of model.",
+    )
     level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     replicates: Annotated[int, Field(ge=50, le=10_000)] = 200
 

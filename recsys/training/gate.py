@@ -1,7 +1,8 @@
 """The promotion gate: a candidate becomes ``champion`` only if it beats the current champion
-and every baseline on the gate metric, on the same users, by more than the margin, with the
-lower end of the paired bootstrap interval above the margin. A candidate of the champion's own
-family and parameters is a refresh: it replaces the champion when it beats every baseline."""
+and every baseline on the gate metric, on the same users, with the lower end of the paired
+bootstrap interval above the margin and above ``min_relative_gain`` of the opponent's figure.
+A candidate of the champion's own family and parameters is a refresh: it replaces the champion
+when it beats every baseline."""
 
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ class Comparison:
     low: float
     high: float
     users: int
+    base: float = 0.0  # the opponent's own mean, which a relative gain is of
 
-    def beats(self, margin: float) -> bool:
-        return self.low > margin
+    def beats(self, margin: float, relative: float = 0.0) -> bool:
+        """Whether the interval's lower end clears ``margin`` and ``relative`` x the
+        opponent's figure."""
+        return self.low > max(margin, relative * abs(self.base))
 
     def describe(self, metric: str) -> str:
         return (
@@ -69,6 +73,8 @@ def compare(
     table = bootstrap_ci(
         diffs_df, "diff", by=by, replicates=gate.replicates, seed=seed, level=gate.level
     )
+    base = opponent_df.groupBy(*by).agg(F.avg(gate.column).alias("base")).toPandas()
+    table = table.merge(base, on=list(by)) if by else table.assign(base=base["base"].iloc[0])
     return table.assign(opponent=opponent)
 
 
@@ -80,6 +86,7 @@ def pooled(table: pd.DataFrame) -> Comparison:
         float(row["low"]),
         float(row["high"]),
         int(row["n"]),
+        float(row["base"]) if pd.notna(row["base"]) else 0.0,
     )
 
 
@@ -119,14 +126,23 @@ def decide(
         return Decision(
             False, ("nothing to compare against: enable a baseline (train.models.popularity)",)
         )
-    failed = [c for c in comparisons if not c.beats(gate.margin)]
+    failed = [c for c in comparisons if not c.beats(gate.margin, gate.min_relative_gain)]
     if failed:
         return Decision(
             False,
             refresh
             + tuple(
-                f"not better than {c.opponent} by more than {gate.margin}: {c.describe(metric)}"
+                f"not better than {c.opponent} by more than {_needed(c, gate)}: "
+                f"{c.describe(metric)}"
                 for c in failed
             ),
         )
     return Decision(True, refresh + tuple(c.describe(metric) for c in comparisons))
+
+
+def _needed(comparison: Comparison, gate: GateConfig) -> str:
+    """The least gain the interval's lower end had to clear, as the reason states it."""
+    relative = gate.min_relative_gain * abs(comparison.base)
+    if relative > gate.margin:
+        return f"{relative:.4f} ({gate.min_relative_gain:.0%} of its {comparison.base:.4f})"
+    return f"{gate.margin}"

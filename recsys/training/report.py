@@ -181,7 +181,8 @@ def write(
     ]
     lines += [
         f"Paired over the same users, 95% bootstrap intervals; promotion needs every lower "
-        f"bound above the margin ({settings.gate.margin}). Decision: {verdict}.",
+        f"bound above the margin ({settings.gate.margin}) and above "
+        f"{settings.gate.min_relative_gain:.0%} of the opponent's figure. Decision: {verdict}.",
         "",
     ]
     lines += [f"- {reason}" for reason in decision.reasons]

@@ -43,7 +43,8 @@ def test_a_clearly_better_candidate_passes_and_a_worse_one_does_not(spark):
     worse = _decide(spark, -0.05, 0.0)
     assert not worse.promote
     assert re.fullmatch(
-        r"not better than champion by more than 0.0: ndcg@3 -0\.04\d\d vs champion "
+        r"not better than champion by more than 0\.00\d\d \(1% of its 0\.\d+\): "
+        r"ndcg@3 -0\.04\d\d vs champion "
         r"\(95% CI -0\.0\d+ \.\. -0\.0\d+, 400 users\)",
         worse.reasons[0],
     ), worse.reasons[0]
@@ -80,6 +81,19 @@ def test_the_margin_is_respected(spark):
     strict = GateConfig(metric="ndcg", k=3, replicates=200, margin=0.1)
     table = gate.compare(_per_user(spark, 0.05), _per_user(spark, 0.0), "ladder", strict, seed=1)
     assert not gate.decide([gate.pooled(table)], strict).promote
+
+
+def test_a_real_but_tiny_gain_is_not_worth_a_switch(spark):
+    """+0.003 on every user: the interval is above zero, but below 1% of the opponent's
+    figure (about 0.5), the default least relative gain."""
+    table = gate.compare(_per_user(spark, 0.003), _per_user(spark, 0.0), "popularity", GATE, seed=1)
+    comparison = gate.pooled(table)
+    assert comparison.low > 0
+    decision = gate.decide([comparison], GATE)
+    assert not decision.promote
+    assert "(1% of its 0." in decision.reasons[0]
+    anything = GATE.model_copy(update={"min_relative_gain": 0.0})
+    assert gate.decide([comparison], anything).promote
 
 
 def test_the_paired_difference_is_computed_over_the_same_users(spark):
