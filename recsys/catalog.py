@@ -30,7 +30,7 @@ def catalog_df(spark: SparkSession, markets: MarketCatalog) -> DataFrame:
                     market.currency,
                     market.locale,
                     market.language,
-                    offer.names[market.language],
+                    markets.display_name(offer_id, market.language),
                 )
             )
     return spark.createDataFrame(rows, S.CATALOG_SCHEMA)

@@ -96,7 +96,9 @@ class WorldConfig(_Section):
         default=0.8, description="Std-dev of each user's idiosyncratic taste per offer (logits)."
     )
     legacy_policy: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = Field(
-        description="Logged legacy exposure policy: current plan -> offer -> relative weight."
+        default_factory=dict,
+        description="Logged legacy exposure policy: current plan -> offer -> relative weight "
+        "(generate-world needs one; own data does not).",
     )
 
 
@@ -607,7 +609,7 @@ class Config(_Section):
     spark: SparkConfig = SparkConfig()
     catalog: CatalogConfig = CatalogConfig()
     mlflow: MlflowConfig = MlflowConfig()
-    world: WorldConfig
+    world: WorldConfig = WorldConfig()
     ingest: IngestConfig = IngestConfig()
     interactions: InteractionsConfig
     train: TrainConfig
@@ -649,7 +651,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     _check_train_names(config.train, markets, config.interactions.behaviour_tokens)
     _check_recommend_names(config.recommend, markets)
     _check_reason_tokens(config.recommend, config.interactions.behaviour_tokens)
-    _check_reference_offer(config.analyze, markets)
+    if not config.ingest.is_set:  # analyze, which reads it, runs on the synthetic world only
+        _check_reference_offer(config.analyze, markets)
     catalog = config.catalog.model_copy(
         update={
             "warehouse_dir": _absolute(config.catalog.warehouse_dir),

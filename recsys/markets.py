@@ -35,11 +35,14 @@ class _Model(BaseModel):
 
 
 class OfferType(_Model):
-    """A global offer template; a market instantiates it with a local price."""
+    """A global offer template; a market instantiates it with a local price.
 
-    plan_id: str
+    Own data needs only ``kind``: ``plan_id`` defaults to the offer's id, ``tier`` to 0 and
+    ``names`` to none (the id is then the display name)."""
+
+    plan_id: str | None = None
     kind: Literal["plan", "addon", "promo"]
-    tier: Annotated[int, Field(ge=0, le=10)]
+    tier: Annotated[int, Field(ge=0, le=10)] = 0
     period_days: Annotated[int, Field(ge=1, le=366)] = 30
     trial_days: Annotated[int, Field(ge=1, le=366)] | None = None
     discount_months: Annotated[int, Field(ge=1, le=24)] | None = None
@@ -47,7 +50,7 @@ class OfferType(_Model):
     # An add-on's plans. Unset: every plan, the free plan included; the loaded catalogue
     # holds the resolved list (MarketCatalog._consistent).
     requires_plans: tuple[str, ...] | None = None
-    names: dict[str, str]
+    names: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("requires_plans")
     @classmethod
@@ -61,15 +64,20 @@ class OfferType(_Model):
 
 
 class Market(_Model):
-    name: str
-    continent: Continent
+    """A market: its currency, locale and offers with their local prices. ``language``
+    defaults to the locale's; ``continent``, ``price_level`` and ``user_share`` describe the
+    synthetic world and only ``generate-world`` needs them (:meth:`MarketCatalog.for_world`).
+    """
+
+    name: str | None = None
+    continent: Continent | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     locale: str
-    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
-    price_level: Annotated[float, Field(gt=0, le=5)]
-    user_share: Annotated[float, Field(gt=0, le=1)]
-    student_share: Annotated[float, Field(ge=0, le=1)]
-    student_verification: bool
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
+    price_level: Annotated[float, Field(gt=0, le=5)] | None = None
+    user_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    student_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    student_verification: bool = False
     offers: dict[str, Annotated[Decimal, Field(ge=0)]]
 
     @model_validator(mode="after")
@@ -80,7 +88,7 @@ class Market(_Model):
             locale = Locale.parse(self.locale)
         except (ValueError, UnknownLocaleError) as exc:
             raise ValueError(f"locale {self.locale!r} is not a CLDR locale: {exc}") from None
-        if locale.language != self.language:
+        if self.language is not None and locale.language != self.language:
             raise ValueError(f"locale {self.locale!r} is not in language {self.language!r}")
         digits = get_currency_precision(self.currency)
         for offer, price in self.offers.items():
@@ -89,18 +97,23 @@ class Market(_Model):
                     f"offers.{offer}: price {price} has more decimals than {self.currency} "
                     f"allows ({digits})"
                 )
-        return self
+        return self if self.language else self.model_copy(update={"language": locale.language})
 
 
 class MarketCatalog(_Model):
-    disclaimer: str
+    disclaimer: str = ""
     offer_types: dict[str, OfferType]
-    markets: dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], Market]
+    # Letters, digits, "_" and "-": ISO codes (SE), or a branch's code (748L).
+    markets: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")], Market]
 
     @model_validator(mode="after")
     def _consistent(self) -> MarketCatalog:
-        plans = {t.plan_id for t in self.offer_types.values() if t.kind == "plan"}
-        for offer_id, offer in self.offer_types.items():
+        types = {
+            offer_id: offer.model_copy(update={"plan_id": offer.plan_id or offer_id})
+            for offer_id, offer in self.offer_types.items()
+        }
+        plans = {t.plan_id for t in types.values() if t.kind == "plan"}
+        for offer_id, offer in types.items():
             if offer.kind == "plan" and offer.plan_id != offer_id:
                 raise ValueError(f"offer_types.{offer_id}: a plan's offer id must be its plan_id")
             if offer.plan_id not in plans and offer.kind != "addon":
@@ -108,15 +121,19 @@ class MarketCatalog(_Model):
             unknown = set(offer.requires_plans or ()) - plans
             if unknown:
                 raise ValueError(f"offer_types.{offer_id}.requires_plans: unknown {unknown}")
-        total = sum(m.user_share for m in self.markets.values())
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"markets.*.user_share must sum to 1, they sum to {total:.6f}")
+        shares = [m.user_share for m in self.markets.values()]
+        if any(share is not None for share in shares):
+            if None in shares:
+                raise ValueError("markets.*.user_share: set it for every market or for none")
+            total = sum(shares)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"markets.*.user_share must sum to 1, they sum to {total:.6f}")
         for code, market in self.markets.items():
             for offer_id in market.offers:
-                offer = self.offer_types.get(offer_id)
+                offer = types.get(offer_id)
                 if offer is None:
                     raise ValueError(f"markets.{code}.offers.{offer_id}: unknown offer type")
-                if market.language not in offer.names:
+                if offer.names and market.language not in offer.names:
                     raise ValueError(
                         f"offer_types.{offer_id}.names: no name in {market.language!r} "
                         f"(needed by market {code})"
@@ -132,10 +149,36 @@ class MarketCatalog(_Model):
             update={
                 "offer_types": {
                     offer_id: offer.model_copy(update={"requires_plans": _carried_by(offer, plans)})
-                    for offer_id, offer in self.offer_types.items()
+                    for offer_id, offer in types.items()
                 }
             }
         )
+
+    def for_world(self) -> MarketCatalog:
+        """This catalogue, checked for what the synthetic world needs of every market
+        (``continent``, ``price_level``, ``user_share``).
+
+        Raises
+        ------
+        ConfigError
+            Naming every market and key that is missing.
+        """
+        missing = [
+            f"markets.{code}.{key}"
+            for code, market in self.markets.items()
+            for key in ("continent", "price_level", "user_share")
+            if getattr(market, key) is None
+        ]
+        if missing:
+            raise ConfigError(
+                "the synthetic world needs " + ", ".join(missing) + " in the market catalogue "
+                "(own data does not: ingest your files instead of generate-world)"
+            )
+        return self
+
+    def display_name(self, offer_id: str, language: str) -> str:
+        """The offer's name in ``language``; its id where the catalogue names it in none."""
+        return self.offer_types[offer_id].names.get(language, offer_id)
 
     def unreachable_addons(self) -> list[str]:
         """``market.offer``: add-ons that no plan the market sells can carry, so no user of

@@ -86,3 +86,30 @@ def test_an_empty_requires_plans_is_refused_with_what_to_write_instead(tmp_path)
     path.write_text(SMALL.replace("requires_plans: [gold]", "requires_plans: []"), "utf-8")
     with pytest.raises(ConfigError, match="leave requires_plans out to offer it on every plan"):
         load_markets(path)
+
+
+# Own data: a market needs its code, currency, locale and offers; nothing else.
+MINIMAL = """
+offer_types:
+  free: {kind: plan}
+  travel: {kind: addon}
+  home: {kind: addon, names: {nl: Woonverzekering}}
+markets:
+  748L: {currency: EUR, locale: nl_NL, offers: {free: 0, travel: 5, home: 9}}
+"""
+
+
+def test_a_minimal_catalogue_for_own_data_loads_and_the_world_says_what_it_lacks(tmp_path):
+    path = tmp_path / "markets.yaml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    markets = load_markets(path)
+    market = markets.markets["748L"]  # a branch's code, not an ISO country
+    assert market.language == "nl"  # from the locale
+    assert markets.offer_types["travel"].plan_id == "travel"
+    assert markets.offer_types["travel"].requires_plans == ("free",)
+    assert markets.display_name("travel", "nl") == "travel"  # no names: the id
+    assert markets.display_name("home", "nl") == "Woonverzekering"
+    with pytest.raises(ConfigError) as err:
+        markets.for_world()
+    for key in ("continent", "price_level", "user_share"):
+        assert f"markets.748L.{key}" in str(err.value)

@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from recsys import schemas as S
 from recsys.catalog import catalog_df
 from recsys.config import Config
+from recsys.errors import ConfigError
 from recsys.progress import step
 from recsys.tables import log_counts, publish_table
 from recsys.world.generate import generate_world
@@ -18,7 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, config: Config) -> None:
-    world_cfg, markets = config.world, config.markets
+    world_cfg, markets = config.world, config.markets.for_world()
+    if not world_cfg.legacy_policy:
+        raise ConfigError(
+            "world.legacy_policy is empty: the synthetic world needs the legacy policy that "
+            "logged its offer impressions (current plan -> offer -> weight)"
+        )
     log.info(
         "generating %s users in %d markets, %d days to %s, seed %d",
         f"{world_cfg.users:,}",

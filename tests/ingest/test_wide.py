@@ -19,6 +19,7 @@ from recsys.errors import ConfigError
 from recsys.ingest import job as ingest_job
 from recsys.ingest import wide
 from recsys.interactions import job as interactions_job
+from recsys.recommend import job as recommend_job
 from recsys.training import job as train_job
 
 SNAPSHOT, HOLDOUT_DAYS = dt.date(2026, 11, 1), 28
@@ -42,31 +43,17 @@ SPEC = {
 }
 
 
-def market(name: str, currency: str, locale: str, share: float) -> dict:
-    return {
-        "name": name,
-        "continent": "Europe",
-        "currency": currency,
-        "locale": locale,
-        "language": "en",
-        "price_level": 1,
-        "user_share": share,
-        "student_share": 0,
-        "student_verification": False,
-        "offers": {"free": 0, **dict.fromkeys(PRODUCTS, 10)},
-    }
-
-
-# The products are add-ons without requires_plans: customers on no plan (free) hold them.
+# A minimal own-data catalogue: each market's currency, locale and offers. The products are
+# add-ons without requires_plans: customers on no plan (free) hold them.
 MARKETS = {
-    "disclaimer": "illustrative",
-    "offer_types": {
-        "free": {"plan_id": "free", "kind": "plan", "tier": 0, "names": {"en": "No policy"}},
-        **{p: {"plan_id": p, "kind": "addon", "tier": 0, "names": {"en": p}} for p in PRODUCTS},
-    },
+    "offer_types": {"free": {"kind": "plan"}, **{p: {"kind": "addon"} for p in PRODUCTS}},
     "markets": {
-        "GB": market("United Kingdom", "GBP", "en_GB", 0.6),
-        "IE": market("Ireland", "EUR", "en_IE", 0.4),
+        code: {
+            "currency": currency,
+            "locale": locale,
+            "offers": {"free": 0, **dict.fromkeys(PRODUCTS, 10)},
+        }
+        for code, currency, locale in (("GB", "GBP", "en_GB"), ("IE", "EUR", "en_IE"))
     },
 }
 
@@ -201,7 +188,6 @@ def own_config(folder: Path, config, tokens: list[str]) -> Path:
             "users": str(folder / "data" / "users.csv"),
             "events": str(folder / "data" / "events.csv"),
         },
-        "world": {"legacy_policy": {}},
         "interactions": {
             "snapshot_date": SNAPSHOT.isoformat(),
             "holdout_days": HOLDOUT_DAYS,
@@ -224,8 +210,11 @@ def own_config(folder: Path, config, tokens: list[str]) -> Path:
                 "implicit_bpr": {"enabled": False},
             },
         },
-        "recommend": {"value": {"tenure_months": {"default": 12}}, "experiment": {"id": "wide"}},
-        "analyze": {"reference_offer": "home", "report_dir": str(folder / "reports")},
+        "recommend": {
+            "value": {"tenure_months": {"default": 12}},
+            "experiment": {"id": "wide"},
+            "reason_tokens": [],  # age and area are attributes: never a reason shown
+        },
     }
     path = folder / "wide.yaml"
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")
@@ -245,7 +234,7 @@ def test_convert_wide_writes_the_configs_files_and_names_the_tokens_it_lacks(
     assert "'age:middle', 'age:senior', 'area:city_centre', 'area:rural'" in logged
 
 
-@pytest.mark.slow  # about a minute on 2 cores: ingest, build and train with two families
+@pytest.mark.slow  # about 2 minutes on 2 cores: ingest, build, train with two families, recommend
 def test_on_a_wide_table_the_conversion_model_beats_popularity_by_five_points(
     spark, config, own_data
 ):
@@ -265,12 +254,20 @@ def test_on_a_wide_table_the_conversion_model_beats_popularity_by_five_points(
         ingest_job.run(spark, small)
         interactions_job.run(spark, small)
         train_job.run(spark, small)
+        recommend_job.run(spark, small)
+        served = spark.table(small.table("plan_recommendations_current")).where("rank > 0")
         runs = mlflow.search_runs(
             experiment_names=[small.mlflow.experiment],
             filter_string="tags.`recsys.family` != ''",
         )
     finally:
         mlflow.set_tracking_uri(config.mlflow.tracking_uri)
+    # From file to published lists on a catalogue of currency, locale and offers alone: the
+    # offer's id is its name, and no profile token is a reason.
+    rows = served.select("market", "offer_id", "display_name", "reason_code").collect()
+    assert {r["market"] for r in rows} == {"GB", "IE"}
+    assert all(r["display_name"] == r["offer_id"] for r in rows)
+    assert not {r["reason_code"] for r in rows} & set(converted.tokens())
     family_runs = runs[runs["tags.recsys.trial"].isna()].set_index("tags.recsys.family")
     hit = family_runs["metrics.hit_rate_at_1"]
     assert hit["conversion"] >= hit["popularity"] + 0.05, hit.to_dict()
