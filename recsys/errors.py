@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class RecsysError(Exception):
@@ -21,3 +27,23 @@ def describe_validation_error(exc: ValidationError, title: str) -> str:
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)
+
+
+def validated_yaml(path: str | Path, model: type[M], what: str) -> M:
+    """The YAML file at ``path`` as ``model``.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing (``what`` names it), is not YAML, or breaks a rule (one line
+        per problem, naming the key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, f"invalid {what} ({path})")) from None

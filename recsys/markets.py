@@ -11,19 +11,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_currency_precision, list_currencies
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from recsys.errors import ConfigError, describe_validation_error
+from recsys.errors import ConfigError, validated_yaml
 
 log = logging.getLogger(__name__)
 
@@ -214,17 +212,7 @@ def load_markets(path: str | Path) -> MarketCatalog:
     ConfigError
         When the file is missing, not YAML, or breaks a rule (the message names the key).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"market catalogue not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        catalog = MarketCatalog.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        title = f"invalid market catalogue ({path})"
-        raise ConfigError(describe_validation_error(exc, title)) from None
+    catalog = validated_yaml(path, MarketCatalog, "market catalogue")
     unreachable = catalog.unreachable_addons()
     if unreachable:
         log.warning(

@@ -13,6 +13,7 @@ from recsys.catalog import catalog_df
 from recsys.config import EligibilityRules
 from recsys.markets import load_markets
 from recsys.world.generate import generate_world
+from tests.test_markets import SMALL
 
 STATE = (
     "market string, user_id string, current_plan string, active_addons array<string>, "
@@ -156,19 +157,8 @@ def test_config_rules_exclude_small_households_and_withheld_offers(spark, config
     )
 
 
-ADDON_MARKETS = """
-disclaimer: illustrative
-offer_types:
-  free: {plan_id: free, kind: plan, tier: 0, names: {en: Free}}
-  gold: {plan_id: gold, kind: plan, tier: 1, names: {en: Gold}}
-  cover: {plan_id: cover, kind: addon, tier: 0, names: {en: Cover}}
-  gold_extra: {plan_id: gold_extra, kind: addon, tier: 0, requires_plans: [gold],
-               names: {en: Gold extra}}
-markets:
-  US: {name: US, continent: North America, currency: USD, locale: en_US, language: en,
-       price_level: 1, user_share: 1, student_share: 0, student_verification: false,
-       offers: {free: 0, gold: 10, cover: 5, gold_extra: 2}}
-"""
+# tests/test_markets.py's small catalogue, with gold sold in US.
+ADDON_MARKETS = SMALL.replace("offers: {free: 0, cover: 5", "offers: {free: 0, gold: 10, cover: 5")
 
 
 def test_an_addon_for_every_plan_is_held_and_offered_on_the_free_plan(spark, tmp_path):

@@ -35,11 +35,10 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recsys import schemas as S
-from recsys.errors import ConfigError, RecsysError, describe_validation_error
+from recsys.errors import RecsysError, validated_yaml
 from recsys.interactions.build import cutoffs
 
 log = logging.getLogger(__name__)
@@ -162,15 +161,7 @@ def load_spec(path: str | Path) -> WideSpec:
     ConfigError
         When the file is missing, not YAML, or breaks a rule (the message names the key).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"conversion spec not found: {path}")
-    try:
-        return WideSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, f"invalid spec ({path})")) from None
+    return validated_yaml(path, WideSpec, "conversion spec")
 
 
 def read_table(path: str | Path, spec: WideSpec) -> pd.DataFrame:
