@@ -48,8 +48,9 @@ def _features_at(spark, config, events, split):
         FULL: cutoff,
     }
     catalog_df = spark.createDataFrame(
-        [("SE", "premium_individual", "premium_individual", "plan", 2)],
-        "market string, offer_id string, plan_id string, kind string, tier int",
+        [("SE", "premium_individual", "premium_individual", "plan", 2, [])],
+        "market string, offer_id string, plan_id string, kind string, tier int, "
+        "requires_plans array<string>",
     )
     state_df = states_at(events_df, catalog_df, moments)
     profile_df = spark.createDataFrame(
