@@ -268,7 +268,10 @@ def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> 
         snapshot=interactions.snapshot(),
         holdout_days=interactions.holdout_days,
     )
-    wide.write(converted, users, events)
+    try:
+        wide.write(converted, users, events)
+    except OSError as exc:
+        raise RecsysError(f"convert wide: cannot write {users} and {events}: {exc}") from None
     roles = converted.events["role"].value_counts()
     log.info(
         "%s customers -> %s; %s events -> %s (%s held-out products in the holdout window "

@@ -234,6 +234,16 @@ def test_convert_wide_writes_the_configs_files_and_names_the_tokens_it_lacks(
     assert "'age:middle', 'age:senior', 'area:city_centre', 'area:rural'" in logged
 
 
+def test_an_unwritable_output_is_one_clear_error(own_data, config, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    path = own_config(own_data, config, tokens=["age:young"])
+    argv = ["convert", "wide", "--conf", str(path), "--spec", str(own_data / "spec.yaml")]
+    out = ["--out", str(blocker / "data"), str(own_data / "customers.csv")]
+    assert cli.main([*argv, *out]) == 2
+    assert "recsys: error: convert wide: cannot write" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # about 2 minutes on 2 cores: ingest, build, train with two families, recommend
 def test_on_a_wide_table_the_conversion_model_beats_popularity_by_five_points(
     spark, config, own_data
