@@ -327,7 +327,8 @@ class Conversion(Recommender):
         model = super()._restore(spark, path, meta)
         extra = json.loads(spark.read.text(f"{path}/{_VOCABULARY}").first()["value"])
         model.vocabulary, model.source = extra["vocabulary"], extra["source"]
-        model.offer_ids = extra["offer_ids"]
+        # Models saved before "auto" existed record only the boolean parameter.
+        model.offer_ids = extra.get("offer_ids", meta["params"].get("offer_id_feature") is True)
         model.boosters = {None: SparkXGBClassifierModel.load(f"{path}/booster")}
         return model
 
