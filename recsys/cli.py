@@ -291,7 +291,8 @@ def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> 
 def _warn_unknown(config: Config, converted: wide.Converted) -> None:
     """Name the tokens, offers and markets the files hold that the config does not list,
     before build-interactions quarantines them."""
-    tokens = sorted(set(converted.tokens()) - set(config.interactions.behaviour_tokens))
+    written = converted.tokens()
+    tokens = sorted(set(written) - set(config.interactions.behaviour_tokens))
     if tokens:
         log.warning(
             "interactions.behaviour_tokens of %s lacks %d profile tokens the files hold, "
@@ -300,7 +301,7 @@ def _warn_unknown(config: Config, converted: wide.Converted) -> None:
             len(tokens),
             tokens,
         )
-    if converted.tokens() and wide.PROFILE not in config.interactions.behaviour_events:
+    if written and wide.PROFILE not in config.interactions.behaviour_events:
         log.warning(
             "interactions.behaviour_events of %s lacks %r, the event type of the profile tokens",
             config.source,

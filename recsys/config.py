@@ -777,17 +777,22 @@ def _check_behaviour_tokens(interactions: InteractionsConfig, markets: MarketCat
 def _check_train_names(
     train: TrainConfig, markets: MarketCatalog, behaviour_tokens: Iterable[str]
 ) -> None:
+    if train.models.ladder.enabled:  # a disabled ladder is never read: its names need not match
+        _check_ladder_names(train.models.ladder, markets, list(behaviour_tokens))
+    for family in ("spark_als", "implicit_als", "implicit_bpr"):
+        for market in getattr(train.models, family).markets:
+            if market not in markets.markets:
+                raise ConfigError(f"train.models.{family}.markets.{market}: unknown market")
+
+
+def _check_ladder_names(ladder: LadderSpec, markets: MarketCatalog, tokens: list[str]) -> None:
     plans = {t.plan_id for t in markets.offer_types.values()}
-    ladder = train.models.ladder
-    if not ladder.enabled:
-        ladder = LadderSpec(enabled=False)  # nothing reads it: its names need not match
     for plan, offers in ladder.steps.items():
         if plan not in plans:
             raise ConfigError(f"train.models.ladder.steps.{plan}: unknown plan")
         for offer in offers:
             if offer not in markets.offer_types:
                 raise ConfigError(f"train.models.ladder.steps.{plan}: unknown offer {offer!r}")
-    tokens = list(behaviour_tokens)
     for token, offers in ladder.signals.items():
         if token not in tokens:
             raise ConfigError(
@@ -797,10 +802,6 @@ def _check_train_names(
         for offer in offers:
             if offer not in markets.offer_types:
                 raise ConfigError(f"train.models.ladder.signals.{token}: unknown offer {offer!r}")
-    for family in ("spark_als", "implicit_als", "implicit_bpr"):
-        for market in getattr(train.models, family).markets:
-            if market not in markets.markets:
-                raise ConfigError(f"train.models.{family}.markets.{market}: unknown market")
 
 
 def _check_reason_tokens(recommend: RecommendConfig, behaviour_tokens: Iterable[str]) -> None:

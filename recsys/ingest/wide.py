@@ -311,7 +311,7 @@ def _profile_tokens(table: pd.DataFrame, ids: pd.Series, spec: WideSpec) -> pd.D
             tokens = pd.Series(names[np.searchsorted(least, values, side="right") - 1])
         else:
             cells = table[column]
-            slug = cells.str.lower().str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_")
+            slug = cells.map(_slug)
             tokens = (f"{how.prefix or _slug(column)}:" + slug).where(slug != "")
         frames.append(pd.DataFrame({"user_id": ids, "item_id": tokens.to_numpy()}))
     if not frames:

@@ -28,10 +28,9 @@ class Comparison:
     users: int
     base: float = 0.0  # the opponent's own mean, which a relative gain is of
 
-    def beats(self, margin: float, relative: float = 0.0) -> bool:
-        """Whether the interval's lower end clears ``margin`` and ``relative`` x the
-        opponent's figure."""
-        return self.low > max(margin, relative * abs(self.base))
+    def beats(self, least: float) -> bool:
+        """Whether the interval's lower end is above ``least`` (:func:`least_gain`)."""
+        return self.low > least
 
     def describe(self, metric: str) -> str:
         return (
@@ -126,7 +125,7 @@ def decide(
         return Decision(
             False, ("nothing to compare against: enable a baseline (train.models.popularity)",)
         )
-    failed = [c for c in comparisons if not c.beats(gate.margin, gate.min_relative_gain)]
+    failed = [c for c in comparisons if not c.beats(least_gain(c, gate))]
     if failed:
         return Decision(
             False,
@@ -140,9 +139,15 @@ def decide(
     return Decision(True, refresh + tuple(c.describe(metric) for c in comparisons))
 
 
+def least_gain(comparison: Comparison, gate: GateConfig) -> float:
+    """The gain the interval's lower end must clear: the margin, or ``min_relative_gain`` of
+    the opponent's figure where that is larger."""
+    return max(gate.margin, gate.min_relative_gain * abs(comparison.base))
+
+
 def _needed(comparison: Comparison, gate: GateConfig) -> str:
-    """The least gain the interval's lower end had to clear, as the reason states it."""
-    relative = gate.min_relative_gain * abs(comparison.base)
-    if relative > gate.margin:
-        return f"{relative:.4f} ({gate.min_relative_gain:.0%} of its {comparison.base:.4f})"
+    """:func:`least_gain`, as the reason states it."""
+    least = least_gain(comparison, gate)
+    if least > gate.margin:
+        return f"{least:.4f} ({gate.min_relative_gain:.0%} of its {comparison.base:.4f})"
     return f"{gate.margin}"
