@@ -35,6 +35,7 @@ from recsys.progress import setup_logging, step
 from recsys.recommend import job as recommend_job
 from recsys.recommend import publish
 from recsys.session import build_session, size_shuffle_partitions
+from recsys.tokens import covering_patterns, matches
 from recsys.training import job as train_job
 from recsys.world import job as world_job
 
@@ -292,14 +293,16 @@ def _warn_unknown(config: Config, converted: wide.Converted) -> None:
     """Name the tokens, offers and markets the files hold that the config does not list,
     before build-interactions quarantines them."""
     written = converted.tokens()
-    tokens = sorted(set(written) - set(config.interactions.behaviour_tokens))
+    tokens = [t for t in written if not matches(t, config.interactions.behaviour_tokens)]
     if tokens:
         log.warning(
             "interactions.behaviour_tokens of %s lacks %d profile tokens the files hold, "
-            "which build-interactions would quarantine as unknown items: %s",
+            "which build-interactions would quarantine as unknown items: %s; add them, or "
+            "patterns that cover them: %s",
             config.source,
             len(tokens),
             tokens,
+            covering_patterns(tokens, avoid=config.markets.offer_types),
         )
     if written and wide.PROFILE not in config.interactions.behaviour_events:
         log.warning(

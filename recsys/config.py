@@ -28,6 +28,7 @@ from pydantic import (
 from recsys.errors import ConfigError, describe_validation_error
 from recsys.markets import MarketCatalog, load_markets
 from recsys.schemas import BEHAVIOUR_TOKENS, EVENT_TYPES
+from recsys.tokens import entry_problem, is_pattern, matches, overlaps
 
 
 def _distinct(values: list) -> list:
@@ -35,6 +36,14 @@ def _distinct(values: list) -> list:
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
         raise ValueError(f"listed more than once: {repeated}")
+    return values
+
+
+def _token_entries(values: list[str] | None) -> list[str] | None:
+    """A token list validator: tokens and prefix patterns (``contract:*``), see recsys.tokens."""
+    problems = [p for p in map(entry_problem, values or ()) if p]
+    if problems:
+        raise ValueError("; ".join(problems))
     return values
 
 
@@ -170,7 +179,9 @@ class InteractionsConfig(_Section):
     behaviour_tokens: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: list(BEHAVIOUR_TOKENS),
         min_length=1,
-        description="The non-offer items of the matrix: what a behaviour event's item_id may be.",
+        description="The non-offer items of the matrix: what a behaviour event's item_id may "
+        "be. An entry ending in * is a prefix pattern: 'contract:*' is every token starting "
+        "with 'contract:'. '*' alone is refused, and no entry may match an offer id.",
     )
     behaviour_events: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
@@ -178,6 +189,7 @@ class InteractionsConfig(_Section):
     )
 
     _distinct = field_validator("behaviour_tokens", "behaviour_events")(_distinct)
+    _token_entries = field_validator("behaviour_tokens")(_token_entries)
 
     @model_validator(mode="after")
     def _known_event_types(self) -> InteractionsConfig:
@@ -521,12 +533,15 @@ class RecommendConfig(_Section):
         default=None,
         description="Behaviour tokens that may be shown as the reason for an offer; null: "
         "every one. A reason reaches the user: leave out profile attributes (age, gender, "
-        "payment method), and set [] where every token is one.",
+        "payment method), and set [] where every token is one. An entry ending in * is a "
+        "prefix pattern, as in interactions.behaviour_tokens ('genre:*').",
     )
     value: ValueConfig = ValueConfig()
     eligibility: EligibilityRules = EligibilityRules()
     experiment: ExperimentConfig = ExperimentConfig()
     publish: PublishConfig = PublishConfig()
+
+    _token_entries = field_validator("reason_tokens")(_token_entries)
 
 
 class SimulateConfig(_Section):
@@ -766,12 +781,21 @@ def with_ingest(
 
 
 def _check_behaviour_tokens(interactions: InteractionsConfig, markets: MarketCatalog) -> None:
-    clash = sorted(set(interactions.behaviour_tokens) & set(markets.offer_types))
+    tokens = interactions.behaviour_tokens
+    clash = sorted(t for t in tokens if not is_pattern(t) and t in markets.offer_types)
     if clash:
         raise ConfigError(
             f"interactions.behaviour_tokens: {clash} are offer ids of the market catalogue; "
             "an item is either an offer or a behaviour token"
         )
+    for pattern in filter(is_pattern, tokens):
+        offers = sorted(o for o in markets.offer_types if matches(o, [pattern]))
+        if offers:
+            raise ConfigError(
+                f"interactions.behaviour_tokens: the pattern {pattern!r} matches offer ids "
+                f"of the market catalogue {offers}; an item is either an offer or a behaviour "
+                "token, so use a longer prefix or list the tokens"
+            )
 
 
 def _check_train_names(
@@ -794,7 +818,12 @@ def _check_ladder_names(ladder: LadderSpec, markets: MarketCatalog, tokens: list
             if offer not in markets.offer_types:
                 raise ConfigError(f"train.models.ladder.steps.{plan}: unknown offer {offer!r}")
     for token, offers in ladder.signals.items():
-        if token not in tokens:
+        if is_pattern(token):
+            raise ConfigError(
+                f"train.models.ladder.signals.{token}: a signal names one behaviour token, "
+                "not a pattern"
+            )
+        if not matches(token, tokens):
             raise ConfigError(
                 f"train.models.ladder.signals.{token}: unknown behaviour token; "
                 f"known (interactions.behaviour_tokens): {tokens}"
@@ -805,7 +834,8 @@ def _check_ladder_names(ladder: LadderSpec, markets: MarketCatalog, tokens: list
 
 
 def _check_reason_tokens(recommend: RecommendConfig, behaviour_tokens: Iterable[str]) -> None:
-    unknown = sorted(set(recommend.reason_tokens or ()) - set(behaviour_tokens))
+    behaviour_tokens = list(behaviour_tokens)
+    unknown = sorted(t for t in recommend.reason_tokens or () if not overlaps(t, behaviour_tokens))
     if unknown:
         raise ConfigError(
             f"recommend.reason_tokens: {unknown} are not behaviour tokens "

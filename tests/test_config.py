@@ -65,6 +65,17 @@ def test_overrides_are_typed_yaml_scalars():
         (["interactions.behaviour_tokens=[a, a]"], "behaviour_tokens: Value error, listed more"),
         (["train.ks=[1, 3, 3]"], "train.ks: Value error, listed more than once: [3]"),
         (["interactions.behaviour_tokens=[free]"], "['free'] are offer ids of the market"),
+        (
+            ["interactions.behaviour_tokens=[genre:*, premium*]"],
+            "the pattern 'premium*' matches offer ids of the market catalogue ['premium_duo', ",
+        ),
+        (["interactions.behaviour_tokens=['*']"], "'*' alone would match every item"),
+        (["interactions.behaviour_tokens=['*:tv']"], "'*' may only end an entry"),
+        (
+            ["train.models.ladder.signals.signal:*=[free]"],
+            "signals.signal:*: a signal names one behaviour token, not a pattern",
+        ),
+        (["recommend.reason_tokens=[sex:*]"], "reason_tokens: ['sex:*'] are not behaviour"),
         (["train.models.ladder.signals.usage:tv=[free]"], "signals.usage:tv: unknown behaviour"),
         (["ingest.users=u.csv"], "ingest: Value error, set both events and users"),
         (["recommend.reason_tokens=[sex:m]"], "reason_tokens: ['sex:m'] are not behaviour"),
@@ -158,6 +169,25 @@ def test_own_event_types_and_tokens():
     ).interactions
     assert own.event_types == (*EVENT_TYPES, "addon_usage")
     assert own.behaviour_tokens[0] == "usage:tv"
+
+
+def test_behaviour_tokens_may_be_prefix_patterns():
+    """A pattern stands for every token with its prefix: the ladder's signals and the reason
+    tokens it matches are known, and reason tokens may be patterns too."""
+    config = load_config(
+        LOCAL_CONF,
+        [
+            "interactions.behaviour_tokens=[genre:*, signal:*, usage:tv]",
+            "recommend.reason_tokens=[signal:*, genre:pop, usage:*]",
+        ],
+    )
+    assert config.interactions.behaviour_tokens == ["genre:*", "signal:*", "usage:tv"]
+    assert set(config.train.models.ladder.signals) == {
+        "signal:household",
+        "signal:student",
+        "signal:audiobook",
+    }
+    assert config.recommend.reason_tokens == ["signal:*", "genre:pop", "usage:*"]
 
 
 def test_a_weight_for_an_undeclared_event_type_fails():

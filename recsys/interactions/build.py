@@ -22,6 +22,7 @@ User and item indices are shared by all of them, per market.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -30,6 +31,7 @@ from recsys import schemas as S
 from recsys.config import InteractionsConfig
 from recsys.interactions.confidence import with_confidence
 from recsys.interactions.index import contiguous_index
+from recsys.interactions.validate import with_is_offer
 
 TUNE, VALIDATION, TRAIN, HOLDOUT, FULL = "tune", "validation", "train", "holdout", "full"
 ACCEPTANCE = "acceptance"  # the offer_log's event type of a trial start or a conversion
@@ -139,19 +141,27 @@ def offer_log_rows(
 
 
 def with_indices(
-    rows_df: DataFrame, known_items_df: DataFrame, *, snapshot: dt.date, partitions: int
+    rows_df: DataFrame,
+    catalog_df: DataFrame,
+    *,
+    snapshot: dt.date,
+    partitions: int,
+    behaviour_tokens: Sequence[str] = S.BEHAVIOUR_TOKENS,
 ) -> DataFrame:
     """The ``interactions`` table's rows (snapshot_date last): per-market contiguous user and
     item indices shared by the splits. Reads ``rows_df`` three times: persist it first.
 
-    ``known_items_df``: (market, item_id, is_offer).
+    ``catalog_df`` (the catalog table) and ``behaviour_tokens`` (``interactions.
+    behaviour_tokens``, patterns included) tell offers from behaviour tokens (``is_offer``);
+    rows whose item is neither are dropped.
     """
     users_df = contiguous_index(rows_df, key="user_id", index="user_idx", partitions=partitions)
     items_df = contiguous_index(rows_df, key="item_id", index="item_idx", partitions=partitions)
     return (
         rows_df.join(users_df, on=["market", "user_id"], how="inner")
         .join(F.broadcast(items_df), on=["market", "item_id"], how="inner")
-        .join(F.broadcast(known_items_df), on=["market", "item_id"], how="inner")
+        .transform(with_is_offer, catalog_df, behaviour_tokens)
+        .where(F.col("is_offer").isNotNull())
         .select(
             "market",
             "user_idx",

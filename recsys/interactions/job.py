@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
@@ -25,11 +25,14 @@ from recsys.interactions.build import (
     offer_log_rows,
     with_indices,
 )
-from recsys.interactions.validate import known_items_df, validate_events
+from recsys.interactions.validate import UNKNOWN_ITEM, Validated, validate_events
 from recsys.progress import step
 from recsys.tables import publish_partition, read_table
+from recsys.tokens import covering_patterns
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_SHOWN = 10  # unknown items named per kind (behaviour token, offer) in a message
 
 
 class BadInputError(RecsysError):
@@ -77,6 +80,7 @@ def run(spark: SparkSession, config: Config) -> None:
         with step("build-interactions: validate"):
             tally = _tally(validated.tally_df)
             _log_tally(tally)
+            unknown = _unknown_items(validated, config) if _has(tally, UNKNOWN_ITEM) else ""
             publish_partition(
                 spark,
                 config,
@@ -85,14 +89,13 @@ def run(spark: SparkSession, config: Config) -> None:
                 partition_column="snapshot_date",
                 value=snapshot,
             )
-            _check_bad_share(tally, settings.max_bad_share, set(config.markets.markets))
-        with step("build-interactions: matrices"):
-            _write_matrices(
-                spark,
-                config,
-                validated.events_df,
-                known_items_df(catalog_df, settings.behaviour_tokens),
+            _check_bad_share(
+                tally, settings.max_bad_share, set(config.markets.markets), unknown=unknown
             )
+            if unknown:  # under the threshold the rows are only quarantined: say what they were
+                log.warning("%s", unknown)
+        with step("build-interactions: matrices"):
+            _write_matrices(spark, config, validated.events_df, catalog_df)
         with step("build-interactions: user state"):
             _write_user_state(spark, config, validated.events_df, catalog_df)
         with step("build-interactions: offer log"):
@@ -114,7 +117,7 @@ def run(spark: SparkSession, config: Config) -> None:
 
 
 def _write_matrices(
-    spark: SparkSession, config: Config, events_df: DataFrame, items_df: DataFrame
+    spark: SparkSession, config: Config, events_df: DataFrame, catalog_df: DataFrame
 ) -> None:
     snapshot = config.interactions.snapshot()
     rows_df = interaction_rows(events_df, config.interactions, snapshot=snapshot).persist(
@@ -122,9 +125,10 @@ def _write_matrices(
     )
     interactions_df = with_indices(
         rows_df,
-        items_df,
+        catalog_df,
         snapshot=snapshot,
         partitions=int(spark.conf.get("spark.sql.shuffle.partitions")),
+        behaviour_tokens=config.interactions.behaviour_tokens,
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         publish_partition(
@@ -197,12 +201,72 @@ def _describe(reasons: dict[str, int]) -> str:
     return ", ".join(f"{reason} {n:,}" for reason, n in sorted(reasons.items()))
 
 
+def _has(tally: dict[str, dict[str | None, int]], reason: str) -> bool:
+    return any(reasons.get(reason) for reasons in tally.values())
+
+
+def _unknown_items(validated: Validated, config: Config) -> str:
+    """What the ``unknown_item`` rows carried, most frequent first, and where to declare it:
+    tokens (or patterns) in ``interactions.behaviour_tokens``, offers in the market
+    catalogue. Runs one small Spark job on the persisted validation."""
+    kind = Window.partitionBy("is_behaviour")
+    ranked = kind.orderBy(F.desc("rows"), F.asc_nulls_first("item_id"))  # ties: stable order
+    rows = (
+        validated.unknown_items_df.withColumn("_rank", F.row_number().over(ranked))
+        .withColumn("_items", F.count(F.lit(1)).over(kind))
+        .where(F.col("_rank") <= UNKNOWN_SHOWN)
+        .orderBy("_rank")
+        .collect()  # at most UNKNOWN_SHOWN rows per kind
+    )
+    tokens_found = [r for r in rows if r["is_behaviour"]]
+    offers_found = [r for r in rows if not r["is_behaviour"]]
+    parts = []
+    if tokens_found:
+        offer_ids = list(config.markets.offer_types)
+        # An offer id, or no item, in a behaviour event is not a token to declare.
+        tokens = [r["item_id"] for r in tokens_found if r["item_id"] not in [None, *offer_ids]]
+        misplaced = [r["item_id"] for r in tokens_found if r["item_id"] in offer_ids]
+        part = (
+            "behaviour events carry items that interactions.behaviour_tokens does not list: "
+            + _listed(tokens_found)
+        )
+        if tokens:
+            part += (
+                f"; add the tokens, or patterns that cover them such as "
+                f"{covering_patterns(tokens, avoid=offer_ids)}, to "
+                f"interactions.behaviour_tokens in {config.source or 'the config file'}"
+            )
+        if misplaced:
+            part += f"; {misplaced} are offer ids, which only offer events may name"
+        parts.append(part)
+    if offers_found:
+        parts.append(
+            f"offer events name offers their market does not sell: {_listed(offers_found)}; "
+            f"add them to the market catalogue ({config.markets_file}) or fix the ids"
+        )
+    return "unknown_item: " + "\n  ".join(parts)
+
+
+def _listed(found: list[Row]) -> str:
+    """``'a' (5 rows), 'b' (1 row) and 3 more``: the ranked unknown items of one kind."""
+    listed = ", ".join(
+        f"{r['item_id']!r} ({r['rows']:,} row{'s' if r['rows'] != 1 else ''})" for r in found
+    )
+    more = found[0]["_items"] - len(found)
+    return listed + (f" and {more:,} more (in events_quarantine)" if more > 0 else "")
+
+
 def _check_bad_share(
-    tally: dict[str, dict[str | None, int]], threshold: float, markets: set[str]
+    tally: dict[str, dict[str | None, int]],
+    threshold: float,
+    markets: set[str],
+    *,
+    unknown: str = "",
 ) -> None:
     """Fail when a configured market, or all rows together, pass the bad-row threshold.
 
-    Rows naming no configured market count towards the overall share only.
+    Rows naming no configured market count towards the overall share only. ``unknown``
+    (what the unknown items are, and where to declare them) ends the message when set.
     """
     failures = []
     for market in sorted(markets & set(tally)):
@@ -220,7 +284,7 @@ def _check_bad_share(
         raise BadInputError(
             f"bad-row share above interactions.max_bad_share={threshold:.1%}; nothing was "
             "written to interactions (rejected rows are in events_quarantine):\n  "
-            + "\n  ".join(failures)
+            + "\n  ".join([*failures, *([unknown] if unknown else [])])
         )
 
 

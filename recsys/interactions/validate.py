@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 from recsys import schemas as S
 from recsys.columns import literal_map
 from recsys.errors import RecsysError
+from recsys.tokens import matches_column
 
 MISSING_USER_ID = "missing_user_id"
 UNKNOWN_MARKET = "unknown_market"
@@ -90,6 +91,19 @@ class Validated:
         )
 
     @property
+    def unknown_items_df(self) -> DataFrame:
+        """Rows quarantined as ``unknown_item`` per (is_behaviour, item_id), with ``rows``;
+        ``is_behaviour`` is true where a behaviour event carried the item (a token the config
+        does not list) and false where an offer event did (an offer its market does not
+        sell). Grain: distinct unknown items."""
+        return (
+            self.grouped_df.where(F.col("reject_reason") == F.lit(UNKNOWN_ITEM))
+            # The event type is known here: an unknown one is the earlier reject reason.
+            .groupBy((~F.col("event_type").isin(*S.OFFER_EVENTS)).alias("is_behaviour"), "item_id")
+            .agg(F.sum("n").alias("rows"))
+        )
+
+    @property
     def tally_df(self) -> DataFrame:
         """Rows per (market, reject_reason), reason null for valid rows. Markets x reasons."""
         is_valid = F.col("reject_reason").isNull()
@@ -109,25 +123,38 @@ class Validated:
         )
 
 
-def known_items_df(
-    catalog_df: DataFrame, behaviour_tokens: Sequence[str] = S.BEHAVIOUR_TOKENS
+def with_is_offer(
+    df: DataFrame, catalog_df: DataFrame, behaviour_tokens: Sequence[str] = S.BEHAVIOUR_TOKENS
 ) -> DataFrame:
-    """(market, item_id, is_offer): the market's offers plus the behaviour tokens
-    (``interactions.behaviour_tokens``; the synthetic world's by default).
+    """``df`` plus ``is_offer``: true where (market, item_id) is an offer the market sells,
+    false where item_id is a behaviour token, null where it is neither (an unknown item).
 
-    Grain: market x item. Config-sized.
+    Parameters
+    ----------
+    df : DataFrame
+        Any rows with ``market`` and ``item_id``.
+    catalog_df : DataFrame
+        The catalog table: one row per (market, offer_id).
+    behaviour_tokens : sequence of str
+        ``interactions.behaviour_tokens`` (the synthetic world's by default): tokens, and
+        prefix patterns such as ``contract:*`` (:mod:`recsys.tokens`).
+
+    Returns
+    -------
+    DataFrame
+        ``df``'s rows and columns, and ``is_offer``.
     """
-    markets_df = catalog_df.select("market").distinct()
-    tokens_df = markets_df.crossJoin(
-        catalog_df.sparkSession.createDataFrame(
-            [(t,) for t in behaviour_tokens],
-            T.StructType([T.StructField("item_id", T.StringType())]),
-        )
-    ).withColumn("is_offer", F.lit(False))
     offers_df = catalog_df.select(
-        "market", F.col("offer_id").alias("item_id"), F.lit(True).alias("is_offer")
+        "market", F.col("offer_id").alias("item_id"), F.lit(True).alias("_is_offer")
     )
-    return offers_df.unionByName(tokens_df)
+    # Patterns cannot be listed as rows to join with: a token is matched by its prefix, on
+    # the row itself. The config refuses a token or pattern that matches an offer id.
+    is_token = matches_column(F.col("item_id"), behaviour_tokens)
+    return (
+        df.join(F.broadcast(offers_df), on=["market", "item_id"], how="left")
+        .withColumn("is_offer", F.when(F.col("_is_offer"), True).when(is_token, False))
+        .drop("_is_offer")
+    )
 
 
 def _parsed_ts(column: Column, dtype: T.DataType) -> Column:
@@ -156,7 +183,7 @@ def reject_reason(
     cutoff: Column, max_value: Column, event_types: Sequence[str] = S.EVENT_TYPES
 ) -> Column:
     """The first rule a parsed row breaks, or null. Needs columns from ``with_parsed_columns``
-    joined with ``known_items_df`` (``is_offer``, null when the item is unknown there) and
+    and ``with_is_offer`` (``is_offer``, null when the item is unknown there) and
     ``market_known``. ``event_types``: the known ones (``InteractionsConfig.event_types``);
     those that are not offer events are behaviour events, whose item is a behaviour token."""
     user, event_type, ts, num = F.col("user_id"), F.col("event_type"), F.col("ts"), F.col("num")
@@ -189,7 +216,8 @@ def validate_events(
     ``raw_df`` has the events columns (any of them may be strings); ``catalog_df`` the catalog
     table's; ``cutoff`` is the first instant after the snapshot. ``event_types`` and
     ``behaviour_tokens`` are the known vocabularies (``InteractionsConfig.event_types`` and
-    ``.behaviour_tokens``; the synthetic world's by default).
+    ``.behaviour_tokens``, whose entries may be prefix patterns; the synthetic world's by
+    default).
     """
     default_max = F.lit(float(max_values.get("default", float("inf"))))
     per_type = {t: float(v) for t, v in max_values.items() if t != "default"}
@@ -203,11 +231,7 @@ def validate_events(
     labelled_df = (
         raw_df.transform(with_parsed_columns)
         .join(F.broadcast(markets_df), on="market", how="left")
-        .join(
-            F.broadcast(known_items_df(catalog_df, behaviour_tokens)),
-            on=["market", "item_id"],
-            how="left",
-        )
+        .transform(with_is_offer, catalog_df, behaviour_tokens)
         .withColumn("reject_reason", reject_reason(cutoff, max_value, event_types))
     )
     # One row per distinct event with its multiplicity: duplicates found without a sort.

@@ -116,9 +116,9 @@ class Recommender(ABC):
         interactions_df : DataFrame
             The :data:`FIT_COLUMNS` rows it was fitted on.
         reason_tokens : collection of str, optional
-            The behaviour tokens that may be a reason (``recommend.reason_tokens``); None:
-            any. A family whose strongest token is not among them gives the strongest that
-            is, else its generic reason.
+            The behaviour tokens that may be a reason (``recommend.reason_tokens``; an entry
+            ending in ``*`` is a prefix pattern); None: any. A family whose strongest token
+            is not among them gives the strongest that is, else its generic reason.
         """
 
     def unpersist(self) -> None:

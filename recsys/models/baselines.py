@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from recsys.columns import literal_map
 from recsys.models.base import EXPLAIN_KEYS, Recommender
+from recsys.tokens import matches
 
 # log share given to an offer nobody in the market interacted with: far below any real one.
 UNSEEN_LOG_SHARE = -20.0
@@ -155,7 +156,7 @@ class Ladder(Recommender):
         signals = [
             (token, offers)
             for token, offers in self.params.get("signals", {}).items()
-            if reason_tokens is None or token in reason_tokens
+            if reason_tokens is None or matches(token, reason_tokens)
         ]
         # Checked in reverse so that the first configured signal naming the offer wins.
         for token, offers in reversed(signals):

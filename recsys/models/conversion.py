@@ -28,6 +28,7 @@ from recsys.errors import RecsysError
 from recsys.features import with_pair_features
 from recsys.models.base import EXPLAIN_KEYS, Recommender
 from recsys.supervision import FOLDS, Supervised, fold_of
+from recsys.tokens import matches
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ class Conversion(Recommender):
             (i, n.removeprefix("token="))
             for i, n in enumerate(names)
             if n.startswith("token=")
-            and (reason_tokens is None or n.removeprefix("token=") in reason_tokens)
+            and (reason_tokens is None or matches(n.removeprefix("token="), reason_tokens))
         ]
         keyed = self._predict(self._pairs(lists_df.select(*EXPLAIN_KEYS)), contributions=True)
         # XGBoost returns the contributions nested per output; a binary model has one.

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from recsys.columns import literal_map
 from recsys.models.base import EXPLAIN_KEYS, Recommender
 from recsys.models.baselines import POPULAR_IN_MARKET, UNSEEN_LOG_SHARE, offer_log_share
+from recsys.tokens import matches_column
 
 USER_FACTOR_COLUMNS = ("market", "user_id", "user_factors")
 ITEM_FACTOR_COLUMNS = ("market", "item_id", "item_factors")
@@ -100,7 +101,7 @@ class FactorModel(Recommender):
         pull = F.col("confidence") * dot(F.col("item_factors"), F.col("_offer"))
         behaviour_df = interactions_df.where(~F.col("is_offer"))
         if reason_tokens is not None:
-            behaviour_df = behaviour_df.where(F.col("item_id").isin(*reason_tokens))
+            behaviour_df = behaviour_df.where(matches_column(F.col("item_id"), reason_tokens))
         strongest_df = (
             lists_df.select(*EXPLAIN_KEYS)
             .join(

@@ -232,6 +232,16 @@ def test_convert_wide_writes_the_configs_files_and_names_the_tokens_it_lacks(
     logged = capfd.readouterr().err
     assert "lacks 4 profile tokens" in logged
     assert "'age:middle', 'age:senior', 'area:city_centre', 'area:rural'" in logged
+    assert "add them, or patterns that cover them: ['age:*', 'area:*']" in logged
+
+
+def test_convert_wide_counts_tokens_a_pattern_matches_as_listed(own_data, config, capfd):
+    path = own_config(own_data, config, tokens=["age:*", "area:rural"])
+    argv = ["convert", "wide", "--conf", str(path), "--spec", str(own_data / "spec.yaml")]
+    assert cli.main([*argv, str(own_data / "customers.csv")]) == 0
+    logged = capfd.readouterr().err
+    assert "lacks 1 profile tokens the files hold" in logged
+    assert "['area:city_centre']; add them, or patterns that cover them: ['area:*']" in logged
 
 
 def test_an_unwritable_output_is_one_clear_error(own_data, config, tmp_path, capsys):
@@ -257,7 +267,9 @@ def test_on_a_wide_table_the_conversion_model_beats_popularity_by_five_points(
         snapshot=SNAPSHOT,
         holdout_days=HOLDOUT_DAYS,
     )
-    small = load_config(own_config(own_data, config, tokens=converted.tokens()))
+    # One prefix pattern per profile column: every age band and area the table holds.
+    assert {t.split(":")[0] for t in converted.tokens()} == {"age", "area"}
+    small = load_config(own_config(own_data, config, tokens=["age:*", "area:*"]))
     wide.write(converted, small.ingest.users, small.ingest.events)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {small.catalog.database}")
     try:

@@ -17,7 +17,6 @@ from recsys.interactions.build import (
     offer_log_rows,
     with_indices,
 )
-from recsys.interactions.validate import known_items_df
 
 SNAPSHOT = dt.date(2026, 11, 1)  # holdout_days 21: split at 2026-10-11
 
@@ -38,10 +37,7 @@ def rows_df(spark, config):
         spark.createDataFrame(events, S.EVENTS_SCHEMA), settings, snapshot=SNAPSHOT
     )
     return with_indices(
-        rows_df,
-        known_items_df(catalog_df(spark, config.markets)),
-        snapshot=SNAPSHOT,
-        partitions=2,
+        rows_df, catalog_df(spark, config.markets), snapshot=SNAPSHOT, partitions=2
     ).cache()
 
 
@@ -106,6 +102,35 @@ def test_indices_are_shared_by_the_splits_and_contiguous(rows_df):
     assert {r["item_id"]: r["item_idx"] for r in items} == {
         k: i for i, k in enumerate(sorted(r["item_id"] for r in items))
     }
+
+
+def test_tokens_matching_a_pattern_are_behaviour_items_and_others_are_dropped(spark, config):
+    events = [
+        ("u1", "SE", "conversion", "premium_family", dt.datetime(2026, 10, 1), 209.0),
+        ("u1", "SE", "listen", "mood:calm", dt.datetime(2026, 10, 1), 30.0),
+        ("u2", "SE", "listen", "mood:loud", dt.datetime(2026, 10, 1), 30.0),
+        ("u2", "SE", "listen", "genre:pop", dt.datetime(2026, 10, 1), 30.0),  # not listed
+    ]
+    rows_df = interaction_rows(
+        spark.createDataFrame(events, S.EVENTS_SCHEMA), config.interactions, snapshot=SNAPSHOT
+    )
+    indexed_df = with_indices(
+        rows_df,
+        catalog_df(spark, config.markets),
+        snapshot=SNAPSHOT,
+        partitions=2,
+        behaviour_tokens=["mood:*"],
+    )
+    expected_df = spark.createDataFrame(
+        [("u1", "premium_family", True), ("u1", "mood:calm", False), ("u2", "mood:loud", False)],
+        "user_id string, item_id string, is_offer boolean",
+    )
+    assert_df_equality(
+        indexed_df.where(F.col("split") == "train").select("user_id", "item_id", "is_offer"),
+        expected_df,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
 
 
 def test_matrix_stats(rows_df):

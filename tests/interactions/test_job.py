@@ -202,3 +202,44 @@ def test_csv_with_columns_in_another_order_fails_clearly(world_config, conf_path
     assert "caused by: CSV header does not conform to the schema." in err
     assert "Expected: event_type but found: item_id" in err
     assert "Traceback" not in err
+
+
+def test_unknown_tokens_are_named_with_the_key_to_set_and_a_pattern_lets_them_in(
+    spark, world_config
+):
+    """Listening tagged with moods the config does not list fails the step with the moods,
+    their counts and where to declare them; ``mood:*`` then keeps every one of them."""
+    events_df = read_table(spark, world_config, S.EVENTS)
+    listens = _bad_rows(events_df, 5, market="SE")
+    moods_df = (
+        listens.withColumn("item_id", F.lit("mood:calm"))
+        .unionByName(listens.limit(3).withColumn("item_id", F.lit("mood:loud")))
+        .unionByName(listens.limit(1).withColumn("item_id", F.lit("premium_family")))
+    )
+    publish_table(spark, world_config, events_df.unionByName(moods_df), "events_moods")
+    moods_config = _with_source(world_config, "events_moods")
+    strict = moods_config.interactions.model_copy(update={"max_bad_share": 0.0})
+
+    with pytest.raises(interactions_job.BadInputError) as failure:
+        interactions_job.run(spark, moods_config.model_copy(update={"interactions": strict}))
+    message = str(failure.value)
+    assert (
+        "unknown_item: behaviour events carry items that interactions.behaviour_tokens does "
+        "not list: 'mood:calm' (5 rows), 'mood:loud' (3 rows), 'premium_family' (1 row); "
+        "add the tokens, or patterns that cover them such as ['mood:*'], to "
+        f"interactions.behaviour_tokens in {moods_config.source}; ['premium_family'] are "
+        "offer ids, which only offer events may name"
+    ) in message
+
+    tokens = [*moods_config.interactions.behaviour_tokens, "mood:*"]
+    lenient = moods_config.interactions.model_copy(update={"behaviour_tokens": tokens})
+    interactions_job.run(spark, moods_config.model_copy(update={"interactions": lenient}))
+    assert _quarantined(spark, moods_config) == {V.UNKNOWN_ITEM: 1}  # the offer id
+    kept = (
+        read_table(spark, moods_config, S.INTERACTIONS)
+        .where(_snapshot(moods_config) & F.col("item_id").startswith("mood:"))
+        .select("item_id", "is_offer")
+        .distinct()
+        .collect()
+    )
+    assert sorted(tuple(r) for r in kept) == [("mood:calm", False), ("mood:loud", False)]

@@ -161,6 +161,45 @@ def test_configured_event_types_and_tokens_are_kept_and_others_quarantined(spark
     )
 
 
+def test_a_pattern_makes_every_token_with_its_prefix_known(spark, config):
+    """``usage:*`` lets any usage token through; a token of another prefix, one that only
+    shares the prefix's first letters, and an offer id stay unknown items."""
+    settings = load_config(
+        LOCAL_CONF,
+        [
+            "interactions.behaviour_events=[addon_usage]",
+            "interactions.weights.addon_usage=1",
+            "interactions.max_values.addon_usage=5",
+            "interactions.behaviour_tokens=[usage:*, genre:pop]",
+            "train.models.ladder.signals={}",
+        ],
+    ).interactions
+    kept = [
+        ("u1", "SE", "addon_usage", "usage:tv", OK_TS, "1"),
+        ("u2", "SE", "addon_usage", "usage:radio", OK_TS, "1"),
+        ("u3", "SE", "listen", "genre:pop", OK_TS, "1"),
+        ("u4", "SE", "conversion", "premium_family", OK_TS, "209.0"),
+    ]
+    unknown = [
+        ("u5", "SE", "addon_usage", "usages:tv", OK_TS, "1"),
+        ("u6", "SE", "listen", "genre:rock", OK_TS, "1"),
+        ("u7", "SE", "addon_usage", "premium_family", OK_TS, "1"),
+    ]
+    validated = _own_vocabulary(spark, config, kept + unknown, settings)
+    kept_df = spark.createDataFrame(
+        [(*row[:4], dt.datetime(2026, 10, 20, 10), float(row[5])) for row in kept],
+        S.EVENTS_SCHEMA,
+    )
+    assert_df_equality(validated.events_df, kept_df, ignore_row_order=True, ignore_nullable=True)
+    unknown_df = spark.createDataFrame(
+        [(True, "usages:tv", 1), (True, "genre:rock", 1), (True, "premium_family", 1)],
+        "is_behaviour boolean, item_id string, rows long",
+    )
+    assert_df_equality(
+        validated.unknown_items_df, unknown_df, ignore_row_order=True, ignore_nullable=True
+    )
+
+
 def test_without_configuration_own_event_types_stay_unknown(spark, config):
     validated = _own_vocabulary(spark, config, OWN[:1])
     reasons = [r["reject_reason"] for r in validated.quarantine_df.collect()]

@@ -148,6 +148,9 @@ def test_it_explains_a_household_pick_by_the_household_signal(config, logged_wor
     )
     reasons = {r["user_id"]: r["reason_code"] for r in model.explain(lists_df, rows_df).collect()}
     assert reasons == {"u0": "signal:household", "u4": "signal:household", "u8": "signal:household"}
+    # A pattern of recommend.reason_tokens lets every token with its prefix be the reason.
+    signals = model.explain(lists_df, rows_df, reason_tokens=["signal:*"]).collect()
+    assert {r["reason_code"] for r in signals} == {"signal:household"}
     # A token left out of recommend.reason_tokens is never the reason shown.
     withheld = model.explain(lists_df, rows_df, reason_tokens=["genre:pop"]).collect()
     assert {r["reason_code"] for r in withheld} <= {"genre:pop", OFFER_FIT}
