@@ -7,18 +7,18 @@ from pyspark.sql import functions as F
 
 
 def top_k(
-    scores_df: DataFrame, k: int, *, keys: tuple[str, ...] = ("market", "user_id")
+    scores_df: DataFrame, k: int | None, *, keys: tuple[str, ...] = ("market", "user_id")
 ) -> DataFrame:
     """The ``k`` best offers per user: ``keys``, offer_id, score, rank (1 = best).
 
     ``scores_df``: keys, offer_id, score (null = unknown, ranked after every known score).
     Equal scores are ordered by offer_id, so the same input always gives the same lists.
+    ``k=None`` ranks every offer.
     """
     order = Window.partitionBy(*keys).orderBy(
         F.col("score").desc_nulls_last(), F.col("offer_id").asc()
     )
-    return (
-        scores_df.withColumn("rank", F.row_number().over(order))
-        .where(F.col("rank") <= k)
-        .select(*keys, "offer_id", "score", "rank")
-    )
+    ranked_df = scores_df.withColumn("rank", F.row_number().over(order))
+    if k is not None:
+        ranked_df = ranked_df.where(F.col("rank") <= k)
+    return ranked_df.select(*keys, "offer_id", "score", "rank")

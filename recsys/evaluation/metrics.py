@@ -10,6 +10,7 @@ r is relevant when rel_r = 1 (ranks 1..k):
     ndcg@k      = sum_{r<=k} rel_r / log2(r + 1)  /  sum_{r<=min(|R|,k)} 1 / log2(r + 1)
     map@k       = sum_{r<=k} rel_r * precision@r  /  min(|R|, k)
     mrr@k       = 1 / (rank of the first relevant item) if hits@k > 0 else 0
+    mrr         = 1 / (rank of the first relevant item in the whole ranking), 0 if none
     revenue@k   = sum_{r<=k} rel_r * value of the item (e.g. its price)
 
 Only users with at least one relevant item are evaluated; a user the model gave no list
@@ -28,6 +29,7 @@ from pyspark.sql import functions as F
 from recsys.world.rand import Rng
 
 METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr", "revenue")
+MRR = "mrr"  # the plain MRR column of per_user_metrics_at: no cut-off
 
 
 def _ideal_dcg(n_relevant: Column, k: int) -> Column:
@@ -73,7 +75,9 @@ def per_user_metrics_at(
     value_col: str | None = None,
 ) -> DataFrame:
     """:func:`per_user_metrics` at every k of ``ks`` in one pass: ``keys``, then the
-    :data:`METRICS` at each k in turn, named by :func:`metric_column`.
+    :data:`METRICS` at each k in turn, named by :func:`metric_column`, then the plain
+    :data:`MRR` over every rank the lists hold (pass whole rankings, not only the top
+    ``max(ks)``, for it to be the plain MRR).
 
     A hit at rank r counts towards every k >= r, so one join of the lists with the labels
     and one aggregation per user serve all the ks.
@@ -84,10 +88,8 @@ def per_user_metrics_at(
         (F.col(value_col) if value_col else F.lit(0.0)).cast("double").alias("_value"),
     ).dropDuplicates([*keys, "item_id"])
     relevant_df = labels.groupBy(*keys).agg(F.count(F.lit(1)).alias("n_relevant"))
-    hits_df = (
-        recommendations_df.where(F.col("rank") <= max(ks))
-        .select(*keys, "item_id", "rank")
-        .join(labels, on=[*keys, "item_id"], how="inner")
+    hits_df = recommendations_df.select(*keys, "item_id", "rank").join(
+        labels, on=[*keys, "item_id"], how="inner"
     )
     # precision@r at a hit at rank r = (hits at ranks <= r) / r, whatever k >= r
     running = F.count(F.lit(1)).over(
@@ -128,7 +130,8 @@ def per_user_metrics_at(
             "revenue": F.col(f"revenue_{k}").cast("double"),
         }
         columns += [values[m].alias(metric_column(m, k)) for m in METRICS]
-    return joined.select(*keys, *columns)
+    plain_mrr = F.when(first_hit.isNotNull(), F.lit(1.0) / first_hit).otherwise(F.lit(0.0))
+    return joined.select(*keys, *columns, plain_mrr.alias(MRR))
 
 
 def summarize(per_user_df: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:
@@ -184,6 +187,44 @@ def bootstrap_ci(
     on = list(by) or ["_all"]
     result = point_df.join(interval_df, on=on, how="left").select(*by, "mean", "low", "high", "n")
     return result.toPandas()
+
+
+def bootstrap_cis(
+    values_df: DataFrame,
+    columns: list[str],
+    *,
+    key: str = "user_id",
+    replicates: int = 200,
+    seed: int = 7,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`bootstrap_ci` of several columns in one pass over the rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by column name: ``mean``, ``low``, ``high``, ``n``. A row's bootstrap weights
+        are the same for every column, as if each were bootstrapped on its own.
+    """
+    stacked = F.explode(
+        F.array(
+            *(
+                F.struct(F.lit(c).alias("_metric"), F.col(c).cast("double").alias("_value"))
+                for c in columns
+            )
+        )
+    )
+    long_df = values_df.select(F.col(key), stacked.alias("_s")).select(key, "_s.*")
+    table = bootstrap_ci(
+        long_df,
+        "_value",
+        by=("_metric",),
+        key=key,
+        replicates=replicates,
+        seed=seed,
+        level=level,
+    )
+    return table.set_index("_metric").rename_axis(None).reindex(columns)
 
 
 def bootstrap_mean_ci(

@@ -212,11 +212,11 @@ def per_user(model: Recommender, win: Window, ks: list[int]) -> tuple[DataFrame,
     """(per-user metrics, top lists) of ``model`` on ``win``.
 
     Per-user: keys and ``<metric>_at_<k>`` for every metric and k, plus ``revenue_at_<k>``
-    (the price of the hits, in the market's currency). Top lists: keys, offer_id, rank <=
-    max(ks).
+    (the price of the hits, in the market's currency) and the plain ``mrr`` over the whole
+    ranking of the user's candidates. Lists: keys, offer_id, rank, every candidate ranked.
     """
     lists_df = (
-        top_k(model.score(win.candidates_df), max(ks))
+        top_k(model.score(win.candidates_df), None)
         .select(*KEYS, F.col("offer_id").alias("item_id"), "rank")
         .persist(StorageLevel.MEMORY_AND_DISK)
     )

@@ -11,6 +11,9 @@ from pyspark.sql import types as T
 
 from recsys.evaluation.metrics import (
     METRICS,
+    MRR,
+    bootstrap_ci,
+    bootstrap_cis,
     bootstrap_mean_ci,
     metric_column,
     per_user_metrics,
@@ -93,12 +96,19 @@ def test_random_cases_match_the_reference_at_every_k_in_one_pass(spark):
     got = per_user_metrics_at(recs_df, labels_df, ks, value_col="price")
     expected = spark.createDataFrame(
         [
-            (market, user, *(v for k in ks for v in reference(ranked, relevant, k)))
+            (
+                market,
+                user,
+                *(v for k in ks for v in reference(ranked, relevant, k)),
+                # The plain MRR: over the whole ranking, whatever its length.
+                reference(ranked, relevant, len(items))[METRICS.index("mrr")],
+            )
             for market, user, ranked, relevant in cases
         ],
         T.StructType(
             OUT.fields[:2]
             + [T.StructField(metric_column(m, k), T.DoubleType()) for k in ks for m in METRICS]
+            + [T.StructField(MRR, T.DoubleType())]
         ),
     )
     assert_approx_df_equality(got, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
@@ -123,3 +133,27 @@ def test_bootstrap_interval_matches_normal_theory(spark):
     assert lower < mean < upper
     half_width = 1.96 * math.sqrt(mean * (1 - mean) / 4000)
     assert (upper - lower) / 2 == pytest.approx(half_width, rel=0.25)
+
+
+def test_the_plain_mrr_reaches_past_the_largest_k(spark):
+    recs = spark.createDataFrame(
+        [("US", "u", item, r) for r, item in enumerate("abcdef", start=1)], RECS
+    )
+    labels = spark.createDataFrame([("US", "u", "e", 1.0)], LABELS)
+    row = per_user_metrics_at(recs, labels, [1, 3]).first()
+    assert row[metric_column("mrr", 3)] == 0.0
+    assert row[MRR] == pytest.approx(1 / 5)
+
+
+def test_intervals_of_several_columns_in_one_pass_match_one_at_a_time(spark):
+    rng = random.Random(3)
+    values = spark.createDataFrame(
+        [(f"u{i}", rng.random(), float(rng.random() < 0.2)) for i in range(500)],
+        "user_id string, x double, y double",
+    )
+    together = bootstrap_cis(values, ["y", "x"], replicates=100, seed=5)
+    assert list(together.index) == ["y", "x"]
+    for column in ("x", "y"):
+        alone = bootstrap_ci(values, column, replicates=100, seed=5).iloc[0]
+        for figure in ("mean", "low", "high", "n"):
+            assert together.loc[column, figure] == pytest.approx(alone[figure], rel=1e-9)
