@@ -40,7 +40,7 @@ from recsys import schemas as S
 from recsys.columns import unit
 from recsys.config import Config, TrainConfig
 from recsys.errors import RecsysError
-from recsys.evaluation.metrics import bootstrap_ci
+from recsys.evaluation.metrics import MRR, bootstrap_ci, bootstrap_cis
 from recsys.evaluation.policy_value import POLICY_VALUE
 from recsys.evaluation.reliability import Reliability
 from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, VALIDATION, cutoffs
@@ -300,7 +300,6 @@ def _with_gate_metric(config: Config, source: str) -> Config:
 def run(spark: SparkSession, config: Config) -> None:
     trainer = Trainer(spark, config)
     config, settings = trainer.config, trainer.settings
-    gate_column = settings.gate.column
     counts = trainer.check_inputs()
     split, cutoff = cutoffs(trainer.snapshot, config.interactions.holdout_days)
     families = [f for f in FAMILIES if getattr(settings.models, f).enabled]
@@ -361,16 +360,9 @@ def run(spark: SparkSession, config: Config) -> None:
                 continue
             with step(f"train: {family}"):
                 results[family] = _train_family(trainer, family, search, holdout)
-        best = max(
-            results.values(),
-            key=lambda r: (r.chosen.pooled(gate_column), -families.index(r.family)),
-        )
-        log.info(
-            "candidate: %s (validation %s %.4f)",
-            best.family,
-            gate_column,
-            best.chosen.pooled(gate_column),
-        )
+        with step("train: candidate"):
+            best, chosen_because = _candidate(results, families, settings)
+        log.info("candidate: %s (%s)", best.family, chosen_because)
         with step("train: gate"):
             comparisons, by_market, refreshes = _compare(trainer, client, best, results, holdout)
             decision = gate.decide(
@@ -403,10 +395,13 @@ def run(spark: SparkSession, config: Config) -> None:
             search.describe(),
             trainer.supervision.describe() if "conversion" in results else "",
             against,
+            chosen_because,
+            {f: _intervals(r.holdout, settings) for f, r in results.items()},
         )
         mlflow.set_tags(
             {
                 "recsys.candidate": best.family,
+                "recsys.candidate_reason": chosen_because[:5000],
                 "recsys.registered_version": version,
                 "recsys.promoted": str(decision.promote).lower(),
             }
@@ -519,6 +514,7 @@ FINGERPRINT_TAG = "recsys.fingerprint"  # on a train run: what a resumed run mus
 CHECKPOINT_TAG = "recsys.checkpoint"  # on a family run: where its holdout per-user rows are
 CHECKPOINT = "family_result.json"  # a family run's artifact: its trials and holdout figures
 POLICY_SUFFIX = "_policy"  # beside the holdout per-user rows: the per-user policy values
+VALIDATION_SUFFIX = "_validation"  # beside them: the chosen trial's on validation
 
 
 def _fingerprint(config: Config, snapshot: dt.date, counts: dict[str, int]) -> str:
@@ -550,9 +546,12 @@ def _interrupted(client: MlflowClient, config: Config, fingerprint: str) -> Any 
 def _checkpoint(trainer: Trainer, result: FamilyResult) -> None:
     """Write what a resumed run needs of a finished family (in the family's active run)."""
     location = trainer.location(result.run_id, "holdout_per_user")
-    result.holdout.per_user_df.write.mode("overwrite").parquet(_uri(location))
-    if result.holdout.policy_df is not None:
-        result.holdout.policy_df.write.mode("overwrite").parquet(_uri(location + POLICY_SUFFIX))
+    # The chosen trial's validation rows too: the candidate is chosen on them (_candidate).
+    validation = location + VALIDATION_SUFFIX
+    for evaluated, at in ((result.holdout, location), (result.chosen, validation)):
+        evaluated.per_user_df.write.mode("overwrite").parquet(_uri(at))
+        if evaluated.policy_df is not None:
+            evaluated.policy_df.write.mode("overwrite").parquet(_uri(at + POLICY_SUFFIX))
 
     def evaluated(e: Evaluated) -> dict[str, Any]:
         table = json.loads(e.table.to_json(orient="split", double_precision=15))
@@ -631,28 +630,91 @@ def _restore(trainer: Trainer, family: str, run_id: str, location: str) -> Famil
         return Evaluated(family, part["params"], per_user_df, table, part["fit_seconds"])
 
     trials = [evaluated(t) for t in saved["trials"]]
-    try:
-        per_user_df = trainer.spark.read.parquet(_uri(location)).persist()
-    except AnalysisException as exc:  # train.model_dir moved or cleaned since the run began
-        raise RecsysError(
-            f"train.resume: cannot carry {family} over from its run {run_id}: its checkpoint "
-            f"{location} cannot be read ({str(exc).splitlines()[0]}); restore it, or run "
-            "without train.resume to start over"
-        ) from None
-    holdout = evaluated(saved["holdout"], per_user_df)
-    if trainer.supervision.source == IMPRESSIONS:
-        try:
-            policy_df = trainer.spark.read.parquet(_uri(location + POLICY_SUFFIX)).persist()
-        except AnalysisException as exc:
-            raise RecsysError(
-                f"train.resume: cannot carry {family} over from its run {run_id}: its "
-                f"policy values {location + POLICY_SUFFIX} cannot be read "
-                f"({str(exc).splitlines()[0]}); restore them, or run without train.resume"
-            ) from None
-        holdout = dataclasses.replace(holdout, policy_df=policy_df)
+    holdout = _read_back(trainer, evaluated(saved["holdout"]), family, run_id, location)
+    chosen, validation = saved["chosen"], location + VALIDATION_SUFFIX
+    trials[chosen] = _read_back(trainer, trials[chosen], family, run_id, validation)
     interval = tuple(saved["interval"])
     log.info("  %s: carried over from its run %s", family, run_id)
-    return FamilyResult(family, trials, trials[saved["chosen"]], holdout, interval, run_id)
+    return FamilyResult(family, trials, trials[chosen], holdout, interval, run_id)
+
+
+def _read_back(
+    trainer: Trainer, evaluated: Evaluated, family: str, run_id: str, location: str
+) -> Evaluated:
+    """``evaluated`` with its per-user rows (and policy values) read back from ``location``."""
+
+    def read(at: str, what: str) -> DataFrame:
+        try:
+            return trainer.spark.read.parquet(_uri(at)).persist()
+        except AnalysisException as exc:  # train.model_dir moved or cleaned since the run began
+            raise RecsysError(
+                f"train.resume: cannot carry {family} over from its run {run_id}: its {what} "
+                f"{at} cannot be read ({str(exc).splitlines()[0]}); restore it, or run "
+                "without train.resume to start over"
+            ) from None
+
+    per_user_df = read(location, "checkpoint")
+    policy_df = None
+    if trainer.supervision.source == IMPRESSIONS:
+        policy_df = read(location + POLICY_SUFFIX, "policy values")
+    return dataclasses.replace(evaluated, per_user_df=per_user_df, policy_df=policy_df)
+
+
+def _candidate(
+    results: dict[str, FamilyResult], families: list[str], settings: TrainConfig
+) -> tuple[FamilyResult, str]:
+    """The family that goes to the gate, and why, in words.
+
+    The family best on validation by the gate's metric, unless a simpler family ties with
+    it: the paired bootstrap interval of its lead over that family, on the same validation
+    users, does not exclude zero. A lead the interval cannot tell from noise does not buy
+    a more complex model, so the simplest tying family goes forward. Families are simplest
+    first in :data:`~recsys.models.FAMILIES` order (popularity, ladder, the factor
+    families, conversion).
+    """
+    column = settings.gate.column
+    best = max(results.values(), key=lambda r: (r.chosen.pooled(column), -families.index(r.family)))
+    because = f"best on validation, {column} {best.chosen.pooled(column):.4f}"
+    if best.chosen.per_user(column) is None:
+        return best, because + " (carried over from a resumed run: no interval to compare)"
+    leads = []
+    for other in (results[f] for f in families[: families.index(best.family)]):
+        if other.chosen.per_user(column) is None:
+            continue
+        lead = gate.pooled(
+            gate.compare(
+                best.chosen.per_user(column),
+                other.chosen.per_user(column),
+                other.family,
+                settings.gate,
+                seed=settings.seed,
+            )
+        )
+        if lead.low <= 0:
+            return other, (
+                f"ties on validation with {best.family}, the best there, and is simpler: "
+                f"{best.family} {lead.describe(column)}, an interval that does not exclude zero"
+            )
+        leads.append(lead.describe(column))
+    return best, because + ("; " + "; ".join(leads) if leads else "")
+
+
+def _intervals(result: Evaluated, settings: TrainConfig) -> pd.DataFrame:
+    """Mean and bootstrap interval of every per-user figure the report shows on ``result``'s
+    window, indexed by the report's column names: mean, low, high, n."""
+    options = {
+        "replicates": settings.gate.replicates,
+        "seed": settings.seed,
+        "level": settings.gate.level,
+    }
+    tables = []
+    if result.policy_df is not None:
+        # The report's policy columns are the doubly-robust (policy_value) and IPS estimates.
+        policy = bootstrap_cis(result.policy_df, [POLICY_VALUE, "ips"], **options)
+        tables.append(policy.rename(index={"ips": f"{POLICY_VALUE}_ips"}))
+    columns = [c for c in report.interval_columns(settings) if c in result.per_user_df.columns]
+    tables.append(bootstrap_cis(result.per_user_df, columns, **options))
+    return pd.concat(tables)
 
 
 def _interval(result: Evaluated, settings: TrainConfig) -> tuple[float, float, float]:
@@ -717,7 +779,7 @@ def _against_families(
     best: FamilyResult, results: dict[str, FamilyResult], settings: TrainConfig
 ) -> pd.DataFrame | None:
     """The candidate minus every other family on the holdout, paired per user, on hit rate
-    at the smallest k, MRR and NDCG at the largest and the gate's k: for the report, so
+    at the smallest k, plain MRR and NDCG at the gate's k: for the report, so
     that a reader sees by how much the candidate leads or trails each family, not only the
     baselines the gate compares. One bootstrap for all (a user's weights are the same in
     every comparison). Columns: opponent, metric, mean, low, high, n."""
@@ -725,9 +787,7 @@ def _against_families(
     if not others:
         return None
     ks = settings.ks
-    metrics = list(
-        dict.fromkeys([f"hit_rate_at_{min(ks)}", f"mrr_at_{max(ks)}", f"ndcg_at_{settings.gate.k}"])
-    )
+    metrics = list(dict.fromkeys([f"hit_rate_at_{min(ks)}", MRR, f"ndcg_at_{settings.gate.k}"]))
     parts = [
         gate.paired_differences(best.holdout.per_user_df, other.holdout.per_user_df, metric)
         .withColumn("opponent", F.lit(other.family))

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
-from recsys.config import Config
-from recsys.evaluation.metrics import metric_column
+from recsys.config import Config, TrainConfig
+from recsys.evaluation.metrics import MRR, metric_column
 from recsys.evaluation.policy_value import POLICY_VALUE
 from recsys.training.evaluate import ALL
 from recsys.training.gate import Decision
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from recsys.training.job import FamilyResult
 
 
-POLICY_COLUMNS = (POLICY_VALUE, f"{POLICY_VALUE}_ips", f"{POLICY_VALUE}_snips")
+# Per-user policy values with an interval; SNIPS is a ratio of sums, shown without one.
+POLICY_COLUMNS = (POLICY_VALUE, f"{POLICY_VALUE}_ips")
 
 
 @dataclass(frozen=True)
@@ -36,31 +37,43 @@ class Summary:
     headline: str
 
 
-def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataFrame:
-    gate = config.train.gate.column
-    k = config.train.gate.k
-    ks = config.train.ks
+def interval_columns(settings: TrainConfig) -> list[str]:
+    """The per-user ranking figures the holdout table shows with an interval, in its order."""
+    k, ks = settings.gate.k, settings.ks
+    return list(
+        dict.fromkeys(
+            [
+                metric_column("ndcg", k),
+                *(metric_column("hit_rate", n) for n in ks),
+                MRR,
+                *(metric_column(m, k) for m in ("precision", "recall", "map")),
+            ]
+        )
+    )
+
+
+def _holdout_table(
+    results: dict[str, FamilyResult], config: Config, intervals: dict[str, pd.DataFrame]
+) -> pd.DataFrame:
+    settings = config.train
+    gate = settings.gate.column
     rows = []
     for family, result in results.items():
-        table = result.holdout.table
-        mean, low, high = result.interval
+        table, found = result.holdout.table, intervals[family]
+        shown = [gate, *(c for c in found.index if c != gate)]
         rows.append(
             {
                 "model": family,
-                f"{gate} (95% CI)": f"{mean:.4f} [{low:.4f}, {high:.4f}]",
-                f"validation {gate}": round(result.chosen.pooled(gate), 4),
                 **{
-                    column: round(float(table.loc[ALL, column]), 4)
-                    for column in (
-                        *POLICY_COLUMNS,
-                        metric_column("ndcg", k),
-                        *(metric_column("hit_rate", n) for n in ks),
-                        # At the largest k: the plain MRR whenever no user has more candidates.
-                        metric_column("mrr", max(ks)),
-                        *(metric_column(m, k) for m in ("precision", "recall", "map", "coverage")),
-                    )
-                    if column in table.columns and column != gate
+                    f"{column} (95% CI)": _cell(found.loc[column])
+                    for column in shown
+                    if column in found.index
                 },
+                f"validation {gate}": round(result.chosen.pooled(gate), 4),
+                f"{POLICY_VALUE}_snips": table.loc[ALL].get(f"{POLICY_VALUE}_snips"),
+                metric_column("coverage", settings.gate.k): table.loc[ALL].get(
+                    metric_column("coverage", settings.gate.k)
+                ),
                 "users": int(table.loc[ALL, "users"]),
                 "trials": len(result.trials),
                 "params": ", ".join(f"{p}={v}" for p, v in result.chosen.params.items())
@@ -68,7 +81,11 @@ def _holdout_table(results: dict[str, FamilyResult], config: Config) -> pd.DataF
                 else "",
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).dropna(axis="columns", how="all").round(4)
+
+
+def _cell(row: pd.Series) -> str:
+    return f"{row['mean']:.4f} [{row['low']:.4f}, {row['high']:.4f}]"
 
 
 def _policy_note(results: dict[str, FamilyResult], config: Config) -> list[str]:
@@ -146,6 +163,8 @@ def write(
     searched_on: str,
     examples: str = "",
     against: pd.DataFrame | None = None,
+    chosen_because: str = "best on the validation window",
+    intervals: dict[str, pd.DataFrame] | None = None,
 ) -> Summary:
     settings = config.train
     column = settings.gate.column
@@ -156,12 +175,12 @@ def write(
     chart = folder / f"train-{snapshot}-{column}.png"
     _chart(results, column, chart)
 
-    holdout = _holdout_table(results, config)
+    holdout = _holdout_table(results, config, intervals or {})
     verdict = "promoted to `champion`" if decision.promote else "kept as `challenger`"
     lines = [
         f"# Training report, snapshot {snapshot}",
         "",
-        f"MLflow run `{run_id}`. Candidate: **{best.family}** (best on the validation window), "
+        f"MLflow run `{run_id}`. Candidate: **{best.family}** ({chosen_because}), "
         f"registered as `{settings.registered_model}` v{version} and {verdict}.",
         "",
         "Hyperparameters and the candidate were chosen on the validation window; the holdout "
@@ -235,6 +254,9 @@ def write(
     mlflow.log_artifact(str(chart))
     if comparisons:
         mlflow.log_table(pd.concat(comparisons, ignore_index=True), "gate_comparisons.json")
+    if intervals:
+        table = pd.concat(intervals, names=["family", "figure"]).reset_index()
+        mlflow.log_table(table, "holdout_intervals.json")
     headline = holdout[["model", f"{column} (95% CI)", f"validation {column}", "users"]].to_string(
         index=False
     )

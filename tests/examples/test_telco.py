@@ -260,7 +260,7 @@ def test_convert_ingest_build_train_on_a_few_hundred_customers(
         mlflow.set_tracking_uri(config.mlflow.tracking_uri)
 
     families = {"popularity", "ladder", "spark_als", "implicit_als", "implicit_bpr", "conversion"}
-    columns = ["metrics.hit_rate_at_1", "metrics.hit_rate_at_3", "metrics.mrr_at_6"]
+    columns = ["metrics.hit_rate_at_1", "metrics.hit_rate_at_3", "metrics.mrr_at_6", "metrics.mrr"]
     family_runs = runs[runs["tags.recsys.trial"].isna()].set_index("tags.recsys.family")
     assert set(family_runs.index) == families
     figures = family_runs[columns]
@@ -268,10 +268,12 @@ def test_convert_ingest_build_train_on_a_few_hundred_customers(
     assert ((figures >= 0) & (figures <= 1)).all().all()
     # MRR lies between hit@1 and hit@6 (= 1: every candidate list is at most 6 long).
     assert (figures["metrics.mrr_at_6"] >= figures["metrics.hit_rate_at_1"]).all()
+    # ... and is then the plain MRR, which ranks every candidate.
+    assert (figures["metrics.mrr"] - figures["metrics.mrr_at_6"]).abs().max() < 1e-12
     report = (Path(small.train.report_dir) / "train-2026-11-01.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| model"))
-    for column in ("hit_rate_at_1", "hit_rate_at_3", "mrr_at_6"):
-        assert column in header
+    for column in ("hit_rate_at_1", "hit_rate_at_3", "mrr"):
+        assert f" {column} (95% CI) " in header
     for family in families:
         assert f"| {family} " in report
     assert "The conversion model learned from every offer users were eligible for" in report

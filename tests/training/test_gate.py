@@ -3,16 +3,21 @@ registry (SQLite): a worse candidate stays challenger, a better one becomes cham
 
 from __future__ import annotations
 
+import random
 import re
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from recsys.config import GateConfig
+from recsys.config import GateConfig, TrainConfig
 from recsys.models import FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.training import gate, tracking
+from recsys.training import job as train_job
+from recsys.training.evaluate import ALL
+from recsys.training.job import Evaluated, FamilyResult
 
 GATE = GateConfig(metric="ndcg", k=3, replicates=200)
 USERS = 400
@@ -145,3 +150,36 @@ def test_aliases_follow_the_decisions(spark, registry):
     better = tracking.register(name, model_uri, tags={"recsys.family": "popularity"})
     tracking.set_aliases(client, name, better, promote=_decide(spark, 0.05, 0.0).promote)
     assert aliases() == {"champion": better}
+
+
+def _family(spark, family: str, level: float, seed: int):
+    """A family's validation figures: ndcg_at_3 per user around ``level``, with noise of
+    its own (``seed``), so that close families differ by chance, not by a constant."""
+    rng = random.Random(seed)
+    rows = [
+        ("SE", f"u{u}", min(1.0, max(0.0, level + rng.uniform(-0.3, 0.3)))) for u in range(USERS)
+    ]
+    per_user_df = spark.createDataFrame(rows, "market string, user_id string, ndcg_at_3 double")
+    mean = sum(r[2] for r in rows) / USERS
+    table = pd.DataFrame({"ndcg_at_3": [mean]}, index=pd.Index([ALL], name="market"))
+    evaluated = Evaluated(family, {}, per_user_df, table)
+    return FamilyResult(family, [evaluated], evaluated, evaluated)
+
+
+def test_a_lead_within_the_interval_goes_to_the_simpler_family(spark):
+    settings = TrainConfig.model_construct(gate=GATE, seed=7)  # _candidate reads only these
+    families = ["popularity", "implicit_bpr", "conversion"]
+
+    def candidate(levels):
+        results = {f: _family(spark, f, level, n) for n, (f, level) in enumerate(levels.items())}
+        return train_job._candidate(results, families, settings)
+
+    chosen, because = candidate({"popularity": 0.3, "implicit_bpr": 0.5, "conversion": 0.505})
+    assert chosen.family == "implicit_bpr"
+    assert "ties on validation with conversion" in because and "does not exclude zero" in because
+    chosen, because = candidate({"popularity": 0.3, "implicit_bpr": 0.4, "conversion": 0.5})
+    assert chosen.family == "conversion"
+    assert "vs popularity" in because and "vs implicit_bpr" in because
+    # Popularity, the simplest, is chosen when nothing clears it.
+    chosen, _ = candidate({"popularity": 0.5, "implicit_bpr": 0.4, "conversion": 0.502})
+    assert chosen.family == "popularity"

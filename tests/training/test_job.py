@@ -126,6 +126,12 @@ def test_the_report_names_the_candidate_the_gate_and_the_markets(trained):
     config, _ = trained
     report = (Path(config.train.report_dir) / "train-2026-11-01.md").read_text()
     assert "## Models on the holdout (all markets pooled)" in report
+    header = next(line for line in report.splitlines() if line.startswith("| model "))
+    # Every per-user figure has its interval: the policy values and the ranking metrics,
+    # the plain MRR among them.
+    for column in ("policy_value", "policy_value_ips", "ndcg_at_3", "hit_rate_at_1", "mrr"):
+        assert f" {column} (95% CI) " in header
+    assert "Candidate: **" in report and "on validation" in report
     assert "## Gate" in report
     for family in FAMILIES:
         assert f"| {family}" in report
