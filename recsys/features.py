@@ -105,7 +105,7 @@ def offer_features(catalog_df: DataFrame, reference_offer: str | None = None) ->
 
     ``relative_price`` is the offer's monthly-equivalent price over that of the market's
     ``reference_offer`` (its most expensive plan's where the market does not sell it), so
-    price reads the same in every currency.
+    price reads the same in every currency; 0 in a market without prices.
 
     Parameters
     ----------

@@ -2,6 +2,10 @@
 
 Validated with Babel's CLDR data: currencies are ISO 4217 codes, locales parse, prices use no
 more decimals than the currency has minor units (JPY and IDR have none).
+
+Own data may leave out prices (a market then prices none of its offers) and the ``free`` plan,
+which is the plan of a user who holds none: the catalogue knows it whether or not a market
+lists it, and a market that does not list it never offers it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pydantic import (
 )
 
 from recsys.errors import ConfigError, validated_yaml
+from recsys.schemas import FREE_PLAN
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,9 @@ class Market(_Model):
     """A market: its currency, locale and offers with their local prices. ``language``
     defaults to the locale's; ``continent``, ``price_level`` and ``user_share`` describe the
     synthetic world and only ``generate-world`` needs them (:meth:`MarketCatalog.for_world`).
+
+    ``offers`` maps each offer to its price per ``period_days``, or is a list of offer ids for
+    a market without prices (a null price says the same); a market prices every offer or none.
     """
 
     name: str | None = None
@@ -76,7 +84,28 @@ class Market(_Model):
     user_share: Annotated[float, Field(gt=0, le=1)] | None = None
     student_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     student_verification: bool = False
-    offers: dict[str, Annotated[Decimal, Field(ge=0)]]
+    offers: Annotated[dict[str, Annotated[Decimal, Field(ge=0)] | None], Field(min_length=1)]
+
+    @field_validator("offers", mode="before")
+    @classmethod
+    def _listed(cls, offers: object) -> object:
+        """A list names offers without prices: ``[travel, home]`` is ``{travel: null, ...}``."""
+        if not isinstance(offers, list):
+            return offers
+        if not all(isinstance(offer, str) for offer in offers):
+            raise ValueError(
+                "a list holds offer ids alone (offers without prices); give prices as a "
+                "mapping of offer id to price"
+            )
+        repeated = sorted({offer for offer in offers if offers.count(offer) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        return dict.fromkeys(offers)
+
+    @property
+    def is_priced(self) -> bool:
+        """Whether the market's offers have prices (all of them, or none has one)."""
+        return None not in self.offers.values()
 
     @model_validator(mode="after")
     def _cldr(self) -> Market:
@@ -88,9 +117,17 @@ class Market(_Model):
             raise ValueError(f"locale {self.locale!r} is not a CLDR locale: {exc}") from None
         if self.language is not None and locale.language != self.language:
             raise ValueError(f"locale {self.locale!r} is not in language {self.language!r}")
+        unpriced = [offer for offer, price in self.offers.items() if price is None]
+        if unpriced and len(unpriced) < len(self.offers):
+            # expected_value = p_convert x value compares the offers of a market: money for
+            # some and a bare probability for others would not compare.
+            raise ValueError(
+                f"offers: {', '.join(unpriced)} without a price beside offers with one; price "
+                "every offer of a market or none"
+            )
         digits = get_currency_precision(self.currency)
         for offer, price in self.offers.items():
-            if -price.as_tuple().exponent > digits:
+            if price is not None and -price.as_tuple().exponent > digits:
                 raise ValueError(
                     f"offers.{offer}: price {price} has more decimals than {self.currency} "
                     f"allows ({digits})"
@@ -106,9 +143,22 @@ class MarketCatalog(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> MarketCatalog:
+        # A user who holds no plan is on the free plan (eligibility, user state, features),
+        # so the catalogue always knows it; own data need not declare or sell it.
+        declared = self.offer_types.get(FREE_PLAN)
+        if declared is not None and declared.kind != "plan":
+            raise ValueError(
+                f"offer_types.{FREE_PLAN}: the free plan is the plan of a user who holds none, "
+                f"so its kind is plan, not {declared.kind}"
+            )
+        declared_types = (
+            self.offer_types
+            if declared
+            else {**self.offer_types, FREE_PLAN: OfferType(kind="plan")}
+        )
         types = {
             offer_id: offer.model_copy(update={"plan_id": offer.plan_id or offer_id})
-            for offer_id, offer in self.offer_types.items()
+            for offer_id, offer in declared_types.items()
         }
         plans = {t.plan_id for t in types.values() if t.kind == "plan"}
         for offer_id, offer in types.items():
@@ -141,8 +191,6 @@ class MarketCatalog(_Model):
                         f"markets.{code}.offers.{offer_id}: needs student verification, "
                         f"which {code} does not have"
                     )
-            if "free" not in market.offers:
-                raise ValueError(f"markets.{code}.offers: every market needs the free plan")
         return self.model_copy(
             update={
                 "offer_types": {
@@ -154,19 +202,24 @@ class MarketCatalog(_Model):
 
     def for_world(self) -> MarketCatalog:
         """This catalogue, checked for what the synthetic world needs of every market
-        (``continent``, ``price_level``, ``user_share``).
+        (``continent``, ``price_level``, ``user_share``, the free plan and prices).
 
         Raises
         ------
         ConfigError
             Naming every market and key that is missing.
         """
-        missing = [
-            f"markets.{code}.{key}"
-            for code, market in self.markets.items()
-            for key in ("continent", "price_level", "user_share")
-            if getattr(market, key) is None
-        ]
+        missing = []
+        for code, market in self.markets.items():
+            missing += [
+                f"markets.{code}.{key}"
+                for key in ("continent", "price_level", "user_share")
+                if getattr(market, key) is None
+            ]
+            if FREE_PLAN not in market.offers:
+                missing.append(f"markets.{code}.offers.{FREE_PLAN}")
+            if not market.is_priced:
+                missing.append(f"prices in markets.{code}.offers")
         if missing:
             raise ConfigError(
                 "the synthetic world needs " + ", ".join(missing) + " in the market catalogue "
@@ -179,15 +232,20 @@ class MarketCatalog(_Model):
         return self.offer_types[offer_id].names.get(language, offer_id)
 
     def unreachable_addons(self) -> list[str]:
-        """``market.offer``: add-ons that no plan the market sells can carry, so no user of
-        that market is ever eligible for them."""
+        """``market.offer``: add-ons that no plan of the market can carry (the free plan is
+        every market's, listed or not), so no user of that market is ever eligible for them."""
         return [
             f"{code}.{offer_id}"
             for code, market in self.markets.items()
             for offer_id in market.offers
             if self.offer_types[offer_id].kind == "addon"
-            and not set(self.offer_types[offer_id].requires_plans or ()) & set(market.offers)
+            and not set(self.offer_types[offer_id].requires_plans or ())
+            & {FREE_PLAN, *market.offers}
         ]
+
+    def unpriced_markets(self) -> list[str]:
+        """The markets whose offers have no prices (own data), in catalogue order."""
+        return [code for code, market in self.markets.items() if not market.is_priced]
 
     def plan_ids(self) -> list[str]:
         """The offer types that are plans (a plan's offer id is its plan id)."""

@@ -106,7 +106,8 @@ CATALOG_SCHEMA = T.StructType(
         T.StructField("discount_months", T.IntegerType(), True),
         T.StructField("requires_verification", T.BooleanType(), False),
         T.StructField("requires_plans", T.ArrayType(T.StringType(), False), False),
-        T.StructField("price", T.DecimalType(18, 4), False),
+        # Null in a market without prices (own data may have none).
+        T.StructField("price", T.DecimalType(18, 4), True),
         T.StructField("currency", T.StringType(), False),
         T.StructField("locale", T.StringType(), False),
         T.StructField("language", T.StringType(), False),
@@ -155,7 +156,8 @@ WORLD_TRUTH_SCHEMA = T.StructType(
 # What marketing surfaces read (DESIGN.md section 4), partitioned by snapshot_date and market.
 # A user is served either ranks 1..k of offers, or one row of rank 0 with no offer: the holdout
 # arm, or a user with nothing eligible (reason_code says which). The offer columns are null
-# exactly on those rows; every other column is never null.
+# exactly on those rows, the price columns also on an offer without a price (a market of own
+# data without prices); every other column is never null.
 NO_OFFER_RANK = 0
 HOLDOUT_REASON = "holdout"
 NO_ELIGIBLE_OFFER = "no_eligible_offer"
@@ -169,6 +171,7 @@ OFFER_COLUMNS = (
     "p_convert",
     "expected_value",
 )
+PRICE_COLUMNS = ("price_amount", "price_display")
 PLAN_RECOMMENDATIONS_SCHEMA = T.StructType(
     [
         T.StructField("user_id", T.StringType(), False),

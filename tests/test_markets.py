@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from babel.numbers import get_currency_precision
 
@@ -88,28 +90,73 @@ def test_an_empty_requires_plans_is_refused_with_what_to_write_instead(tmp_path)
         load_markets(path)
 
 
-# Own data: a market needs its code, currency, locale and offers; nothing else.
+# Own data: a market needs its code, currency, locale and offers; nothing else, neither
+# prices nor the free plan (docs/own-data.md).
 MINIMAL = """
 offer_types:
-  free: {kind: plan}
   travel: {kind: addon}
   home: {kind: addon, names: {nl: Woonverzekering}}
 markets:
-  748L: {currency: EUR, locale: nl_NL, offers: {free: 0, travel: 5, home: 9}}
+  748L: {currency: EUR, locale: nl_NL, offers: [travel, home]}
+  749L: {currency: EUR, locale: nl_NL, offers: {travel: 5, home: 9}}
 """
 
 
-def test_a_minimal_catalogue_for_own_data_loads_and_the_world_says_what_it_lacks(tmp_path):
+def _load(tmp_path, text):
     path = tmp_path / "markets.yaml"
-    path.write_text(MINIMAL, encoding="utf-8")
-    markets = load_markets(path)
+    path.write_text(text, encoding="utf-8")
+    return load_markets(path)
+
+
+def test_a_minimal_catalogue_for_own_data_loads_and_the_world_says_what_it_lacks(tmp_path, caplog):
+    markets = _load(tmp_path, MINIMAL)
     market = markets.markets["748L"]  # a branch's code, not an ISO country
     assert market.language == "nl"  # from the locale
+    assert market.offers == {"travel": None, "home": None}  # a list: offers without prices
+    assert markets.markets["749L"].offers == {"travel": Decimal(5), "home": Decimal(9)}
+    assert markets.unpriced_markets() == ["748L"]
     assert markets.offer_types["travel"].plan_id == "travel"
-    assert markets.offer_types["travel"].requires_plans == ("free",)
     assert markets.display_name("travel", "nl") == "travel"  # no names: the id
     assert markets.display_name("home", "nl") == "Woonverzekering"
+    # The free plan, the plan of a user who holds none, is known without being declared or
+    # sold: add-ons ride on it, and users on it are no error.
+    assert markets.offer_types["free"].kind == "plan"
+    assert markets.offer_types["free"].tier == 0
+    assert "free" in markets.plan_ids()
+    assert markets.offer_types["travel"].requires_plans == ("free",)
+    assert "free" not in market.offers  # never offered where it is not sold
+    assert markets.unreachable_addons() == []
+    assert "no user can ever be offered" not in caplog.text
     with pytest.raises(ConfigError) as err:
         markets.for_world()
-    for key in ("continent", "price_level", "user_share"):
+    for key in ("continent", "price_level", "user_share", "offers.free"):
         assert f"markets.748L.{key}" in str(err.value)
+    assert "prices in markets.748L.offers" in str(err.value)
+    assert "prices in markets.749L" not in str(err.value)
+
+
+def test_a_null_price_is_no_price_and_a_market_prices_every_offer_or_none(tmp_path):
+    nulls = MINIMAL.replace("[travel, home]", "{travel: null, home: }")
+    assert _load(tmp_path, nulls).markets["748L"].offers == {"travel": None, "home": None}
+    mixed = MINIMAL.replace("[travel, home]", "{travel: 5, home: null}")
+    with pytest.raises(ConfigError, match="home without a price beside offers with one"):
+        _load(tmp_path, mixed)
+
+
+@pytest.mark.parametrize(
+    ("offers", "message"),
+    [
+        ("[travel, travel]", "travel listed more than once"),
+        ("[{travel: 5}]", "a list holds offer ids alone"),
+        ("[]", "at least 1 item"),
+    ],
+)
+def test_a_list_of_offers_is_checked(tmp_path, offers, message):
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, MINIMAL.replace("[travel, home]", offers))
+
+
+def test_a_declared_free_plan_stays_a_plan(tmp_path):
+    addon_free = MINIMAL.replace("offer_types:\n", "offer_types:\n  free: {kind: addon}\n")
+    with pytest.raises(ConfigError, match="the free plan is the plan of a user who holds none"):
+        _load(tmp_path, addon_free)

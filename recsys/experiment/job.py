@@ -37,6 +37,7 @@ def simulate_run(spark: SparkSession, config: Config) -> None:
             "writes and ingested data does not have. With your own data, load real "
             "experiment_exposures and experiment_outcomes and run analyze"
         )
+    config.markets.for_world()  # the world's catalogue: the simulated charges need prices
     experiment = config.recommend.experiment.id
     lists_df = read_table(spark, config, S.PLAN_RECOMMENDATIONS_CURRENT)
     first = lists_df.select("snapshot_date", "experiment_id").first()
@@ -147,6 +148,14 @@ def analyze_run(spark: SparkSession, config: Config) -> None:
         )
     model_name, model_version = config.train.registered_model, stamp["model_version"]
     markets = config.markets.markets
+    unpriced = [m for m in markets if markets[m].offers.get(settings.reference_offer) is None]
+    if unpriced:
+        # Pooled revenue is counted in months of the reference offer's price.
+        raise RecsysError(
+            f"analyze.reference_offer: {settings.reference_offer!r} has no price in "
+            f"{', '.join(unpriced)} (not sold there, or the market has no prices): analyze "
+            "needs a price of it in every market to pool revenue across currencies"
+        )
     reference = {m: float(markets[m].offers[settings.reference_offer]) for m in markets}
 
     with step("analyze: metrics per user"):

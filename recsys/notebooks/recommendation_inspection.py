@@ -339,13 +339,13 @@ def plot_values(quantiles: pd.DataFrame, market: str) -> Figure:
     # Prices as amount and ISO code: the locale's symbols (e.g. the fullwidth yen sign of
     # ja_JP) are not in matplotlib's default font.
     labels = [
-        f"{r.offer_id} ({r.price_amount:,g} {r.currency}, {r.rows:,} rows)"
+        f"{r.offer_id} ({_price(r.price_amount, r.currency)}{r.rows:,} rows)"
         for r in quantiles.itertuples()
     ]
     positions = list(range(1, len(quantiles) + 1))
     for axes, name, unit in (
         (panels[0], "p_convert", "probability of converting"),
-        (panels[1], "expected_value", f"expected value, {_currency(quantiles)}"),
+        (panels[1], "expected_value", _expected_value_unit(quantiles)),
     ):
         boxes = [
             {
@@ -369,6 +369,18 @@ def plot_values(quantiles: pd.DataFrame, market: str) -> Figure:
     panels[0].set_yticks(positions, labels)
     panels[0].set_ylim(0.5, len(positions) + 0.5)
     return figure
+
+
+def _price(amount: float | None, currency: str) -> str:
+    """``9.99 EUR, `` or nothing for an offer without a price."""
+    return "" if amount is None or pd.isna(amount) else f"{amount:,g} {currency}, "
+
+
+def _expected_value_unit(quantiles: pd.DataFrame) -> str:
+    # A market without prices serves p_convert as expected_value (recommend.offers).
+    if quantiles["price_amount"].isna().all():
+        return "expected value (p_convert: no prices)"
+    return f"expected value, {_currency(quantiles)}"
 
 
 def _currency(quantiles: pd.DataFrame) -> str:

@@ -10,7 +10,8 @@ user of every market, published atomically as a snapshot of ``plan_recommendatio
 4. Calibration of each scorer's scores to ``p_convert`` per market on the validation window
    (the model refitted on ``tune`` with its registered parameters; a conversion model's own
    probability is served as it is), ``expected_value =
-   p_convert x value`` in local currency, ranking by the objective, exploration.
+   p_convert x value`` in local currency (``p_convert`` in a market without prices), ranking
+   by the objective, exploration.
 5. Localized names and prices, a reason per row, the model's name, version and run.
 6. Stage, validate, and only then serve (``plan_recommendations_current``).
 """
@@ -42,7 +43,7 @@ from recsys.progress import step
 from recsys.recommend import calibrate, lists, publish, validate
 from recsys.recommend.assign import arm_of, epsilon_of, is_exploring
 from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK, FALLBACK_REASON, MODEL
-from recsys.recommend.offers import offer_terms_df
+from recsys.recommend.offers import offer_terms_df, with_expected_value
 from recsys.recommend.rank import exploration_candidates, ranked_lists
 from recsys.supervision import Supervision
 from recsys.tables import filesystem, publish_partition, read_table
@@ -208,13 +209,9 @@ def run(spark: SparkSession, config: Config) -> None:
                 candidates_df.withColumn("epsilon", epsilon_of(settings.experiment))
                 .withColumn("is_exploring", is_exploring(settings.experiment, F.col("epsilon")))
                 .transform(calibrate.with_p_convert, coefficients)
-                .join(
-                    F.broadcast(terms_df.select("market", "offer_id", "value")),
-                    on=["market", "offer_id"],
-                    how="inner",
-                )
-                .withColumn("expected_value", F.col("p_convert") * F.col("value"))
+                .transform(with_expected_value, terms_df)
             )
+            _log_unpriced(config.markets.unpriced_markets(), settings.objective)
             scored_df = scored_df.persist()
             lists_df = ranked_lists(
                 scored_df, settings.k, settings.objective, settings.experiment.id
@@ -287,6 +284,18 @@ def run(spark: SparkSession, config: Config) -> None:
     for model in (served.model, fallback, control):
         model.unpersist()
     supervision.unpersist()
+
+
+def _log_unpriced(markets: list[str], objective: str) -> None:
+    """Say once which markets rank without money: their expected_value is p_convert."""
+    if not markets:
+        return
+    if objective == "expected_value":
+        consequence = "objective expected_value ranks by p_convert there"
+    else:
+        consequence = "expected_value is p_convert there"
+    named = f"markets {', '.join(markets)} have" if len(markets) > 1 else f"market {markets[0]} has"
+    log.info("%s no prices: %s", named, consequence)
 
 
 def _stage(spark: SparkSession, local: Path, uri: str) -> None:

@@ -9,6 +9,9 @@ data and broadcast to the lists.
   (``119,00 kr`` in sv_SE, ``￥1,080`` in ja_JP), never a hand-written format;
 - ``value``: the expected revenue of a conversion over ``recommend.value.tenure_months``,
   after free or discounted months, less ``promo_cost_months`` of the monthly price.
+
+An offer without a price (a market of own data without prices) has none of the three: its
+``expected_value`` is its ``p_convert`` (:func:`with_expected_value`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from babel.numbers import format_currency, get_currency_precision
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys.config import ValueConfig
@@ -31,9 +35,10 @@ OFFER_TERMS_SCHEMA = T.StructType(
         T.StructField("display_name", T.StringType(), False),
         T.StructField("locale", T.StringType(), False),
         T.StructField("currency", T.StringType(), False),
-        T.StructField("price_amount", T.DecimalType(18, 4), False),
-        T.StructField("price_display", T.StringType(), False),
-        T.StructField("value", T.DoubleType(), False),
+        # The price columns and value: null for an offer without a price.
+        T.StructField("price_amount", T.DecimalType(18, 4), True),
+        T.StructField("price_display", T.StringType(), True),
+        T.StructField("value", T.DoubleType(), True),
     ]
 )
 
@@ -79,16 +84,19 @@ def offer_terms_df(spark: SparkSession, catalog_df: DataFrame, value: ValueConfi
     """Grain (market, offer_id): the display and value columns of :data:`OFFER_TERMS_SCHEMA`.
 
     ``catalog_df``: the ``catalog`` table (a few rows per market), collected to the driver.
+    An offer without a price gets null price columns and value.
     """
     rows = catalog_df.collect()
     plan_prices = {
         (r["market"], r["offer_id"]): r["price"] * DAYS_PER_MONTH / r["period_days"]
         for r in rows
-        if r["kind"] == "plan"
+        if r["kind"] == "plan" and r["price"] is not None
     }
     terms = []
     for r in rows:
-        regular = plan_prices.get((r["market"], r["plan_id"]), r["price"])
+        price = r["price"]
+        regular = plan_prices.get((r["market"], r["plan_id"]), price)
+        priced = price is not None
         terms.append(
             (
                 r["market"],
@@ -97,17 +105,50 @@ def offer_terms_df(spark: SparkSession, catalog_df: DataFrame, value: ValueConfi
                 r["display_name"],
                 r["locale"],
                 r["currency"],
-                price_amount(r["price"], r["currency"]),
-                price_display(r["price"], r["currency"], r["locale"]),
+                price_amount(price, r["currency"]) if priced else None,
+                price_display(price, r["currency"], r["locale"]) if priced else None,
                 offer_value(
                     r["offer_id"],
-                    r["price"],
+                    price,
                     r["period_days"],
                     r["trial_days"],
                     r["discount_months"],
                     regular,
                     value,
-                ),
+                )
+                if priced
+                else None,
             )
         )
     return spark.createDataFrame(terms, OFFER_TERMS_SCHEMA)
+
+
+def with_expected_value(scored_df: DataFrame, terms_df: DataFrame) -> DataFrame:
+    """``scored_df`` with the offer's ``value`` and ``expected_value = p_convert x value``.
+
+    An offer without a price has no value, so its ``expected_value`` is its ``p_convert``:
+    the objective ``expected_value`` then ranks a market without prices by the probability
+    of converting. A market prices every offer or none (:class:`~recsys.markets.Market`), so
+    money and probabilities are never compared within one.
+
+    Parameters
+    ----------
+    scored_df : DataFrame
+        One row per (market, user_id, offer_id) with ``p_convert`` (null where uncalibrated).
+    terms_df : DataFrame
+        :func:`offer_terms_df`: grain (market, offer_id), with ``value``.
+
+    Returns
+    -------
+    DataFrame
+        ``scored_df``'s rows of offers ``terms_df`` has, with ``value`` and ``expected_value``.
+    """
+    value = F.col("value")
+    return scored_df.join(
+        F.broadcast(terms_df.select("market", "offer_id", "value")),
+        on=["market", "offer_id"],
+        how="inner",
+    ).withColumn(
+        "expected_value",
+        F.when(value.isNull(), F.col("p_convert")).otherwise(F.col("p_convert") * value),
+    )

@@ -7,7 +7,8 @@ users, so that a refused publish says what to look at:
   for), or exactly one row of rank 0 whose reason is ``holdout`` (their arm) or
   ``no_eligible_offer`` (they have none); no user outside the run;
 - eligibility: no listed offer is one the user's verdict excludes;
-- completeness: no null in a contract column (offer columns are null exactly on rank 0);
+- completeness: no null in a contract column (offer columns are null exactly on rank 0; the
+  price columns also on an offer without a price, both or neither);
 - stability: no offer's share of a market's top slot moved more than ``max_mix_shift``
   against the snapshot being served.
 """
@@ -113,7 +114,14 @@ def nulls(snapshot_df: DataFrame) -> list[str]:
     checks = []
     for column in S.PLAN_RECOMMENDATION_COLUMNS:
         missing = F.col(column).isNull()
-        if column in S.OFFER_COLUMNS:
+        if column in S.PRICE_COLUMNS:
+            # An offer may have no price (a market without prices), but then neither column
+            # has one: an amount without its display, or the reverse, is wrong.
+            other = next(c for c in S.PRICE_COLUMNS if c != column)
+            missing = (has_offer & (missing != F.col(other).isNull())) | (
+                ~has_offer & F.col(column).isNotNull()
+            )
+        elif column in S.OFFER_COLUMNS:
             # Null exactly on the rows without an offer.
             missing = (has_offer & missing) | (~has_offer & F.col(column).isNotNull())
         checks.append(F.sum(missing.cast("int")).alias(column))

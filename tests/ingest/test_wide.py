@@ -43,17 +43,14 @@ SPEC = {
 }
 
 
-# A minimal own-data catalogue: each market's currency, locale and offers. The products are
-# add-ons without requires_plans: customers on no plan (free) hold them.
+# A minimal own-data catalogue: each market's currency, locale and offers, without the free
+# plan and, in GB, without prices. The products are add-ons without requires_plans: customers
+# on no plan (free) hold them.
 MARKETS = {
-    "offer_types": {"free": {"kind": "plan"}, **{p: {"kind": "addon"} for p in PRODUCTS}},
+    "offer_types": {p: {"kind": "addon"} for p in PRODUCTS},
     "markets": {
-        code: {
-            "currency": currency,
-            "locale": locale,
-            "offers": {"free": 0, **dict.fromkeys(PRODUCTS, 10)},
-        }
-        for code, currency, locale in (("GB", "GBP", "en_GB"), ("IE", "EUR", "en_IE"))
+        "GB": {"currency": "GBP", "locale": "en_GB", "offers": list(PRODUCTS)},
+        "IE": {"currency": "EUR", "locale": "en_IE", "offers": dict.fromkeys(PRODUCTS, 10)},
     },
 }
 
@@ -286,10 +283,23 @@ def test_on_a_wide_table_the_conversion_model_beats_popularity_by_five_points(
         mlflow.set_tracking_uri(config.mlflow.tracking_uri)
     # From file to published lists on a catalogue of currency, locale and offers alone: the
     # offer's id is its name, and no profile token is a reason.
-    rows = served.select("market", "offer_id", "display_name", "reason_code").collect()
+    rows = served.select(
+        "market",
+        "offer_id",
+        "display_name",
+        "reason_code",
+        "price_display",
+        "p_convert",
+        "expected_value",
+    ).collect()
     assert {r["market"] for r in rows} == {"GB", "IE"}
     assert all(r["display_name"] == r["offer_id"] for r in rows)
     assert not {r["reason_code"] for r in rows} & set(converted.tokens())
+    # GB has no prices: no price is shown, and expected_value is p_convert; IE has them.
+    gb = [r for r in rows if r["market"] == "GB"]
+    assert all(r["price_display"] is None for r in gb)
+    assert all(r["expected_value"] == r["p_convert"] for r in gb)
+    assert all(r["price_display"] for r in rows if r["market"] == "IE")
     family_runs = runs[runs["tags.recsys.trial"].isna()].set_index("tags.recsys.family")
     hit = family_runs["metrics.hit_rate_at_1"]
     assert hit["conversion"] >= hit["popularity"] + 0.05, hit.to_dict()

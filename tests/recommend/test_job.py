@@ -260,3 +260,26 @@ def test_calibration_fits_each_scorer_on_a_hashed_sample_of_calibration_users(sp
     assert all(0.75 * expected < n < 1.15 * expected for n in rows), (expected, rows)
     assert coefficients[["intercept", "slope"]].notna().all().all()
     assert (coefficients["slope"] >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("markets", "objective", "said"),
+    [
+        (
+            ["GB", "IE"],
+            "expected_value",
+            "markets GB, IE have no prices: objective expected_value ranks by p_convert there",
+        ),
+        (["GB"], "propensity", "market GB has no prices: expected_value is p_convert there"),
+    ],
+)
+def test_markets_without_prices_are_named_with_what_expected_value_becomes(
+    monkeypatch, markets, objective, said
+):
+    logged = []
+    monkeypatch.setattr(
+        recommend_job.log, "info", lambda message, *args: logged.append(message % args)
+    )
+    recommend_job._log_unpriced([], objective)  # every market priced: nothing said
+    recommend_job._log_unpriced(markets, objective)
+    assert logged == [said]

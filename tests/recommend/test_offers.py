@@ -5,10 +5,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
 
 from recsys.catalog import catalog_df
 from recsys.config import ValueConfig
-from recsys.recommend.offers import offer_terms_df, offer_value, price_amount, price_display
+from recsys.markets import MarketCatalog
+from recsys.recommend.offers import (
+    offer_terms_df,
+    offer_value,
+    price_amount,
+    price_display,
+    with_expected_value,
+)
 
 NBSP, NNBSP = "\u00a0", "\u202f"
 
@@ -69,3 +77,61 @@ def test_every_offer_of_every_market_has_terms_in_its_language(spark, config):
             market.offers[row["offer_id"]], market.currency, market.locale
         )
         assert row["value"] >= 0
+
+
+def test_an_offer_without_a_price_has_no_price_columns_and_no_value(spark):
+    markets = MarketCatalog.model_validate(
+        {
+            "offer_types": {"travel": {"kind": "addon"}, "home": {"kind": "addon"}},
+            "markets": {
+                "NL": {"currency": "EUR", "locale": "nl_NL", "offers": ["travel", "home"]},
+                "BE": {"currency": "EUR", "locale": "nl_BE", "offers": {"travel": 5, "home": 9}},
+            },
+        }
+    )
+    terms_df = offer_terms_df(spark, catalog_df(spark, markets), VALUE)
+    expected = spark.createDataFrame(
+        [
+            ("NL", "travel", None, None, None),
+            ("NL", "home", None, None, None),
+            ("BE", "travel", Decimal("5.0000"), f"€{NBSP}5,00", 30.0),
+            ("BE", "home", Decimal("9.0000"), f"€{NBSP}9,00", 54.0),
+        ],
+        "market string, offer_id string, price_amount decimal(18,4), price_display string, "
+        "value double",
+    )
+    assert_df_equality(
+        terms_df.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_expected_value_is_p_convert_where_the_offer_has_no_price(spark):
+    terms_df = spark.createDataFrame(
+        [("NL", "travel", None), ("BE", "travel", 30.0)],
+        "market string, offer_id string, value double",
+    )
+    scored_df = spark.createDataFrame(
+        [
+            ("NL", "u1", "travel", 0.2),
+            ("BE", "u2", "travel", 0.2),
+            ("BE", "u3", "travel", None),  # not calibrated: nothing to fall back to
+            ("BE", "u4", "gone", 0.5),  # no longer sold: no terms
+        ],
+        "market string, user_id string, offer_id string, p_convert double",
+    )
+    expected = spark.createDataFrame(
+        [
+            ("NL", "travel", "u1", 0.2, None, 0.2),
+            ("BE", "travel", "u2", 0.2, 30.0, 6.0),
+            ("BE", "travel", "u3", None, 30.0, None),
+        ],
+        "market string, offer_id string, user_id string, p_convert double, value double, "
+        "expected_value double",
+    )
+    assert_approx_df_equality(
+        with_expected_value(scored_df, terms_df).select(*expected.columns),
+        expected,
+        1e-12,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )

@@ -120,3 +120,22 @@ def test_a_top_slot_that_moves_too_far_is_refused(spark):
     ]
     found = _problems(spark, rows, previous=previous)
     assert any(p.startswith("SE: premium_family holds 100.0% of the top slot") for p in found)
+
+
+def test_an_offer_without_a_price_passes_but_half_a_price_does_not(spark):
+    # A market without prices serves its offers with neither amount nor display.
+    unpriced = {"price_amount": None, "price_display": None}
+    rows = [
+        _row("a", 1, "premium_family", **unpriced),
+        _row("a", 2, "premium_individual", **unpriced),
+        _row("b", 1, "premium_family", **unpriced),
+        _row("h", 0, None, arm="holdout", reason="holdout"),
+    ]
+    assert _problems(spark, rows) == []
+    rows[0] = _row("a", 1, "premium_family", price_display=None)
+    rows[3] = _row("h", 0, None, arm="holdout", reason="holdout", price_amount=Decimal("1"))
+    # The half price counts in both columns, the price on a row without an offer in one.
+    assert _problems(spark, rows) == [
+        "2 rows with a wrong null in price_amount",
+        "1 rows with a wrong null in price_display",
+    ]

@@ -11,6 +11,8 @@ from pyspark.sql import functions as F
 
 from recsys.catalog import catalog_df
 from recsys.config import EligibilityRules
+from recsys.evaluation.metrics import per_user_metrics_at
+from recsys.markets import MarketCatalog
 from recsys.models import FAMILIES
 from recsys.training import evaluate
 
@@ -128,3 +130,32 @@ def test_summary_pools_users_and_measures_coverage(spark, win, se_catalog_df):
     assert table.loc["SE", "coverage_at_1"] == pytest.approx(2 / offers)
     assert table.loc["all", "ndcg_at_1"] == 1.0
     assert table.loc["SE", "revenue_at_1"] > 0
+
+
+def test_an_offer_without_a_price_stays_a_label_and_earns_no_revenue(spark):
+    # Own data without prices, nor the free plan: users without a plan are on it anyway.
+    markets = MarketCatalog.model_validate(
+        {
+            "offer_types": {"travel": {"kind": "addon"}, "home": {"kind": "addon"}},
+            "markets": {"NL": {"currency": "EUR", "locale": "nl_NL", "offers": ["travel", "home"]}},
+        }
+    )
+    state_df = spark.createDataFrame(
+        [("NL", "u1", "free", [], False, False), ("NL", "u2", "free", ["home"], False, False)],
+        STATE,
+    )
+    outcomes_df = spark.createDataFrame(
+        [("NL", "u1", "travel"), ("NL", "u2", "home")],  # u2 already holds home: no label
+        "market string, user_id string, item_id string",
+    )
+    win = evaluate.window(state_df, outcomes_df, catalog_df(spark, markets))
+    expected = spark.createDataFrame(
+        [("NL", "u1", "travel", None)],
+        "market string, user_id string, item_id string, price double",
+    )
+    assert_df_equality(win.labels_df, expected, ignore_nullable=True)
+    lists_df = spark.createDataFrame(
+        [("NL", "u1", "travel", 1)], "market string, user_id string, item_id string, rank int"
+    )
+    per_user = per_user_metrics_at(lists_df, win.labels_df, [1], value_col="price").first()
+    assert (per_user["hit_rate_at_1"], per_user["revenue_at_1"]) == (1.0, 0.0)
