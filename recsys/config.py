@@ -431,6 +431,13 @@ class TrainConfig(_Section):
     )
     gate: GateConfig = GateConfig()
     models: ModelsConfig
+    candidate: str = Field(
+        default="auto",
+        description="The family that goes to the gate. auto: the best on validation by the "
+        "gate's metric, or the simplest family whose gap to it the paired interval cannot "
+        "tell from zero; a family name: that family, whatever validation says (to put a "
+        "family you mean to test before the gate and the approver).",
+    )
 
     _distinct_ks = field_validator("ks")(_distinct)
 
@@ -438,6 +445,18 @@ class TrainConfig(_Section):
     def _gate_k_is_evaluated(self) -> TrainConfig:
         if self.gate.k not in self.ks:
             raise ValueError(f"gate.k={self.gate.k} must be one of ks={self.ks}")
+        return self
+
+    @model_validator(mode="after")
+    def _candidate_is_enabled(self) -> TrainConfig:
+        if self.candidate == "auto":
+            return self
+        enabled = [f for f in type(self.models).model_fields if getattr(self.models, f).enabled]
+        if self.candidate not in enabled:
+            raise ValueError(
+                f"candidate {self.candidate!r} is not an enabled family (train.models): "
+                f"auto or one of {enabled}"
+            )
         return self
 
 

@@ -81,6 +81,11 @@ def test_overrides_are_typed_yaml_scalars():
         (["recommend.reason_tokens=[sex:m]"], "reason_tokens: ['sex:m'] are not behaviour"),
         (["train.models.ladder.steps={}"], "the ladder is enabled but has no steps"),
         (["ingest.format=json"], "ingest.format: Input should be 'csv', 'parquet' or 'auto'"),
+        (["train.candidate=bert4rec"], "candidate 'bert4rec' is not an enabled family"),
+        (
+            ["train.candidate=conversion", "train.models.conversion.enabled=false"],
+            "candidate 'conversion' is not an enabled family",
+        ),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

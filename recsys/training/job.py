@@ -665,14 +665,20 @@ def _candidate(
 ) -> tuple[FamilyResult, str]:
     """The family that goes to the gate, and why, in words.
 
-    The family best on validation by the gate's metric, unless a simpler family ties with
-    it: the paired bootstrap interval of its lead over that family, on the same validation
-    users, does not exclude zero. A lead the interval cannot tell from noise does not buy
-    a more complex model, so the simplest tying family goes forward. Families are simplest
-    first in :data:`~recsys.models.FAMILIES` order (popularity, ladder, the factor
-    families, conversion).
+    ``train.candidate`` when it names a family. Otherwise the family best on validation by
+    the gate's metric, unless a simpler family ties with it: the paired bootstrap interval
+    of its lead over that family, on the same validation users, does not exclude zero. A
+    lead the interval cannot tell from noise does not buy a more complex model, so the
+    simplest tying family goes forward. Families are simplest first in
+    :data:`~recsys.models.FAMILIES` order (popularity, ladder, the factor families,
+    conversion).
     """
     column = settings.gate.column
+    if settings.candidate != "auto":
+        named = results[settings.candidate]
+        return named, (
+            f"named by train.candidate; validation {column} {named.chosen.pooled(column):.4f}"
+        )
     best = max(results.values(), key=lambda r: (r.chosen.pooled(column), -families.index(r.family)))
     because = f"best on validation, {column} {best.chosen.pooled(column):.4f}"
     if best.chosen.per_user(column) is None:

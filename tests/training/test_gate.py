@@ -183,3 +183,7 @@ def test_a_lead_within_the_interval_goes_to_the_simpler_family(spark):
     # Popularity, the simplest, is chosen when nothing clears it.
     chosen, _ = candidate({"popularity": 0.5, "implicit_bpr": 0.4, "conversion": 0.502})
     assert chosen.family == "popularity"
+    # ... unless train.candidate names a family.
+    settings = settings.model_copy(update={"candidate": "implicit_bpr"})
+    chosen, because = candidate({"popularity": 0.5, "implicit_bpr": 0.4, "conversion": 0.502})
+    assert chosen.family == "implicit_bpr" and because.startswith("named by train.candidate")
