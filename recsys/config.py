@@ -430,7 +430,7 @@ class TrainConfig(_Section):
         "read back, not fitted again. Off: every run starts over.",
     )
     gate: GateConfig = GateConfig()
-    models: ModelsConfig
+    models: ModelsConfig = ModelsConfig()
     candidate: str = Field(
         default="auto",
         description="The family that goes to the gate. auto: the best on validation by the "
