@@ -39,11 +39,12 @@ def test_generate_world_then_query_every_market(capsys, conf_path, config):
 def test_pipeline_runs_every_step_and_serves_the_interim_model_before_any_champion(
     capsys, conf_path, config
 ):
-    # On 1,000 users no model beats the baselines with confidence, so train registers a
-    # challenger and names the best family on the holdout interim; recommend serves it and
-    # says so, and the experiment runs on its lists. One trial per family: every family still
-    # trains, the search itself is tested in tests/training.
+    # With a gate margin no model can clear, train registers a challenger and names the best
+    # family on the holdout interim; recommend serves it and says so, and the experiment runs
+    # on its lists. One trial per family: every family still trains, the search itself is
+    # tested in tests/training.
     args = ["--set", "world.users=1000", "--set", "train.max_trials=1"]
+    args += ["--set", "train.gate.margin=1.0"]
     assert main(["pipeline", "--conf", str(conf_path), *args]) == 0
     err = capsys.readouterr().err
     assert "no version of recsys-plan-recommender has passed the gate yet: serving the " in err
