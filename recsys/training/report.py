@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from recsys.training.job import FamilyResult
 
 
-# Per-user policy values with an interval; SNIPS is a ratio of sums, shown without one.
-POLICY_COLUMNS = (POLICY_VALUE, f"{POLICY_VALUE}_ips")
+NO_INTERVALS = pd.DataFrame(columns=["mean", "low", "high", "n"])
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def _holdout_table(
     gate = settings.gate.column
     rows = []
     for family, result in results.items():
-        table, found = result.holdout.table, intervals[family]
+        table, found = result.holdout.table, intervals.get(family, NO_INTERVALS)
         shown = [gate, *(c for c in found.index if c != gate)]
         rows.append(
             {
