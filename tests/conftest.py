@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCAL_CONF = ROOT / "conf" / "local.yaml"
 
 
-def write_conf(folder: Path, **sections: dict) -> Path:
-    """A config file extending conf/local.yaml with its state under ``folder``."""
+def write_conf(folder: Path, extends: Path = LOCAL_CONF, **sections: dict) -> Path:
+    """A config file extending ``extends`` (conf/local.yaml) with its state under ``folder``."""
     settings = {
-        "extends": str(LOCAL_CONF),
+        "extends": str(extends),
         "spark": {
             "master": "local[2]",
             "shuffle_partitions": 2,
@@ -57,7 +57,9 @@ def write_conf(folder: Path, **sections: dict) -> Path:
     return path
 
 
-def database_conf(folder: Path, config: Config, database: str, **sections: dict) -> Path:
+def database_conf(
+    folder: Path, config: Config, database: str, extends: Path = LOCAL_CONF, **sections: dict
+) -> Path:
     """A config like :func:`write_conf`'s whose tables go to their own ``database`` in the
     session's catalog (``config``'s warehouse and metastore), so that a test replacing
     tables leaves the others' alone."""
@@ -66,7 +68,7 @@ def database_conf(folder: Path, config: Config, database: str, **sections: dict)
         "warehouse_dir": config.catalog.warehouse_dir,
         "metastore_dir": config.catalog.metastore_dir,
     }
-    return write_conf(folder, catalog=catalog, **sections)
+    return write_conf(folder, extends, catalog=catalog, **sections)
 
 
 def console_script(name: str) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from pyspark.sql import functions as F
 
 from recsys.catalog import catalog_df
@@ -24,6 +23,7 @@ from recsys.markets import load_markets
 from recsys.tokens import matches
 from recsys.training import evaluate
 from recsys.training import job as train_job
+from tests.conftest import database_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 TELCO_CONF = ROOT / "conf" / "examples" / "telco.yaml"
@@ -226,26 +226,14 @@ def test_convert_ingest_build_train_on_a_few_hundred_customers(
     folder = tmp_path_factory.mktemp("telco")
     users, events = folder / "data" / "users.csv", folder / "data" / "events.csv"
     wide.write(convert(real), users, events)
-    settings = {
-        "extends": str(TELCO_CONF),
-        "catalog": {
-            "database": "telco_tests",
-            "warehouse_dir": config.catalog.warehouse_dir,
-            "metastore_dir": config.catalog.metastore_dir,
-        },
-        "mlflow": {
-            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
-            "artifact_location": str(folder / "mlartifacts"),
-        },
-        "ingest": {"users": str(users), "events": str(events)},
-        "train": {
-            "max_trials": 1,
-            "model_dir": str(folder / "models"),
-            "report_dir": str(folder / "reports"),
-        },
-    }
-    path = folder / "telco.yaml"
-    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    path = database_conf(
+        folder,
+        config,
+        "telco_tests",
+        extends=TELCO_CONF,
+        ingest={"users": str(users), "events": str(events)},
+        train={"max_trials": 1},
+    )
     small = load_config(path)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {small.catalog.database}")
     try:

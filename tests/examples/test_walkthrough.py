@@ -7,7 +7,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 from pyspark.sql import functions as F
 
 from recsys.config import load_config
@@ -16,6 +15,7 @@ from recsys.ingest import wide
 from recsys.interactions import job as interactions_job
 from recsys.recommend import job as recommend_job
 from recsys.training import job as train_job
+from tests.conftest import database_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "conf" / "examples"
@@ -35,22 +35,13 @@ def test_the_markets_file_is_at_most_ten_lines_and_the_csv_is_what_generate_writ
 def test_the_walkthrough_runs_from_the_csv_to_published_lists(spark, config, tmp_path_factory):
     folder = tmp_path_factory.mktemp("walkthrough")
     users, events = folder / "data" / "users.csv", folder / "data" / "events.csv"
-    settings = {
-        "extends": str(EXAMPLES / "walkthrough.yaml"),
-        "catalog": {
-            "database": "walkthrough_tests",
-            "warehouse_dir": config.catalog.warehouse_dir,
-            "metastore_dir": config.catalog.metastore_dir,
-        },
-        "mlflow": {
-            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
-            "artifact_location": str(folder / "mlartifacts"),
-        },
-        "ingest": {"users": str(users), "events": str(events)},
-        "train": {"model_dir": str(folder / "models"), "report_dir": str(folder / "reports")},
-    }
-    path = folder / "walkthrough.yaml"
-    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    path = database_conf(
+        folder,
+        config,
+        "walkthrough_tests",
+        extends=EXAMPLES / "walkthrough.yaml",
+        ingest={"users": str(users), "events": str(events)},
+    )
     small = load_config(path)
     spec = wide.load_spec(EXAMPLES / "walkthrough_wide.yaml")
     converted = wide.convert(
