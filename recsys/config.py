@@ -137,6 +137,11 @@ class IngestConfig(_Section):
     format: Literal["csv", "parquet", "auto"] = Field(
         default="auto", description="auto: from the extension (.csv, .parquet)."
     )
+    max_drop_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5,
+        description="Refuse users or events files with fewer rows than the table they "
+        "replace by more than this share (1: any size); a synthetic world is replaced freely.",
+    )
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> IngestConfig:

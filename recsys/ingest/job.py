@@ -27,7 +27,7 @@ from recsys.config import Config
 from recsys.ingest import parse as P
 from recsys.ingest.contract import EVENTS_FILE, USERS_FILE, FileContract, IngestError
 from recsys.progress import step
-from recsys.tables import drop_table, filesystem, log_counts, publish_table
+from recsys.tables import drop_table, filesystem, log_counts, publish_table, read_table
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,17 @@ _COMPRESSION = (".gz", ".bz2", ".deflate", ".lz4", ".zst", ".snappy")
 _VALUES_SHOWN = 10
 
 
+class MalformedLinesError(IngestError):
+    """A CSV file with lines of more or fewer fields than its header."""
+
+
 def run(spark: SparkSession, config: Config) -> None:
+    """Check the users and events files, then publish ``catalog``, ``users`` and ``events``.
+
+    Nothing is written when a file breaks its contract, has no rows, or has fewer rows than
+    the table it replaces by more than ``ingest.max_drop_share`` (unless that table is the
+    synthetic world's); every table then keeps its previous version.
+    """
     settings = config.ingest
     if not settings.is_set:
         raise IngestError(
@@ -50,11 +60,20 @@ def run(spark: SparkSession, config: Config) -> None:
         "current_plan": ("plan", markets.plan_ids()),
     }
     with step("ingest: check users"):
-        users_raw_df = read_file(spark, settings.users, settings.format, USERS_FILE)
-        check_file(users_raw_df, USERS_FILE, settings.users, allowed=allowed)
+        users_raw_df, users_rows = _read_checked(
+            spark, settings.users, settings.format, USERS_FILE, allowed=allowed
+        )
     with step("ingest: check events"):
-        events_raw_df = read_file(spark, settings.events, settings.format, EVENTS_FILE)
-        check_file(events_raw_df, EVENTS_FILE, settings.events)
+        events_raw_df, events_rows = _read_checked(
+            spark, settings.events, settings.format, EVENTS_FILE
+        )
+    # A synthetic world (it has a hidden truth) is replaced by own data of any size.
+    if not spark.catalog.tableExists(config.table(S.WORLD_TRUTH)):
+        for name, path, rows in (
+            (S.USERS, settings.users, users_rows),
+            (S.EVENTS, settings.events, events_rows),
+        ):
+            _check_shrink(spark, config, name, path, rows)
     if drop_table(spark, config, S.WORLD_TRUTH):
         log.info(
             "dropped %s: the synthetic world's hidden truth does not describe this data "
@@ -69,6 +88,59 @@ def run(spark: SparkSession, config: Config) -> None:
     with step("ingest: events"):
         publish_table(spark, config, P.table_df(events_raw_df, EVENTS_FILE), S.EVENTS)
         log_counts(spark.table(config.table(S.EVENTS)), S.EVENTS, list(markets.markets))
+
+
+def _read_checked(
+    spark: SparkSession,
+    path: str,
+    fmt: str,
+    contract: FileContract,
+    *,
+    allowed: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+) -> tuple[DataFrame, int]:
+    """(raw rows, their count) of a file that passed :func:`check_file`.
+
+    A CSV field with a line break inside quotes (RFC 4180) splits its record into lines of
+    too few fields; a file with such lines is read again with Spark's ``multiLine``, which
+    reads each file in one task, so files without them keep the split, parallel read.
+    """
+    raw_df = read_file(spark, path, fmt, contract)
+    try:
+        return raw_df, check_file(raw_df, contract, path, allowed=allowed)
+    except MalformedLinesError:
+        log.info(
+            "%s file %s: lines of too few or many fields; reading it again with line breaks "
+            "inside quotes",
+            contract.what,
+            path,
+        )
+        raw_df = read_file(spark, path, fmt, contract, multi_line=True)
+        return raw_df, check_file(raw_df, contract, path, allowed=allowed)
+
+
+def _check_shrink(spark: SparkSession, config: Config, name: str, path: str, rows: int) -> None:
+    """Refuse a file with far fewer rows than the table it replaces: a partial export."""
+    if not spark.catalog.tableExists(config.table(name)):
+        return
+    before = read_table(spark, config, name).count()
+    limit = config.ingest.max_drop_share
+    if before and rows < before * (1 - limit):
+        raise IngestError(
+            f"{name} file {path} has {P.rows(rows)}, {1 - rows / before:.1%} fewer than the "
+            f"{before:,} of the {config.table(name)} table it would replace; more than "
+            f"ingest.max_drop_share={limit:.0%}, so nothing was written. If the smaller file "
+            "is right, rerun with --set ingest.max_drop_share=1"
+        )
+
+
+def _is_empty(spark: SparkSession, path: str) -> bool:
+    """Whether the file(s) at ``path`` exist and hold 0 bytes in all."""
+    fs, hadoop_path = filesystem(spark, path)
+    sizes = []
+    for status in fs.globStatus(hadoop_path) or []:
+        inside = fs.listStatus(status.getPath()) if status.isDirectory() else [status]
+        sizes += [s.getLen() for s in inside if not s.getPath().getName().startswith(("_", "."))]
+    return bool(sizes) and sum(sizes) == 0
 
 
 def format_of(name: str) -> str | None:
@@ -100,17 +172,52 @@ def _detect_format(spark: SparkSession, path: str, what: str) -> str:
     return found.pop()
 
 
-def read_file(spark: SparkSession, path: str, fmt: str, contract: FileContract) -> DataFrame:
-    """Every column of the file(s) at ``path`` as they are, plus :data:`parse.FILE` (and for
-    CSV :data:`parse.MALFORMED`). CSV columns are all strings, named by the header."""
+def read_file(
+    spark: SparkSession,
+    path: str,
+    fmt: str,
+    contract: FileContract,
+    *,
+    multi_line: bool = False,
+) -> DataFrame:
+    """Every column of the file(s) at ``path`` as they are.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    path : str
+        A file, a folder or a glob.
+    fmt : str
+        ``csv``, ``parquet`` or ``auto`` (from the file names).
+    contract : FileContract
+        The file's contract; names the file in errors.
+    multi_line : bool
+        CSV: read line breaks inside quoted fields (Spark's ``multiLine``; one task per file).
+
+    Returns
+    -------
+    DataFrame
+        One row per record, plus :data:`parse.FILE` (and for CSV :data:`parse.MALFORMED`).
+        CSV columns are all strings, named by the header.
+    """
     what = contract.what
     fmt = _detect_format(spark, path, what) if fmt == "auto" else fmt
+    if _is_empty(spark, path):
+        raise IngestError(f"{what} file {path}: the file is empty (0 bytes); nothing was written")
     log.info("reading %s from %s (%s)", what, path, fmt)
     with _read_errors(what, path):
         if fmt == "csv":
             # escape '"': a quote inside quotes is written "" (RFC 4180), not \".
-            reader = spark.read.option("header", True).option("escape", '"')
+            reader = (
+                spark.read.option("header", True)
+                .option("escape", '"')
+                .option("multiLine", multi_line)
+            )
             names = reader.csv(path).columns
+            if not names:  # no header line: Spark would fail on the malformed column alone
+                raise IngestError(
+                    f"{what} file {path}: the file is empty (no header line); nothing was written"
+                )
             schema = T.StructType([T.StructField(n, T.StringType()) for n in [*names, P.MALFORMED]])
             # enforceSchema off: every file's header must match the first one's (a glob of
             # files with columns in another order fails instead of being read by position).
@@ -132,11 +239,23 @@ def check_file(
     path: str,
     *,
     allowed: Mapping[str, tuple[str, Sequence[str]]] | None = None,
-) -> None:
+) -> int:
     """Raise :class:`IngestError` naming every way the file breaks its contract.
 
     Two Spark jobs at most: one counts every row check, one the repeated ids (users); a
     failing check costs one more, small, for its example values.
+
+    Returns
+    -------
+    int
+        The file's rows; a file with none (a header alone) raises instead.
+
+    Raises
+    ------
+    MalformedLinesError
+        When, among the problems, CSV lines have more or fewer fields than the header.
+    IngestError
+        For any other problem.
     """
     what = contract.what
     columns = [c for c in raw_df.columns if c not in P.HIDDEN]
@@ -161,6 +280,11 @@ def check_file(
     found = P.checks(raw_df, contract, allowed=allowed)
     with _read_errors(what, path):
         counts = P.problems_df(raw_df, found).first()
+        if counts["rows"] == 0:
+            raise IngestError(
+                f"{what} file {path} has 0 rows (a header alone); nothing was written and "
+                f"{what} keeps its previous version"
+            )
         problems = [
             P.describe_problem(
                 check,
@@ -185,10 +309,12 @@ def check_file(
                     f"{P.describe_row(e[P.EXAMPLE].asDict(), contract)}"
                 )
     if problems:
-        raise IngestError(
+        malformed = any(c.column is None and counts[f"n_{i}"] for i, c in enumerate(found))
+        raise (MalformedLinesError if malformed else IngestError)(
             f'{what} file {path} breaks its contract (README.md, "Bring your own data"); '
             "nothing was written:\n  - " + "\n  - ".join(problems)
         )
+    return counts["rows"]
 
 
 def _bad_values(raw_df: DataFrame, check: P.Check) -> list[object]:

@@ -138,7 +138,7 @@ def checks(
                 None,
                 f"a line has more or fewer fields than the header's {fields}",
                 'check the delimiter (a comma) and the quoting ("a, b"; a quote inside '
-                'quotes is written "")',
+                'quotes is written ""); line breaks inside quotes are read',
                 F.col(MALFORMED).isNotNull(),
             )
         )
@@ -186,10 +186,11 @@ def _example(raw_df: DataFrame) -> Column:
 
 
 def problems_df(raw_df: DataFrame, found: Sequence[Check]) -> DataFrame:
-    """One row: for check i, ``n_i`` (its bad rows) and ``e_i`` (one of them: the least by
-    file and values, so the example is stable). One Spark job counts every check."""
+    """One row: ``rows`` (all of them) and for check i, ``n_i`` (its bad rows) and ``e_i``
+    (one of them: the least by file and values, so the example is stable). One Spark job
+    counts every check."""
     example = _example(raw_df)
-    aggs = []
+    aggs = [F.count(F.lit(1)).alias("rows")]
     for i, check in enumerate(found):
         aggs += [
             F.count_if(check.is_bad).alias(f"n_{i}"),

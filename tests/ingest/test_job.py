@@ -11,10 +11,11 @@ from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.catalog import catalog_df
-from recsys.config import with_ingest
+from recsys.config import load_config, with_ingest
 from recsys.ingest import job as ingest_job
 from recsys.ingest.contract import IngestError
 from recsys.tables import publish_table, read_table
+from tests.conftest import database_conf
 
 USERS_CSV = """\
 user_id,market,current_plan,signup_date,active_addons,is_student_verified,household_size_hint,has_used_trial,favourite_colour
@@ -317,3 +318,84 @@ def test_csv_and_parquet_types_round_trip_the_same(spark, ingest_conf, tmp_path)
     _ingest(spark, config, tmp_path / "u.parquet", tmp_path / "e.parquet")
     _assert_tables(spark, config, EXPECTED_USERS, EXPECTED_EVENTS)
     assert isinstance(read_table(spark, config, S.USERS).schema["signup_date"].dataType, T.DateType)
+
+
+def test_a_header_alone_is_refused_and_the_tables_stay(spark, ingest_conf, tmp_path):
+    _, config = ingest_conf
+    users, events = _write(tmp_path)
+    _ingest(spark, config, users, events)
+    before = read_table(spark, config, S.EVENTS).collect()
+    (tmp_path / "events.csv").write_text(GOOD_EVENTS.splitlines()[0] + "\n")
+    with pytest.raises(IngestError) as err:
+        _ingest(spark, config, users, events)
+    assert str(err.value) == (
+        f"events file {events} has 0 rows (a header alone); nothing was written and events "
+        "keeps its previous version"
+    )
+    assert read_table(spark, config, S.EVENTS).collect() == before
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_file_of_0_bytes_is_one_line(spark, ingest_conf, tmp_path, fmt):
+    _, config = ingest_conf
+    (tmp_path / "users.csv").write_text(GOOD_USERS)
+    (tmp_path / f"events.{fmt}").write_bytes(b"")
+    with pytest.raises(IngestError) as err:
+        _ingest(spark, config, tmp_path / "users.csv", tmp_path / f"events.{fmt}")
+    assert str(err.value) == (
+        f"events file {tmp_path / f'events.{fmt}'}: the file is empty (0 bytes); nothing was "
+        "written"
+    )
+
+
+def test_a_much_smaller_file_is_refused_unless_allowed(spark, config, tmp_path):
+    path = database_conf(tmp_path, config, "ingest_shrink_tests")
+    own = load_config(path)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {own.catalog.database}")
+    (tmp_path / "users.csv").write_text(USERS_CSV)
+    (tmp_path / "events.csv").write_text(EVENTS_CSV)
+    _ingest(spark, own, tmp_path / "users.csv", tmp_path / "events.csv")
+    (tmp_path / "small").mkdir()
+    users, events = _write(tmp_path / "small")
+
+    with pytest.raises(IngestError) as err:
+        _ingest(spark, own, users, events)
+    assert str(err.value) == (
+        f"users file {users} has 1 row, 66.7% fewer than the 3 of the "
+        f"{own.table(S.USERS)} table it would replace; more than ingest.max_drop_share=50%, "
+        "so nothing was written. If the smaller file is right, rerun with --set "
+        "ingest.max_drop_share=1"
+    )
+    _assert_tables(spark, own, EXPECTED_USERS, EXPECTED_EVENTS)
+
+    allowed = own.model_copy(
+        update={"ingest": own.ingest.model_copy(update={"max_drop_share": 1.0})}
+    )
+    _ingest(spark, allowed, users, events)
+    assert read_table(spark, own, S.USERS).count() == 1
+
+
+def test_a_quoted_line_break_is_read(spark, ingest_conf, tmp_path):
+    """RFC 4180: a field in quotes may hold a line break (here an extra column's and an
+    item id's); the record is one row."""
+    _, config = ingest_conf
+    users = USERS_CSV.replace('"red, mostly"', '"red,\nmostly"')
+    events = EVENTS_CSV.replace(",app\n2026-10-21", ',"app,\nweb"\n2026-10-21')
+    assert events.count("\n") == EVENTS_CSV.count("\n") + 1
+    (tmp_path / "users.csv").write_text(users)
+    (tmp_path / "events.csv").write_text(events)
+    _ingest(spark, config, tmp_path / "users.csv", tmp_path / "events.csv")
+    _assert_tables(spark, config, EXPECTED_USERS, EXPECTED_EVENTS)
+
+
+def test_a_line_of_extra_fields_beside_a_quoted_line_break(spark, ingest_conf, tmp_path):
+    _, config = ingest_conf
+    users = (
+        "user_id,market,current_plan,signup_date,note\n"
+        'u1,SE,free,2025-01-01,"two\nlines"\n'
+        "u3,SE,free,2025-01-01,one,surplus\n"
+    )
+    message = _error(spark, config, tmp_path, users=users)
+    assert "a line has more or fewer fields than the header's 5 (1 row)" in message
+    assert "line breaks inside quotes are read" in message
+    assert "line 'u3,SE,free,2025-01-01,one,surplus'" in message
