@@ -175,6 +175,22 @@ class InteractionsConfig(_Section):
         description="Largest plausible value per event type; larger is quarantined as absurd."
     )
     max_bad_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_drop_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5,
+        description="Refuse a snapshot's interactions with fewer rows than the version they "
+        "replace (that snapshot's, else the latest earlier one) by more than this share "
+        "(1: any size).",
+    )
+    min_event_ts: dt.datetime = Field(
+        default=dt.datetime(2000, 1, 1),
+        description="Events before this instant (UTC) are quarantined as early_timestamp: "
+        "a date of 1970 or year 1 is a default value, not a real event.",
+    )
+    max_id_length: Annotated[int, Field(ge=1)] = Field(
+        default=256,
+        description="User and item ids longer than this many characters are quarantined "
+        "as id_too_long.",
+    )
     attribution_days: Annotated[float, Field(gt=0, le=90)] = Field(
         default=7.0,
         description="An impression counts as accepted when the user takes the same offer "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row, SparkSession, Window
@@ -27,16 +29,23 @@ from recsys.interactions.build import (
 )
 from recsys.interactions.validate import UNKNOWN_ITEM, Validated, validate_events
 from recsys.progress import step
-from recsys.tables import publish_partition, read_table
+from recsys.tables import drop_table, publish_partition, publish_table, read_table
 from recsys.tokens import covering_patterns
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_SHOWN = 10  # unknown items named per kind (behaviour token, offer) in a message
+# Where a failed run's rejected rows go: events_quarantine keeps matching the interactions
+# that are served, and a person can still read why the run failed.
+FAILED_QUARANTINE = f"{S.EVENTS_QUARANTINE}_failed"
 
 
 class BadInputError(RecsysError):
     """Too large a share of a market's events failed validation."""
+
+
+class CollapseError(RecsysError):
+    """An events source with no rows, or interactions far fewer than those they replace."""
 
 
 def read_source(spark: SparkSession, config: Config) -> DataFrame:
@@ -56,7 +65,22 @@ def read_source(spark: SparkSession, config: Config) -> DataFrame:
     return reader.load(source.path)
 
 
+def source_name(config: Config) -> str:
+    """The events source as a person reads it: the table or the path."""
+    source = config.interactions.source
+    if source.table:
+        return f"table {config.table(source.table)} (interactions.source.table)"
+    return f"{source.format} files {source.path} (interactions.source.path)"
+
+
 def run(spark: SparkSession, config: Config) -> None:
+    """Validate the events, then publish the matrices, user state, offer log and quarantine.
+
+    Nothing is published when the source has no rows, when too many rows are rejected
+    (``interactions.max_bad_share``) or when the interactions would shrink by more than
+    ``interactions.max_drop_share``: every table keeps its previous version, and the failed
+    run's rejected rows go to ``events_quarantine_failed`` instead of ``events_quarantine``.
+    """
     settings = config.interactions
     snapshot = settings.snapshot()
     split, cutoff = cutoffs(snapshot, settings.holdout_days)
@@ -68,6 +92,8 @@ def run(spark: SparkSession, config: Config) -> None:
         cutoff.date(),
     )
     catalog_df = read_table(spark, config, S.CATALOG)
+    # Own data and the synthetic world have a users table; a bare events source may not.
+    has_users = spark.catalog.tableExists(config.table(S.USERS))
     validated = validate_events(
         read_source(spark, config),
         catalog_df,
@@ -75,27 +101,29 @@ def run(spark: SparkSession, config: Config) -> None:
         max_values=settings.max_values,
         event_types=settings.event_types,
         behaviour_tokens=settings.behaviour_tokens,
+        users_df=read_table(spark, config, S.USERS) if has_users else None,
+        min_ts=F.lit(_utc(settings.min_event_ts)),
+        max_id_length=settings.max_id_length,
     ).persist()
+    quarantine_df = validated.quarantine_df.withColumn("snapshot_date", F.lit(snapshot))
     try:
         with step("build-interactions: validate"):
             tally = _tally(validated.tally_df)
             _log_tally(tally)
+            _check_not_empty(tally, config)
             unknown = _unknown_items(validated, config) if _has(tally, UNKNOWN_ITEM) else ""
-            publish_partition(
-                spark,
-                config,
-                validated.quarantine_df.withColumn("snapshot_date", F.lit(snapshot)),
-                S.EVENTS_QUARANTINE,
-                partition_column="snapshot_date",
-                value=snapshot,
-            )
-            _check_bad_share(
-                tally, settings.max_bad_share, set(config.markets.markets), unknown=unknown
-            )
+            with _failed_quarantine(spark, config, quarantine_df):
+                _check_bad_share(
+                    tally,
+                    settings.max_bad_share,
+                    set(config.markets.markets),
+                    unknown=unknown,
+                    failed_table=config.table(FAILED_QUARANTINE),
+                )
             if unknown:  # under the threshold the rows are only quarantined: say what they were
                 log.warning("%s", unknown)
         with step("build-interactions: matrices"):
-            _write_matrices(spark, config, validated.events_df, catalog_df)
+            _write_matrices(spark, config, validated.events_df, catalog_df, quarantine_df)
         with step("build-interactions: user state"):
             _write_user_state(spark, config, validated.events_df, catalog_df)
         with step("build-interactions: offer log"):
@@ -116,9 +144,78 @@ def run(spark: SparkSession, config: Config) -> None:
     _log_stats(spark, config, snapshot)
 
 
-def _write_matrices(
-    spark: SparkSession, config: Config, events_df: DataFrame, catalog_df: DataFrame
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """A config instant without a zone is UTC, not the machine's local time."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _check_not_empty(tally: dict[str, dict[str | None, int]], config: Config) -> None:
+    total = sum(sum(r.values()) for r in tally.values())
+    if total == 0:
+        raise CollapseError(
+            f"the events source, {source_name(config)}, has 0 rows; nothing was written: "
+            "interactions, events_quarantine and the tables built with them keep their "
+            "previous version. Check that the source (or the file ingest read) holds events."
+        )
+
+
+@contextmanager
+def _failed_quarantine(
+    spark: SparkSession, config: Config, quarantine_df: DataFrame
+) -> Iterator[None]:
+    """On a :class:`RecsysError` inside, publish the run's rejected rows as
+    ``events_quarantine_failed`` (not ``events_quarantine``, which stays with the
+    interactions served) and re-raise."""
+    try:
+        yield
+    except RecsysError:
+        publish_table(spark, config, quarantine_df, FAILED_QUARANTINE)
+        raise
+
+
+def previous_rows(
+    spark: SparkSession, config: Config, snapshot: dt.date
+) -> tuple[dt.date, int] | None:
+    """(snapshot, rows) of the interactions a run for ``snapshot`` replaces: that snapshot's,
+    else the latest earlier one's; None when there are none."""
+    if not spark.catalog.tableExists(config.table(S.INTERACTIONS)):
+        return None
+    table_df = read_table(spark, config, S.INTERACTIONS)
+    latest = (
+        table_df.where(F.col("snapshot_date") <= F.lit(snapshot))
+        .agg(F.max("snapshot_date").alias("latest"))
+        .first()["latest"]
+    )
+    if latest is None:
+        return None
+    return latest, table_df.where(F.col("snapshot_date") == F.lit(latest)).count()
+
+
+def _check_shrink(
+    rows: int, previous: tuple[dt.date, int] | None, max_drop_share: float, snapshot: dt.date
 ) -> None:
+    if previous is None:
+        return
+    before_snapshot, before = previous
+    if before and rows < before * (1 - max_drop_share):
+        raise CollapseError(
+            f"interactions of snapshot {snapshot} would have {rows:,} rows, "
+            f"{1 - rows / before:.1%} fewer than the {before:,} of the version they replace "
+            f"(snapshot {before_snapshot}); more than "
+            f"interactions.max_drop_share={max_drop_share:.0%}, so nothing was written and "
+            "the previous version stays served. If the smaller input is right, rerun with "
+            "--set interactions.max_drop_share=1"
+        )
+
+
+def _write_matrices(
+    spark: SparkSession,
+    config: Config,
+    events_df: DataFrame,
+    catalog_df: DataFrame,
+    quarantine_df: DataFrame,
+) -> None:
+    """Publish interactions, their quarantine and their stats, once the shrink guard passes."""
     snapshot = config.interactions.snapshot()
     rows_df = interaction_rows(events_df, config.interactions, snapshot=snapshot).persist(
         StorageLevel.MEMORY_AND_DISK
@@ -131,6 +228,12 @@ def _write_matrices(
         behaviour_tokens=config.interactions.behaviour_tokens,
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        previous = previous_rows(spark, config, snapshot)
+        with _failed_quarantine(spark, config, quarantine_df):
+            _check_shrink(
+                interactions_df.count(), previous, config.interactions.max_drop_share, snapshot
+            )
+        # The quarantine goes out beside the interactions it belongs to, never alone.
         publish_partition(
             spark,
             config,
@@ -139,6 +242,16 @@ def _write_matrices(
             partition_column="snapshot_date",
             value=snapshot,
         )
+        publish_partition(
+            spark,
+            config,
+            quarantine_df,
+            S.EVENTS_QUARANTINE,
+            partition_column="snapshot_date",
+            value=snapshot,
+        )
+        if drop_table(spark, config, FAILED_QUARANTINE):
+            log.info("dropped %s: this run succeeded", config.table(FAILED_QUARANTINE))
         stats_df = matrix_stats(interactions_df).withColumn("snapshot_date", F.lit(snapshot))
         publish_partition(
             spark,
@@ -262,11 +375,13 @@ def _check_bad_share(
     markets: set[str],
     *,
     unknown: str = "",
+    failed_table: str = FAILED_QUARANTINE,
 ) -> None:
     """Fail when a configured market, or all rows together, pass the bad-row threshold.
 
     Rows naming no configured market count towards the overall share only. ``unknown``
-    (what the unknown items are, and where to declare them) ends the message when set.
+    (what the unknown items are, and where to declare them) ends the message when set;
+    ``failed_table`` is where the message says the rejected rows are.
     """
     failures = []
     for market in sorted(markets & set(tally)):
@@ -283,7 +398,8 @@ def _check_bad_share(
     if failures:
         raise BadInputError(
             f"bad-row share above interactions.max_bad_share={threshold:.1%}; nothing was "
-            "written to interactions (rejected rows are in events_quarantine):\n  "
+            f"written to interactions (this run's rejected rows are in {failed_table}; "
+            "events_quarantine still holds those of the interactions served):\n  "
             + "\n  ".join([*failures, *([unknown] if unknown else [])])
         )
 

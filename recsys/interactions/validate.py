@@ -20,10 +20,14 @@ from recsys.errors import RecsysError
 from recsys.tokens import matches_column
 
 MISSING_USER_ID = "missing_user_id"
+INVALID_ID = "invalid_id"  # a user or item id that is not valid UTF-8
+ID_TOO_LONG = "id_too_long"
+UNKNOWN_USER = "unknown_user"  # not in the users table
 UNKNOWN_MARKET = "unknown_market"
 UNKNOWN_EVENT_TYPE = "unknown_event_type"
 MISSING_TIMESTAMP = "missing_timestamp"
 UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
+EARLY_TIMESTAMP = "early_timestamp"
 FUTURE_TIMESTAMP = "future_timestamp"
 UNKNOWN_ITEM = "unknown_item"
 UNPARSEABLE_VALUE = "unparseable_value"
@@ -33,10 +37,14 @@ DUPLICATE = "duplicate"
 
 REJECT_REASONS = (
     MISSING_USER_ID,
+    INVALID_ID,
+    ID_TOO_LONG,
+    UNKNOWN_USER,
     UNKNOWN_MARKET,
     UNKNOWN_EVENT_TYPE,
     MISSING_TIMESTAMP,
     UNPARSEABLE_TIMESTAMP,
+    EARLY_TIMESTAMP,
     FUTURE_TIMESTAMP,
     UNKNOWN_ITEM,
     UNPARSEABLE_VALUE,
@@ -179,26 +187,64 @@ def with_parsed_columns(raw_df: DataFrame) -> DataFrame:
     )
 
 
+def is_invalid_text(text: Column) -> Column:
+    """True where ``text`` is not valid UTF-8: bytes that do not decode (a Parquet string
+    holds them as they came), or U+FFFD, which a CSV reader puts in their place; null where
+    ``text`` is null."""
+    return ~F.is_valid_utf8(text) | text.contains("\ufffd")
+
+
 def reject_reason(
-    cutoff: Column, max_value: Column, event_types: Sequence[str] = S.EVENT_TYPES
+    cutoff: Column,
+    max_value: Column,
+    event_types: Sequence[str] = S.EVENT_TYPES,
+    *,
+    min_ts: Column | None = None,
+    max_id_length: int | None = None,
 ) -> Column:
     """The first rule a parsed row breaks, or null. Needs columns from ``with_parsed_columns``
-    and ``with_is_offer`` (``is_offer``, null when the item is unknown there) and
-    ``market_known``. ``event_types``: the known ones (``InteractionsConfig.event_types``);
-    those that are not offer events are behaviour events, whose item is a behaviour token."""
+    and ``with_is_offer`` (``is_offer``, null when the item is unknown there),
+    ``market_known`` and ``user_known`` (false for a user the users table lacks, null when
+    there is no users table to ask). ``event_types``: the known ones
+    (``InteractionsConfig.event_types``); those that are not offer events are behaviour
+    events, whose item is a behaviour token. ``min_ts`` (``interactions.min_event_ts``) and
+    ``max_id_length`` (``interactions.max_id_length``): no floor and no limit when None."""
     user, event_type, ts, num = F.col("user_id"), F.col("event_type"), F.col("ts"), F.col("num")
+    item = F.col("item_id")
     offer_event = event_type.isin(*S.OFFER_EVENTS)
+    no = F.lit(False)
+    too_long = (
+        (F.length(user) > max_id_length) | (F.length(item) > max_id_length)
+        if max_id_length is not None
+        else no
+    )
+    early = ts < min_ts if min_ts is not None else no
     return (
         F.when(user.isNull() | (F.trim(user) == ""), F.lit(MISSING_USER_ID))
-        .when(~F.coalesce(F.col("market_known"), F.lit(False)), F.lit(UNKNOWN_MARKET))
+        .when(is_invalid_text(user) | F.coalesce(is_invalid_text(item), no), F.lit(INVALID_ID))
+        .when(F.coalesce(too_long, no), F.lit(ID_TOO_LONG))
+        .when(~F.coalesce(F.col("user_known"), F.lit(True)), F.lit(UNKNOWN_USER))
+        .when(~F.coalesce(F.col("market_known"), no), F.lit(UNKNOWN_MARKET))
         .when(event_type.isNull() | ~event_type.isin(*event_types), F.lit(UNKNOWN_EVENT_TYPE))
         .when(F.col("event_ts").isNull(), F.lit(MISSING_TIMESTAMP))
         .when(ts.isNull(), F.lit(UNPARSEABLE_TIMESTAMP))
+        .when(early, F.lit(EARLY_TIMESTAMP))
         .when(ts >= cutoff, F.lit(FUTURE_TIMESTAMP))
         .when(F.col("is_offer").isNull() | (F.col("is_offer") != offer_event), F.lit(UNKNOWN_ITEM))
         .when(num.isNull() | F.isnan(num), F.lit(UNPARSEABLE_VALUE))
         .when(num < 0, F.lit(NEGATIVE_VALUE))
         .when(num > max_value, F.lit(ABSURD_VALUE))
+    )
+
+
+def _with_user_known(df: DataFrame, users_df: DataFrame | None) -> DataFrame:
+    """``df`` plus ``user_known``: whether ``users_df`` has the row's user (null without
+    ``users_df``, or for a row without a user id)."""
+    if users_df is None:
+        return df.withColumn("user_known", F.lit(None).cast("boolean"))
+    known_df = users_df.select("user_id").distinct().withColumn("user_known", F.lit(True))
+    return df.join(known_df, on="user_id", how="left").withColumn(
+        "user_known", F.when(F.col("user_id").isNotNull(), F.coalesce("user_known", F.lit(False)))
     )
 
 
@@ -210,14 +256,38 @@ def validate_events(
     max_values: dict[str, float],
     event_types: Sequence[str] = S.EVENT_TYPES,
     behaviour_tokens: Sequence[str] = S.BEHAVIOUR_TOKENS,
+    users_df: DataFrame | None = None,
+    min_ts: Column | None = None,
+    max_id_length: int | None = None,
 ) -> Validated:
     """Split raw events into valid rows and quarantined rows with a reason.
 
-    ``raw_df`` has the events columns (any of them may be strings); ``catalog_df`` the catalog
-    table's; ``cutoff`` is the first instant after the snapshot. ``event_types`` and
-    ``behaviour_tokens`` are the known vocabularies (``InteractionsConfig.event_types`` and
-    ``.behaviour_tokens``, whose entries may be prefix patterns; the synthetic world's by
-    default).
+    Parameters
+    ----------
+    raw_df : DataFrame
+        Events with the events columns, any of them possibly strings; one row per event.
+    catalog_df : DataFrame
+        The catalog table: one row per (market, offer_id).
+    cutoff : Column
+        The first instant after the snapshot; later events are ``future_timestamp``.
+    max_values : dict of str to float
+        ``interactions.max_values``: the largest plausible value per event type.
+    event_types, behaviour_tokens : sequence of str
+        The known vocabularies (``InteractionsConfig.event_types`` and
+        ``.behaviour_tokens``, whose entries may be prefix patterns); the synthetic world's
+        by default.
+    users_df : DataFrame, optional
+        The users table (one row per user, ``user_id``): events of other users are
+        ``unknown_user``. None: no users table, no such check.
+    min_ts : Column, optional
+        ``interactions.min_event_ts``: earlier events are ``early_timestamp``.
+    max_id_length : int, optional
+        ``interactions.max_id_length``: longer user or item ids are ``id_too_long``.
+
+    Returns
+    -------
+    Validated
+        Every distinct raw row once with its multiplicity and reason (null: valid).
     """
     default_max = F.lit(float(max_values.get("default", float("inf"))))
     per_type = {t: float(v) for t, v in max_values.items() if t != "default"}
@@ -232,7 +302,14 @@ def validate_events(
         raw_df.transform(with_parsed_columns)
         .join(F.broadcast(markets_df), on="market", how="left")
         .transform(with_is_offer, catalog_df, behaviour_tokens)
-        .withColumn("reject_reason", reject_reason(cutoff, max_value, event_types))
+        .transform(_with_user_known, users_df)
+        .withColumn(
+            "reject_reason",
+            reject_reason(
+                cutoff, max_value, event_types, min_ts=min_ts, max_id_length=max_id_length
+            ),
+        )
+        .drop("user_known")
     )
     # One row per distinct event with its multiplicity: duplicates found without a sort.
     return Validated(

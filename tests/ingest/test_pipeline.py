@@ -43,7 +43,8 @@ def ingested(spark, config, tmp_path_factory):
     own = load_config(conf_path)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {own.catalog.database}")
     world = generate_world(spark, own.world, own.markets)
-    users_df = world.users_df.persist()
+    own_user_df = world.users_df.limit(1).withColumn("user_id", F.lit("u-own-1"))
+    users_df = world.users_df.unionByName(own_user_df).persist()
     events_df = world.events_df.unionByName(
         spark.createDataFrame(OWN_EVENTS, S.EVENTS_SCHEMA)
     ).persist()

@@ -20,9 +20,13 @@ from recsys.world import job as world_job
 
 INJECTED = {
     V.MISSING_USER_ID: 7,
+    V.INVALID_ID: 2,
+    V.ID_TOO_LONG: 2,
+    V.UNKNOWN_USER: 4,
     V.UNKNOWN_MARKET: 5,
     V.UNKNOWN_EVENT_TYPE: 4,
     V.MISSING_TIMESTAMP: 3,
+    V.EARLY_TIMESTAMP: 3,
     V.FUTURE_TIMESTAMP: 3,
     V.UNKNOWN_ITEM: 6,
     V.NEGATIVE_VALUE: 2,
@@ -115,6 +119,12 @@ def test_injected_bad_rows_land_in_quarantine_by_reason(spark, world_config):
     offers_df = events_df.where(F.col("event_type") == S.CONVERSION)
     bad = [
         _bad_rows(events_df, 7).withColumn("user_id", F.lit(None).cast("string")),
+        _bad_rows(events_df, 2).withColumn(
+            "user_id", F.concat("user_id", F.unhex(F.lit("FF")).cast("string"))
+        ),
+        _bad_rows(events_df, 2).withColumn("item_id", F.repeat(F.lit("x"), 300)),
+        _bad_rows(events_df, 4).withColumn("user_id", F.lit("ghost")),
+        _bad_rows(events_df, 3).withColumn("event_ts", F.lit(dt.datetime(1969, 7, 20))),
         _bad_rows(events_df, 5).withColumn("market", F.lit("ZZ")),
         _bad_rows(events_df, 4).withColumn("event_type", F.lit("teleport")),
         _bad_rows(events_df, 3).withColumn("event_ts", F.lit(None).cast("timestamp")),
@@ -152,10 +162,52 @@ def test_past_the_threshold_the_job_fails_and_keeps_the_previous_snapshot(spark,
     assert f"SE: {n_bad / (se_rows + n_bad):.1%} of {se_rows + n_bad:,} rows" in message
     assert f"negative_value {n_bad:,}" in message
     assert "nothing was written to interactions" in message
+    failed = world_config.table(interactions_job.FAILED_QUARANTINE)
+    assert f"this run's rejected rows are in {failed}" in message
 
     after = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config))
     assert {r[0] for r in after.select("_metadata.file_path").distinct().collect()} == files_before
     assert after.count() == rows_before
+    # The quarantine served is still the one of the interactions served (a clean world's);
+    # the failed run's rows are beside it under their own name.
+    assert _quarantined(spark, world_config) == {}
+    failed_rows = spark.table(failed).groupBy("reject_reason").count().collect()
+    assert {r["reject_reason"]: r["count"] for r in failed_rows} == {V.NEGATIVE_VALUE: n_bad}
+
+    interactions_job.run(spark, world_config)  # a run that succeeds clears them
+    assert not spark.catalog.tableExists(failed)
+
+
+def test_a_source_without_rows_fails_and_keeps_the_previous_snapshot(spark, world_config):
+    before = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config)).count()
+    publish_table(spark, world_config, read_table(spark, world_config, S.EVENTS).limit(0), "none")
+    with pytest.raises(interactions_job.CollapseError) as failure:
+        interactions_job.run(spark, _with_source(world_config, "none"))
+    assert str(failure.value).startswith(
+        f"the events source, table {world_config.table('none')} (interactions.source.table), "
+        "has 0 rows; nothing was written"
+    )
+    after = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config)).count()
+    assert after == before > 0
+
+
+def test_interactions_that_shrink_past_the_share_fail_with_both_counts(spark, world_config):
+    before = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config)).count()
+    events_df = read_table(spark, world_config, S.EVENTS)
+    publish_table(spark, world_config, events_df.where(F.hash("user_id") % 10 == 0), "a_tenth")
+    with pytest.raises(interactions_job.CollapseError) as failure:
+        interactions_job.run(spark, _with_source(world_config, "a_tenth"))
+    message = str(failure.value)
+    snapshot = world_config.interactions.snapshot()
+    assert message.startswith(f"interactions of snapshot {snapshot} would have ")
+    assert (
+        f"fewer than the {before:,} of the version they replace (snapshot {snapshot}); more "
+        "than interactions.max_drop_share=50%, so nothing was written and the previous "
+        "version stays served. If the smaller input is right, rerun with --set "
+        "interactions.max_drop_share=1"
+    ) in message
+    after = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config)).count()
+    assert after == before
 
 
 def test_csv_files_are_a_source_too(spark, world_config, tmp_path):
@@ -171,6 +223,7 @@ def test_csv_files_are_a_source_too(spark, world_config, tmp_path):
         update={
             "source": SourceConfig(table=None, path=str(tmp_path), format="csv"),
             "max_bad_share": 0.5,
+            "max_drop_share": 1.0,  # three events replace a world's
         }
     )
     csv_config = world_config.model_copy(update={"interactions": interactions})

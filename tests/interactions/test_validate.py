@@ -220,3 +220,58 @@ def test_a_default_limit_alone_applies_to_every_event_type(spark, config):
     )
     assert [r["user_id"] for r in validated.events_df.collect()] == ["u1"]
     assert [r["reject_reason"] for r in validated.quarantine_df.collect()] == [V.ABSURD_VALUE]
+
+
+# Implausible rows: ids that are not valid UTF-8 or too long, users the users table lacks,
+# timestamps before the floor. The valid row's user and the early row's are known users.
+PLAUSIBLE = ("u1", "SE", "listen", "genre:pop", OK_TS, "1")
+IMPLAUSIBLE = [
+    (("u\ufffd2", "SE", "listen", "genre:pop", OK_TS, "1"), V.INVALID_ID),  # as CSV decodes
+    (("u1", "SE", "listen", "genre:p\ufffdp", OK_TS, "1"), V.INVALID_ID),
+    (("u" * 11, "SE", "listen", "genre:pop", OK_TS, "1"), V.ID_TOO_LONG),
+    (("u1", "SE", "listen", "genre:" + "p" * 5, OK_TS, "1"), V.ID_TOO_LONG),
+    (("ghost", "SE", "listen", "genre:pop", OK_TS, "1"), V.UNKNOWN_USER),
+    (("u1", "SE", "listen", "genre:pop", "1969-12-31 23:59:59", "1"), V.EARLY_TIMESTAMP),
+    (("u1", "SE", "listen", "genre:pop", "0001-01-01 00:00:00", "1"), V.EARLY_TIMESTAMP),
+]
+
+
+def test_implausible_rows_are_quarantined_with_their_reason(spark, config):
+    raw_df = spark.createDataFrame([PLAUSIBLE, *[row for row, _ in IMPLAUSIBLE]], RAW)
+    # Bytes that are not UTF-8 at all, as a Parquet string column may hold them.
+    raw_df = raw_df.unionByName(
+        raw_df.limit(1).withColumn("user_id", F.unhex(F.lit("75FF33")).cast("string"))
+    )
+    users_df = spark.createDataFrame([("u1",), ("u" * 11,)], "user_id string")
+    validated = V.validate_events(
+        raw_df,
+        catalog_df(spark, config.markets),
+        cutoff=F.lit(CUTOFF),
+        max_values=LIMITS,
+        users_df=users_df,
+        min_ts=F.lit(dt.datetime(1970, 1, 1, tzinfo=dt.UTC)),
+        max_id_length=10,
+    )
+    quarantined = [
+        (r["user_id"].encode("utf-8", "surrogateescape"), r["item_id"], r["reject_reason"])
+        for r in validated.quarantine_df.collect()
+    ]
+    expected = [(row[0].encode(), row[3], reason) for row, reason in IMPLAUSIBLE]
+    # Spark hands invalid bytes to Python as U+FFFD too.
+    expected.append(("u\ufffd3".encode(), "genre:pop", V.INVALID_ID))
+    assert sorted(quarantined) == sorted(expected)
+    assert [tuple(r) for r in validated.events_df.select("user_id", "item_id").collect()] == [
+        ("u1", "genre:pop")
+    ]
+    tally = {r["reject_reason"]: r["rows"] for r in validated.tally_df.collect()}
+    assert sum(tally.values()) == raw_df.count()  # rows in = valid + quarantined
+
+
+def test_without_a_users_table_no_user_is_unknown(spark, config):
+    validated = V.validate_events(
+        spark.createDataFrame([("ghost", *PLAUSIBLE[1:])], RAW),
+        catalog_df(spark, config.markets),
+        cutoff=F.lit(CUTOFF),
+        max_values=LIMITS,
+    )
+    assert validated.quarantine_df.count() == 0
