@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 # While no version is champion, the version recommend serves instead: the family best on the
 # holdout among the candidate and the baselines it was compared with (training/job.py).
 INTERIM = "interim"
+# Every run this process starts carries its owner, ``host:pid:start``, so that a later run
+# can tell a run left RUNNING by a killed process from one still going elsewhere.
+OWNER_TAG = "recsys.owner"
 
 
 def setup(config: Config) -> None:
@@ -48,7 +52,70 @@ def setup(config: Config) -> None:
         and mlflow.get_experiment_by_name(settings.experiment) is None
     ):
         mlflow.create_experiment(settings.experiment, artifact_location=settings.artifact_location)
-    mlflow.set_experiment(settings.experiment)
+    experiment = mlflow.set_experiment(settings.experiment)
+    _own_new_runs()
+    end_abandoned_runs(MlflowClient(), experiment.experiment_id)
+
+
+def owner(pid: int | None = None) -> str:
+    """``host:pid:start`` of a process of this host (default: this one); ``start`` is its
+    start time in clock ticks since boot where the system tells it (Linux), so that a
+    reused pid is not taken for the process that had it before."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
+
+
+def _started(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # Field 22 (starttime); the command name before it, in parentheses, may hold spaces.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _own_new_runs() -> None:
+    """Tag every run that this process starts from now on with :func:`owner`, through
+    MLflow's run context (the ``MLFLOW_RUN_CONTEXT`` tags that ``mlflow.start_run`` adds)."""
+    context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")
+    context[OWNER_TAG] = owner()
+    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps(context)
+
+
+def _is_alive(run_owner: str) -> bool:
+    host, pid, started = [*run_owner.rsplit(":", 2), "", ""][:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's process: nothing here can tell
+    return owner(int(pid)) == run_owner if started else Path(f"/proc/{pid}").exists()
+
+
+def end_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of ``experiment_id`` left RUNNING by a process of this host that
+    has ended (killed by a signal, the OOM killer, or a lost JVM before MLflow could close
+    them); returns their ids.
+
+    Runs started on other hosts, or before runs carried an owner, are left as they are: no
+    process here can tell whether they still run.
+    """
+    host = socket.gethostname().replace("'", "''")
+    abandoned = [
+        run
+        for run in client.search_runs(
+            [experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_TAG}` LIKE '{host}:%'",
+            max_results=1000,
+        )
+        if not _is_alive(run.data.tags[OWNER_TAG])
+    ]
+    for run in abandoned:
+        client.set_terminated(run.info.run_id, "KILLED")
+    if abandoned:
+        log.info(
+            "marked %d run(s) KILLED that a process which has ended left RUNNING: %s",
+            len(abandoned),
+            ", ".join(f"{r.info.run_name} ({r.info.run_id})" for r in abandoned),
+        )
+    return [run.info.run_id for run in abandoned]
 
 
 def git_commit() -> str:
