@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import threading
+import uuid
+
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from recsys.errors import RecsysError
-from recsys.tables import publish_table, read_table, versions
+from recsys.tables import (
+    publish_partition,
+    publish_table,
+    read_table,
+    sql_identifier,
+    sql_string,
+    table_location,
+    versions,
+)
 
 
 def test_publish_replaces_and_keeps_a_bounded_history(spark, config):
@@ -47,3 +58,59 @@ def test_refuses_to_shadow_a_foreign_physical_table(spark, config):
     with pytest.raises(RecsysError, match="not a view written by recsys"):
         publish_table(spark, config, spark.range(2), "foreign_t")
     assert versions(spark, config, "foreign_t") == []  # refused before writing anything
+
+
+def test_sql_string_and_identifier_escape_what_would_end_them(spark):
+    odd = "it's a `back\\tick`"
+    assert sql_string(odd) == "'it\\'s a `back\\\\tick`'"
+    assert sql_identifier("db", odd) == "`db`.`it's a ``back\\tick```"
+    assert spark.sql(f"SELECT {sql_string(odd)} AS {sql_identifier(odd)}").first()[odd] == odd
+
+
+def test_a_warehouse_folder_with_a_quote_and_a_backtick_publishes(spark, config, tmp_path):
+    odd = tmp_path / "it's a `folder`"
+    odd.mkdir()
+    database = f"odd_{uuid.uuid4().hex[:8]}"
+    spark.sql(f"CREATE DATABASE {database} LOCATION {sql_string(odd / 'db')}")
+    odd_conf = config.model_copy(
+        update={"catalog": config.catalog.model_copy(update={"database": database})}
+    )
+    try:
+        for n in (2, 3):
+            publish_table(spark, odd_conf, spark.range(n), "numbers")
+        assert read_table(spark, odd_conf, "numbers").count() == 3
+        for n in (4, 5):
+            rows_df = spark.range(n).withColumn("day", F.lit("2026-01-01"))
+            folder = publish_partition(
+                spark, odd_conf, rows_df, "daily", partition_column="day", value="2026-01-01"
+            )
+        assert folder.startswith(str(odd)) or str(odd) in folder
+        assert read_table(spark, odd_conf, "daily").count() == 5
+        assert table_location(spark, odd_conf.table("daily")).endswith("db/daily")
+    finally:
+        spark.sql(f"DROP DATABASE {sql_identifier(database)} CASCADE")
+
+
+def test_a_reader_never_misses_a_view_that_publish_table_moves(spark, config):
+    publish_table(spark, config, spark.range(5).select(F.lit(0).alias("run")), "moving")
+    stop = threading.Event()
+    seen, failures = [], []
+
+    def reader():
+        while not stop.is_set() or len(seen) < 10:
+            try:
+                seen.append([r[0] for r in read_table(spark, config, "moving").collect()])
+            except Exception as error:
+                failures.append(repr(error)[:300])
+                return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for run in range(1, 6):
+            publish_table(spark, config, spark.range(5).select(F.lit(run).alias("run")), "moving")
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert all(len(rows) == 5 and len(set(rows)) == 1 for rows in seen), seen
