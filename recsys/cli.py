@@ -13,46 +13,66 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from py4j.protocol import Py4JJavaError
-from pyspark.errors import PySparkException
-from pyspark.sql import SparkSession
-
+# Light imports only: the help and config errors answer before Spark's JVM, MLflow, xgboost
+# or the steps' modules are loaded (seconds each); those are imported where they are used.
+from recsys import progress
 from recsys.config import Config, load_config, with_ingest
 from recsys.errors import RecsysError
-from recsys.experiment import job as experiment_job
-from recsys.ingest import job as ingest_job
-from recsys.ingest import wide
-from recsys.interactions import job as interactions_job
 from recsys.progress import setup_logging, step
-from recsys.recommend import job as recommend_job
 from recsys.recommend import publish
-from recsys.session import build_session, size_shuffle_partitions
 from recsys.tokens import covering_patterns, matches
-from recsys.training import job as train_job
-from recsys.world import job as world_job
+
+if TYPE_CHECKING:
+    from py4j.protocol import Py4JJavaError
+    from pyspark.sql import SparkSession
+
+    from recsys.ingest import wide
 
 log = logging.getLogger("recsys.cli")
 
-Step = Callable[[SparkSession, Config], None]
+Step = Callable[["SparkSession", Config], None]
+
+
+class _Steps(Mapping[str, Step]):
+    """The steps by name, each one's module imported when it is first looked up."""
+
+    def __init__(self, targets: dict[str, str]) -> None:
+        self._targets = targets
+
+    def __getitem__(self, name: str) -> Step:
+        module, function = self._targets[name].split(":")
+        return getattr(import_module(module), function)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
 
 # The flow of DESIGN.md section 2, in order.
-STEPS: dict[str, Step] = {
-    "generate-world": world_job.run,
-    "ingest": ingest_job.run,
-    "build-interactions": interactions_job.run,
-    "train": train_job.run,
-    "recommend": recommend_job.run,
-    "simulate": experiment_job.simulate_run,
-    "analyze": experiment_job.analyze_run,
-}
+STEPS: Mapping[str, Step] = _Steps(
+    {
+        "generate-world": "recsys.world.job:run",
+        "ingest": "recsys.ingest.job:run",
+        "build-interactions": "recsys.interactions.job:run",
+        "train": "recsys.training.job:run",
+        "recommend": "recsys.recommend.job:run",
+        "simulate": "recsys.experiment.job:simulate_run",
+        "analyze": "recsys.experiment.job:analyze_run",
+    }
+)
 # What `pipeline` runs: the demo on the synthetic world, or (with ingest.events and
 # ingest.users set) own data, which stops after recommend: simulate needs the synthetic
 # world's hidden truth, and analyze the experiment's outcomes, which real data does not have.
@@ -84,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set world.users=50000 (repeatable)",
     )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print Spark's, Py4J's and MLflow's own output here (it always goes to "
+        "the run's log file under the state folder's logs/)",
+    )
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {
@@ -109,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="stop after this step (default: the last: analyze, or recommend on own data)",
     )
+    pipeline.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the first step that did not finish, when the settings are those of "
+        "the last pipeline run (a changed setting starts over, and the log says which)",
+    )
     rollback = commands.add_parser(
         "rollback",
         parents=[common],
@@ -125,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         "wide",
         parents=[common],
         help="one row per customer, a column per product held, profile columns",
-        description=wide.__doc__.split("\n")[0] + " See docs/own-data.md.",
+        description="A wide customer x product table as users and events files. "
+        "See docs/own-data.md.",
     )
     wide_parser.add_argument("csv", help="the wide table (CSV with a header)")
     wide_parser.add_argument(
@@ -137,55 +171,191 @@ def _parser() -> argparse.ArgumentParser:
         help="write users.csv and events.csv here (default: the config's ingest.users and "
         "ingest.events)",
     )
-    sql = commands.add_parser("sql", parents=[common], help="query the configured catalog")
-    sql.add_argument("query")
+    sql = commands.add_parser(
+        "sql",
+        parents=[common],
+        help="query the configured catalog (read-only unless --write)",
+        description="Run one Spark SQL statement on the configured catalog, with its "
+        "database as the current one. Read-only by default: a statement that would change "
+        "the catalog or the data (CREATE, DROP, ALTER, INSERT, TRUNCATE, ...) is refused "
+        "unless --write is given, so that a typo cannot drop the tables and views that "
+        "marketing surfaces read.",
+    )
+    sql.add_argument("query", help="one SQL statement")
+    sql.add_argument(
+        "--write",
+        action="store_true",
+        help="allow a statement that changes the catalog or the data",
+    )
     sql.add_argument("--format", choices=("table", "json"), default="table")
     sql.add_argument("--limit", type=int, default=1000, help="rows to print (default 1000)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``recsys`` command line; returns the process's exit status.
+
+    Arguments and config are checked before Spark or MLflow is loaded, so that mistakes
+    there answer at once. An error prints one line on stderr (exit status 2 for a problem
+    the user can fix, 1 for a failed Spark job); its traceback, and the Java stack trace
+    where there is one, go to the run's log file, which the line names.
+    """
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.conf, args.overrides)
-        setup_logging(config.logging.level)
-        if args.command == "sql":
-            return _sql(config, args.query, args.format, args.limit)
-        if args.command == "rollback":
-            return _rollback(config, args.to)
-        if args.command == "convert":
-            return _convert_wide(config, args.csv, args.spec, args.out)
-        if args.command == "ingest":
-            config = with_ingest(config, events=args.events, users=args.users, fmt=args.format)
-        if args.command == "pipeline":
-            steps = _pipeline_steps(config, args.until)
-        else:
-            steps = [args.command]
-        return _run_steps(config, steps)
     except RecsysError as exc:
         print(f"recsys: error: {exc}", file=sys.stderr)
         return 2
-    except PySparkException as exc:
-        print(f"recsys: spark error: {_first_line(exc)}", file=sys.stderr)
-        return 1
-    except Py4JJavaError as exc:  # a failed Spark job: say what failed and its root cause
-        print(f"recsys: spark error: {_java_summary(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("recsys: interrupted", file=sys.stderr)
+    command = args.command if args.command != "convert" else f"convert-{args.shape}"
+    log_file = progress.new_log_file(state_dir(config) / "logs", command)
+    setup_logging(config.logging.level, log_file=log_file, verbose=args.verbose)
+    try:
+        return _dispatch(args, config, log_file)
+    except BaseException as exc:  # every error: one line here, its traces in the log
+        return _report(exc, config, args.command, log_file)
+
+
+def _dispatch(args: argparse.Namespace, config: Config, log_file: Path) -> int:
+    if args.command == "sql":
+        return _sql(config, args.query, args.format, args.limit, args.write, log_file)
+    if args.command == "rollback":
+        return _rollback(config, args.to)
+    if args.command == "convert":
+        return _convert_wide(config, args.csv, args.spec, args.out)
+    if args.command == "ingest":
+        config = with_ingest(config, events=args.events, users=args.users, fmt=args.format)
+    if args.command == "pipeline":
+        steps = _pipeline_steps(config, args.until)
+        return _run_pipeline(config, steps, args.resume, log_file)
+    _forget_pipeline(config)  # a step run by hand changes tables a resumed pipeline trusts
+    return _run_steps(config, [args.command], log_file)
+
+
+def state_dir(config: Config) -> Path:
+    """The local folder of this catalog's run state (log files, the pipeline's record): the
+    embedded metastore's parent (``.recsys/`` in ``conf/local.yaml``), else ``.recsys/``
+    in the current directory."""
+    if config.catalog.metastore_dir:
+        return Path(config.catalog.metastore_dir).parent
+    return Path(".recsys").resolve()
+
+
+def _report(exc: BaseException, config: Config, command: str, log_file: Path) -> int:
+    """Print ``exc`` as one line that names the log file; its traces go to the log file."""
+    from py4j.protocol import Py4JError, Py4JJavaError, Py4JNetworkError
+    from pyspark.errors import PySparkException
+
+    from recsys.session import jvm_is_dead
+
+    where = f"(full log: {log_file})"
+    if isinstance(exc, KeyboardInterrupt):
+        progress.trace("interrupted", exc)
+        print(f"recsys: interrupted {where}", file=sys.stderr)
         return 130
+    if isinstance(exc, SystemExit):
+        raise exc
+    progress.trace("recsys failed", exc)
+    if isinstance(exc, RecsysError):
+        print(f"recsys: error: {exc}", file=sys.stderr)
+        print(f"  {where}", file=sys.stderr)
+        return 2
+    # Py4J says the connection broke; later calls find nothing listening. Either way, when
+    # the JVM process has exited, that is the news, not the socket error.
+    if isinstance(exc, Py4JNetworkError) or (
+        isinstance(exc, Py4JError | ConnectionError) and jvm_is_dead()
+    ):
+        print(f"recsys: error: {_dead_jvm(config, command)} {where}", file=sys.stderr)
+        return 1
+    busy = _busy_metastore(exc, config)
+    if busy:
+        print(f"recsys: error: {busy} {where}", file=sys.stderr)
+        return 1
+    if isinstance(exc, PySparkException):
+        print(f"recsys: spark error: {_first_line(exc)} {where}", file=sys.stderr)
+        return 1
+    if isinstance(exc, Py4JJavaError):  # a failed Spark job: say what failed and its root cause
+        print(f"recsys: spark error: {_java_summary(exc)}\n  {where}", file=sys.stderr)
+        return 1
+    print(f"recsys: error: {type(exc).__name__}: {_first_line(exc)} {where}", file=sys.stderr)
+    return 1
+
+
+def _dead_jvm(config: Config, command: str) -> str:
+    """What to say when Spark's JVM has gone: why it most likely went and what to change."""
+    from recsys.session import jvm_exit_status
+
+    status = jvm_exit_status()
+    how = f"killed by signal {-status}" if status is not None and status < 0 else "exited"
+    if status is not None and status > 0:
+        how = f"exited with status {status}"
+    memory = config.spark.driver_memory or "Spark's default of 1g"
+    again = (
+        "; then `recsys pipeline --resume` goes on from the step that failed"
+        if command == "pipeline"
+        else ""
+    )
+    return (
+        f"Spark's JVM died ({how}), most likely out of memory (the kernel's OOM killer, or "
+        f"a full heap): give it more with spark.driver_memory (now {memory}), or run less "
+        f"beside it{again}"
+    )
+
+
+# Derby, the embedded metastore, lets one JVM at a time open its database.
+_DERBY_BUSY = ("XSDB6", "Another instance of Derby may have already booted the database")
+
+
+def _busy_metastore(exc: BaseException, config: Config) -> str | None:
+    """The one line for an error caused by another process holding the embedded metastore,
+    or None when ``exc`` is something else."""
+    if not config.catalog.metastore_dir:
+        return None
+    text = "\n".join(_error_texts(exc))
+    if not any(marker in text for marker in _DERBY_BUSY):
+        return None
+    return (
+        f"the metastore {config.catalog.metastore_dir} is in use by another recsys process "
+        "(the embedded Derby metastore admits one at a time): wait for that one to finish, "
+        "or give both a metastore server (see conf/cluster.yaml)"
+    )
+
+
+def _error_texts(exc: BaseException) -> Iterator[str]:
+    """The messages of ``exc``, its Python causes and the Java exceptions behind them."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        with suppress(Exception):
+            yield str(getattr(error, "_desc", "") or "")
+            yield str(getattr(error, "_stackTrace", "") or "")  # PySpark's captured chain
+        java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
+        for _ in range(50):  # a Java cause chain, bounded against cycles
+            if java is None:
+                break
+            try:
+                yield str(java.toString())
+                java = java.getCause()
+            except Exception:  # the JVM may be gone; the rest is in the log
+                break
+        error = error.__cause__ or error.__context__
 
 
 @contextmanager
-def _session(config: Config, app_name: str) -> Iterator[SparkSession]:
+def _session(config: Config, app_name: str, log_file: Path | None) -> Iterator[SparkSession]:
     """The job's session; stopped at the end unless it was already running (a notebook's,
     or a test's), since stopping it would pull it from under its owner."""
+    from pyspark.sql import SparkSession
+
+    from recsys.session import build_session, jvm_is_dead
+
     owned = SparkSession.getActiveSession() is None
-    spark = build_session(config, app_name=app_name)
+    spark = build_session(config, app_name=app_name, jvm_log=log_file)
     try:
         yield spark
     finally:
-        if owned:
+        # A dead JVM cannot be stopped; trying would raise over the error that killed it.
+        if owned and not jvm_is_dead():
             spark.stop()
 
 
@@ -210,20 +380,200 @@ def _pipeline_steps(config: Config, until: str | None) -> list[str]:
     return list(flow[: flow.index(until) + 1])
 
 
-def _run_steps(config: Config, steps: list[str]) -> int:
+# Sections that change how a run goes, not what it writes: a resumed pipeline may be given
+# more driver memory, another master or another log level than the run it goes on with.
+_RUN_ONLY = ("spark", "logging")
+
+
+def settings_of(config: Config) -> dict[str, Any]:
+    """The settings that decide what a pipeline's steps write, as flat ``dotted.key: value``
+    pairs (JSON values): the config less its Spark and logging sections, plus the market
+    catalogue it read."""
+    data = config.model_dump(mode="json", exclude=set(_RUN_ONLY))
+    if config.markets is not None:
+        data["markets_catalogue"] = config.markets.model_dump(mode="json")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value
+
+    walk("", data)
+    return flat
+
+
+def _settings_hash(settings: dict[str, Any]) -> str:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _pipeline_record(config: Config) -> Path:
+    return state_dir(config) / f"pipeline-{config.catalog.database}.json"
+
+
+def _forget_pipeline(config: Config) -> None:
+    _pipeline_record(config).unlink(missing_ok=True)
+
+
+def _run_pipeline(config: Config, steps: list[str], resume: bool, log_file: Path) -> int:
+    """Run ``steps`` in order, recording each finished one with the settings' hash; with
+    ``resume``, skip those the last run finished with the same settings."""
+    record_path = _pipeline_record(config)
+    settings = settings_of(config)
+    digest = _settings_hash(settings)
+    done: list[str] = []
+    if resume:
+        done = _resumable(record_path, settings, digest, steps)
+    remaining = [s for s in steps if s not in done]
+    if not remaining:
+        log.info("pipeline --resume: %s finished already with these settings", ", ".join(steps))
+        return 0
+
+    finished = list(done)
+
+    def record(name: str | None = None) -> None:
+        if name is not None:
+            finished.append(name)
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"settings_hash": digest, "settings": settings, "finished": finished}
+        record_path.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
+
+    record()  # a run that starts over forgets what the last one finished
+    return _run_steps(config, remaining, log_file, on_done=record, total=len(steps))
+
+
+def _resumable(path: Path, settings: dict[str, Any], digest: str, steps: list[str]) -> list[str]:
+    """The leading ``steps`` the recorded pipeline run finished with these settings (empty,
+    with a log line saying why, when there is nothing to go on from)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.info(
+            "pipeline --resume: no record of an earlier run (%s); starting from %s", path, steps[0]
+        )
+        return []
+    if state.get("settings_hash") != digest:
+        before = state.get("settings", {})
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        shown = ", ".join(
+            f"{k}: {_short(before.get(k))} -> {_short(settings.get(k))}" for k in changed[:5]
+        )
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        log.info(
+            "pipeline --resume: settings changed since the last run (%s%s); starting over from %s",
+            shown or "the record has no settings",
+            more,
+            steps[0],
+        )
+        return []
+    finished = set(state.get("finished", []))
+    done = []
+    for name in steps:  # only a finished prefix: a later step's output rests on the earlier
+        if name not in finished:
+            break
+        done.append(name)
+    if done:
+        log.info("pipeline --resume: %s finished with these settings; going on", ", ".join(done))
+    return done
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _run_steps(
+    config: Config,
+    steps: list[str],
+    log_file: Path | None = None,
+    *,
+    on_done: Callable[[str], None] | None = None,
+    total: int | None = None,
+) -> int:
+    from recsys.session import size_shuffle_partitions
+
     started = time.perf_counter()
-    with _session(config, f"recsys {' + '.join(steps)}") as spark:
-        for name in steps:
-            with step(name):
+    total = total or len(steps)
+    with _session(config, f"recsys {' + '.join(steps)}", log_file) as spark:
+        for number, name in enumerate(steps, start=total - len(steps) + 1):
+            label = name if total == 1 else f"{name} (step {number} of {total})"
+            with step(label):
                 size_shuffle_partitions(spark, config, INPUTS[name])
                 STEPS[name](spark, config)
+            if on_done is not None:
+                on_done(name)
     log.info("finished %s in %.1fs", ", ".join(steps), time.perf_counter() - started)
     return 0
 
 
-def _sql(config: Config, query: str, fmt: str, limit: int) -> int:
-    with _session(config, "recsys sql") as spark:
+# The parsed plans a read-only `recsys sql` runs besides queries: they show, describe or
+# explain, and change nothing (the current namespace and session settings are the session's).
+READ_ONLY_COMMANDS = frozenset(
+    {
+        "DescribeColumn",
+        "DescribeFunction",
+        "DescribeNamespace",
+        "DescribeQueryCommand",
+        "DescribeRelation",
+        "ExplainCommand",
+        "SetCatalogAndNamespace",
+        "SetCommand",
+        "ShowCatalogsCommand",
+        "ShowColumns",
+        "ShowCreateTable",
+        "ShowCurrentNamespace",
+        "ShowCurrentNamespaceCommand",
+        "ShowFunctions",
+        "ShowNamespaces",
+        "ShowNamespacesCommand",
+        "ShowPartitions",
+        "ShowTableProperties",
+        "ShowTables",
+        "ShowTablesExtended",
+        "ShowViews",
+    }
+)
+
+
+def writes(spark: SparkSession, statement: str) -> str | None:
+    """What ``statement`` would change, by Spark's parsed plan: the name of its first
+    command that is not a read-only one (``CreateTable``, ``DropTable``,
+    ``InsertIntoStatement``, ...), or None for a query or a show/describe/explain."""
+    from py4j.java_gateway import is_instance_of
+
+    gateway = spark.sparkContext._gateway
+    plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(statement)
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        name = node.getClass().getSimpleName()
+        is_command = any(
+            is_instance_of(gateway, node, f"org.apache.spark.sql.catalyst.plans.logical.{kind}")
+            for kind in ("Command", "ParsedStatement")
+        )
+        if is_command and name not in READ_ONLY_COMMANDS:
+            return name
+        children = node.children()
+        pending.extend(children.apply(i) for i in range(children.size()))
+    return None
+
+
+def _sql(
+    config: Config, query: str, fmt: str, limit: int, write: bool, log_file: Path | None
+) -> int:
+    with _session(config, "recsys sql", log_file) as spark:
         spark.sql(f"USE {config.catalog.database}")
+        if not write:
+            change = writes(spark, query)
+            if change is not None:
+                raise RecsysError(
+                    f"sql: refused: the statement would change the catalog or its data "
+                    f"(Spark plans it as {change}); `recsys sql` is read-only unless "
+                    "--write is given"
+                )
         result_df = spark.sql(query)
         rows = result_df.limit(limit + 1).collect()
         if fmt == "json":
@@ -237,7 +587,7 @@ def _sql(config: Config, query: str, fmt: str, limit: int) -> int:
 
 
 def _rollback(config: Config, to: dt.date) -> int:
-    with _session(config, "recsys rollback") as spark:
+    with _session(config, "recsys rollback", None) as spark:
         before = publish.current(spark, config)
         served = publish.rollback(spark, config, to)
     log.info(
@@ -261,6 +611,8 @@ def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> 
             "convert wide: pass --out FOLDER, or set ingest.users and ingest.events in the "
             "config to the files it should write"
         )
+    from recsys.ingest import wide
+
     spec = wide.load_spec(spec_path)
     interactions = config.interactions
     converted = wide.convert(
@@ -292,6 +644,8 @@ def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> 
 def _warn_unknown(config: Config, converted: wide.Converted) -> None:
     """Name the tokens, offers and markets the files hold that the config does not list,
     before build-interactions quarantines them."""
+    from recsys.ingest import wide
+
     written = converted.tokens()
     tokens = [t for t in written if not matches(t, config.interactions.behaviour_tokens)]
     if tokens:

@@ -8,7 +8,8 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -83,12 +84,25 @@ def size_shuffle_partitions(spark: SparkSession, config: Config, tables: Sequenc
     return partitions
 
 
-def build_session(config: Config, app_name: str | None = None) -> SparkSession:
+def build_session(
+    config: Config, app_name: str | None = None, *, jvm_log: Path | None = None
+) -> SparkSession:
     """Create (or return) the SparkSession for a job.
 
     Under ``spark-submit`` the launcher has already started the JVM with its own master and
     deploy settings (it sets PYSPARK_GATEWAY_PORT for the Python driver); those win over
     ``spark.master`` from the config file.
+
+    Parameters
+    ----------
+    config
+        The job's validated configuration.
+    app_name
+        The Spark application's name (default: ``spark.app_name``).
+    jvm_log
+        A file for everything the JVM prints (its start-up notices, log4j's errors with
+        their stack traces, native-library warnings), when this call starts the JVM. None
+        leaves the JVM on this process's stdout and stderr.
     """
     spark_cfg, catalog = config.spark, config.catalog
     builder = SparkSession.builder.appName(app_name or spark_cfg.app_name)
@@ -122,7 +136,8 @@ def build_session(config: Config, app_name: str | None = None) -> SparkSession:
     if spark_cfg.hive:
         builder = builder.enableHiveSupport()
 
-    spark = builder.getOrCreate()
+    with _jvm_output(jvm_log):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.logging.spark_level)
     if spark_cfg.checkpoint_dir:
         spark.sparkContext.setCheckpointDir(spark_cfg.checkpoint_dir)
@@ -136,6 +151,53 @@ def build_session(config: Config, app_name: str | None = None) -> SparkSession:
         catalog.warehouse_dir,
     )
     return spark
+
+
+def jvm_is_dead() -> bool:
+    """Whether the JVM this process started has exited (False when there is none, or when
+    another process started it, as spark-submit does)."""
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    return process is not None and process.poll() is not None
+
+
+def jvm_exit_status() -> int | None:
+    """The exit status of the JVM this process started, once it has exited (negative: the
+    signal that ended it, as :mod:`subprocess` reports it)."""
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    return None if process is None else process.poll()
+
+
+@contextmanager
+def _jvm_output(path: Path | None) -> Iterator[None]:
+    """While the JVM is launched, point this process's stdout and stderr at ``path``: the JVM
+    inherits them for its whole life, so its output lands there, and ours is restored after.
+
+    Nothing changes when the JVM runs already (a notebook's or a test's session, or
+    spark-submit's launcher, which started it before Python)."""
+    from pyspark import SparkContext
+
+    if path is None or SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for fd in saved:
+            os.dup2(target, fd)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(target)
 
 
 def _java_options(config: Config) -> str:
