@@ -256,8 +256,7 @@ def _report(exc: BaseException, config: Config, command: str, log_file: Path) ->
         raise exc
     progress.trace("recsys failed", exc)
     if isinstance(exc, RecsysError):
-        print(f"recsys: error: {exc}", file=sys.stderr)
-        print(f"  {where}", file=sys.stderr)
+        print(f"recsys: error: {exc} {where}", file=sys.stderr)
         return 2
     # Py4J says the connection broke; later calls find nothing listening. Either way, when
     # the JVM process has exited, that is the news, not the socket error.
