@@ -1,18 +1,34 @@
 """Publishing a snapshot of ``plan_recommendations`` so that readers never see half of one.
 
-1. :func:`stage` writes the snapshot's rows to a fresh folder,
-   ``<table>__versions/snapshot_date=<d>/v<stamp>/market=<m>/``; nothing reads it yet.
-2. The caller validates what was written (:mod:`recsys.recommend.validate`).
-3. :func:`commit` repoints the view ``plan_recommendations_current`` at that folder (one
-   metastore operation: readers see the old snapshot or the new one, whole), then points the
-   table's (snapshot_date, market) partitions at it for history queries, then drops
-   snapshots beyond ``recommend.publish.keep_snapshots``.
+Every run writes a version: a folder of its own,
+``<database folder>/plan_recommendations__versions/snapshot_date=<d>/v<stamp>/market=<m>/``.
+Two views read these folders, and each is moved by one ``ALTER VIEW`` (a single metastore
+call, :func:`recsys.tables.replace_view`), so a reader sees the old definition or the new
+one, whole:
 
-The view reads the folder itself rather than the table, so that even a rerun for the
-snapshot already being served switches in one step instead of market by market. A job that
-dies before step 3 leaves the current view as it was; rerunning publishes. A folder that
-failed validation stays for inspection until the next successful publish of its snapshot.
-:func:`rollback` points the view back at a kept snapshot.
+- ``plan_recommendations_current`` reads the served version's folder;
+- ``plan_recommendations`` (the history) is a ``UNION ALL`` of one version folder per kept
+  snapshot, each branch stamped with its ``snapshot_date``. A filter on ``snapshot_date``
+  prunes the other branches, and one on ``market`` prunes the folder's partitions.
+
+1. :func:`stage` writes the snapshot's rows to a fresh version folder; nothing reads it yet.
+2. The caller validates what was written (:mod:`recsys.recommend.validate`).
+3. :func:`commit` marks the folder published (a ``_PUBLISHED`` file), moves the history view
+   (the snapshot now reads the new folder; snapshots beyond
+   ``recommend.publish.keep_snapshots`` leave it), then the current view, then deletes the
+   folders that retention no longer keeps.
+
+A job that dies before step 3 leaves both views as they were. One that dies inside it leaves
+each view on one version: the history may already show the new version while the current
+view still shows the old one; rerunning publishes both. A folder that failed validation has
+no ``_PUBLISHED`` mark: it stays for inspection until the next successful publish of its
+snapshot, and is never offered for rollback.
+
+Retention keeps, for each kept snapshot, the folder the history reads, the folder being
+served, and the newest ``catalog.keep_versions - 1`` other published folders, so that a rerun
+of a snapshot keeps the version it replaced. :func:`kept_versions` lists them;
+:func:`serve_version`, :func:`serve_previous` and :func:`rollback` (by snapshot date) serve
+one again, moving the history's entry for that snapshot along with the current view.
 """
 
 from __future__ import annotations
@@ -20,7 +36,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,12 +47,23 @@ from pyspark.sql import types as T
 from recsys import schemas as S
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.tables import described, filesystem, table_location
+from recsys.tables import (
+    database_location,
+    described,
+    filesystem,
+    qualified_identifier,
+    replace_view,
+    sql_identifier,
+    sql_string,
+)
 
 log = logging.getLogger(__name__)
 
-_FOLDER = re.compile(r"parquet\.`(?P<folder>[^`]+)`")
+# A folder as :func:`sql_identifier` quotes it after ``parquet.``: doubled backticks inside.
+_FOLDER = re.compile(r"parquet\.`(?P<folder>(?:[^`]|``)+)`")
 _SNAPSHOT = re.compile(r"snapshot_date=(?P<date>\d{4}-\d{2}-\d{2})")
+_STAMP = re.compile(r"/v(?P<stamp>\d{8}t\d{12})$")
+PUBLISHED_MARK = "_PUBLISHED"
 
 
 class PublishError(RecsysError):
@@ -43,21 +72,55 @@ class PublishError(RecsysError):
 
 @dataclass(frozen=True)
 class Published:
+    """A version being served: its snapshot date and its folder."""
+
     snapshot: dt.date
     folder: str
 
+    @property
+    def version(self) -> str:
+        """The version's id, ``<snapshot>/v<stamp>`` (see :class:`Version`)."""
+        return _version_id(self.folder)
+
+
+@dataclass(frozen=True)
+class Version:
+    """A published version kept for rollback.
+
+    Attributes
+    ----------
+    id : str
+        ``<snapshot date>/v<stamp>``, e.g. ``2026-11-01/v20261101t060102123456``: what
+        :func:`serve_version` takes.
+    snapshot : dt.date
+        The snapshot date of its rows.
+    staged_at : dt.datetime
+        When its run wrote it (UTC), from the folder's stamp.
+    folder : str
+        Where its files are.
+    rows : int
+        Its rows.
+    models : tuple[str, ...]
+        The distinct ``<model_name>/<model_version>`` stamped on its rows, sorted.
+    is_served : bool
+        Whether ``plan_recommendations_current`` reads it.
+    in_history : bool
+        Whether ``plan_recommendations`` reads it for its snapshot.
+    """
+
+    id: str
+    snapshot: dt.date
+    staged_at: dt.datetime
+    folder: str
+    rows: int
+    models: tuple[str, ...]
+    is_served: bool
+    in_history: bool
+
 
 def stage(spark: SparkSession, config: Config, rows_df: DataFrame, snapshot: dt.date) -> str:
-    """Write ``rows_df`` (the contract columns, all of ``snapshot``) to a fresh folder;
-    returns it. The table and the view do not change."""
-    table = config.table(S.PLAN_RECOMMENDATIONS)
-    if not spark.catalog.tableExists(table):
-        (
-            spark.createDataFrame([], S.PLAN_RECOMMENDATIONS_SCHEMA)
-            .write.format("parquet")
-            .partitionBy("snapshot_date", "market")
-            .saveAsTable(table)
-        )
+    """Write ``rows_df`` (the contract columns, all of ``snapshot``) to a fresh version
+    folder; returns it. Neither view changes."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dt%H%M%S%f")
     folder = f"{_versions_root(spark, config)}/snapshot_date={snapshot}/v{stamp}"
     (
@@ -87,141 +150,320 @@ def read_folder(spark: SparkSession, folder: str) -> DataFrame:
 
 
 def current(spark: SparkSession, config: Config) -> Published | None:
-    """The snapshot ``plan_recommendations_current`` shows, or None before the first publish."""
-    view = config.table(S.PLAN_RECOMMENDATIONS_CURRENT)
-    if not spark.catalog.tableExists(view):
+    """The version ``plan_recommendations_current`` shows, or None before the first publish."""
+    folders = _view_folders(spark, config.table(S.PLAN_RECOMMENDATIONS_CURRENT))
+    if folders is None:
         return None
-    text = described(spark, view, "View Text") or ""
-    match = _FOLDER.search(text)
-    if match is None:
-        raise RecsysError(f"{view} was not written by recsys (view text: {text[:200]!r})")
-    return Published(_snapshot_of(match["folder"]), match["folder"])
+    if len(folders) != 1:
+        raise RecsysError(
+            f"{config.table(S.PLAN_RECOMMENDATIONS_CURRENT)} was not written by recsys "
+            f"(it reads {len(folders)} folders)"
+        )
+    folder = next(iter(folders.values()))
+    return Published(_snapshot_of(folder), folder)
 
 
 def move_view(spark: SparkSession, config: Config, folder: str) -> None:
     """Point ``plan_recommendations_current`` at ``folder``: one metastore operation."""
-    snapshot = _snapshot_of(folder)
-    columns = ", ".join(
-        f"DATE'{snapshot}' AS snapshot_date" if c == "snapshot_date" else f"`{c}`"
-        for c in S.PLAN_RECOMMENDATION_COLUMNS
-    )
-    view = config.table(S.PLAN_RECOMMENDATIONS_CURRENT)
-    spark.sql(f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM parquet.`{folder}`")
+    replace_view(spark, config.table(S.PLAN_RECOMMENDATIONS_CURRENT), _select(folder))
+
+
+def move_history(spark: SparkSession, config: Config, folders: Mapping[dt.date, str]) -> None:
+    """Point ``plan_recommendations`` at one folder per snapshot: one metastore operation.
+
+    Parameters
+    ----------
+    folders : Mapping[dt.date, str]
+        The version folder each kept snapshot reads, at least one.
+    """
+    if not folders:
+        raise RecsysError("the history of plan_recommendations needs at least one snapshot")
+    table = config.table(S.PLAN_RECOMMENDATIONS)
+    _retire_partitioned_table(spark, table)
+    query = "\nUNION ALL\n".join(_select(folders[d]) for d in sorted(folders))
+    replace_view(spark, table, query)
 
 
 def commit(spark: SparkSession, config: Config, folder: str) -> Published:
-    """Serve the validated ``folder``: move the view, then the table's partitions, then drop
-    what retention no longer keeps."""
-    move_view(spark, config, folder)
+    """Serve the validated ``folder``: mark it published, move the history view, then the
+    current view, then delete what retention no longer keeps."""
+    _mark_published(spark, folder)
     snapshot = _snapshot_of(folder)
-    _point_partitions(spark, config, snapshot, folder)
-    _retain(spark, config, keep_folder=folder)
+    history = {**(history_folders(spark, config)), snapshot: folder}
+    keep = sorted(history)[-config.recommend.publish.keep_snapshots :]
+    move_history(spark, config, {d: history[d] for d in keep})
+    move_view(spark, config, folder)
+    _retain(spark, config, snapshot)
     return Published(snapshot, folder)
 
 
 def rollback(spark: SparkSession, config: Config, to: dt.date) -> Published:
-    """Serve the kept snapshot ``to`` again. Its rows were validated when it was published."""
-    kept = snapshots(spark, config)
-    if to not in kept:
-        listed = ", ".join(str(d) for d in kept) or "none"
+    """Serve the kept snapshot ``to`` again: the version the history shows for it. Its rows
+    were validated when it was published."""
+    history = history_folders(spark, config)
+    if to not in history:
+        listed = ", ".join(str(d) for d in sorted(history)) or "none"
         raise RecsysError(
             f"snapshot {to} is not kept in {config.table(S.PLAN_RECOMMENDATIONS)} "
             f"(kept: {listed}; recommend.publish.keep_snapshots="
             f"{config.recommend.publish.keep_snapshots})"
         )
-    folder = _folder_of(spark, config, to)
+    move_view(spark, config, history[to])
+    return Published(to, history[to])
+
+
+def kept_versions(spark: SparkSession, config: Config) -> list[Version]:
+    """The published versions kept for rollback, oldest first.
+
+    One Spark job counts the rows and models of every version (a few folders, a
+    versions-sized result).
+
+    Returns
+    -------
+    list[Version]
+        Every folder marked published, whether served, in the history, or a spare.
+    """
+    folders = _published_folders(spark, config)
+    if not folders:
+        return []
+    served = current(spark, config)
+    in_history = set(history_folders(spark, config).values())
+    counts_df = reduce(
+        DataFrame.unionByName,
+        (
+            read_folder(spark, f).select(
+                F.lit(f).alias("folder"),
+                F.concat_ws("/", "model_name", "model_version").alias("model"),
+            )
+            for f in folders
+        ),
+    )
+    rows: dict[str, int] = dict.fromkeys(folders, 0)
+    models: dict[str, set[str]] = {f: set() for f in folders}
+    for r in counts_df.groupBy("folder", "model").agg(F.count(F.lit(1)).alias("n")).collect():
+        rows[r["folder"]] += r["n"]
+        if r["model"] is not None:
+            models[r["folder"]].add(r["model"])
+    return [
+        Version(
+            id=_version_id(f),
+            snapshot=_snapshot_of(f),
+            staged_at=_staged_at(f),
+            folder=f,
+            rows=rows[f],
+            models=tuple(sorted(models[f])),
+            is_served=served is not None and _same(f, served.folder),
+            in_history=any(_same(f, h) for h in in_history),
+        )
+        for f in folders
+    ]
+
+
+def serve_version(spark: SparkSession, config: Config, version: str) -> Published:
+    """Serve the kept version ``version`` (an id from :func:`kept_versions`) again.
+
+    The history's entry for its snapshot moves to it first, then the current view; each in
+    one metastore operation. Nothing is deleted.
+
+    Raises
+    ------
+    RecsysError
+        When no published version with that id is kept; the message lists the kept ones.
+    """
+    folders = {_version_id(f): f for f in _published_folders(spark, config)}
+    if version not in folders:
+        listed = ", ".join(folders) or "none"
+        raise RecsysError(
+            f"version {version} of {config.table(S.PLAN_RECOMMENDATIONS)} is not kept "
+            f"(kept: {listed}; catalog.keep_versions={config.catalog.keep_versions} per "
+            f"snapshot, recommend.publish.keep_snapshots="
+            f"{config.recommend.publish.keep_snapshots})"
+        )
+    folder = folders[version]
+    snapshot = _snapshot_of(folder)
+    move_history(spark, config, {**history_folders(spark, config), snapshot: folder})
     move_view(spark, config, folder)
-    return Published(to, folder)
+    return Published(snapshot, folder)
+
+
+def serve_previous(spark: SparkSession, config: Config) -> Published:
+    """Serve the version published just before the one served now (the newest kept version
+    staged earlier), whatever its snapshot.
+
+    Raises
+    ------
+    RecsysError
+        When nothing is served, or no kept version is older than the served one.
+    """
+    served = current(spark, config)
+    if served is None:
+        raise RecsysError(f"{config.table(S.PLAN_RECOMMENDATIONS_CURRENT)} serves nothing yet")
+    older = [
+        f
+        for f in _published_folders(spark, config)
+        if _staged_at(f) < _staged_at(served.folder) and not _same(f, served.folder)
+    ]
+    if not older:
+        raise RecsysError(
+            f"no kept version is older than the served {served.version} "
+            f"(catalog.keep_versions={config.catalog.keep_versions}, "
+            f"recommend.publish.keep_snapshots={config.recommend.publish.keep_snapshots})"
+        )
+    return serve_version(spark, config, _version_id(older[-1]))
 
 
 def snapshots(spark: SparkSession, config: Config) -> list[dt.date]:
-    """Snapshot dates held by the table, oldest first."""
+    """Snapshot dates the history ``plan_recommendations`` holds, oldest first."""
+    return sorted(history_folders(spark, config))
+
+
+def history_folders(spark: SparkSession, config: Config) -> dict[dt.date, str]:
+    """The version folder the history reads for each snapshot; empty before the first
+    publish."""
     table = config.table(S.PLAN_RECOMMENDATIONS)
     if not spark.catalog.tableExists(table):
-        return []
-    found = {
-        dt.date.fromisoformat(_SNAPSHOT.search(r[0])["date"])
-        for r in spark.sql(f"SHOW PARTITIONS {table}").collect()
-    }
-    return sorted(found)
+        return {}
+    if spark.catalog.getTable(table).tableType != "VIEW":
+        return _partition_folders(spark, table)
+    return _view_folders(spark, table) or {}
 
 
-def _point_partitions(spark: SparkSession, config: Config, snapshot: dt.date, folder: str) -> None:
-    table = config.table(S.PLAN_RECOMMENDATIONS)
-    fs, path = filesystem(spark, folder)
-    markets = sorted(
-        str(s.getPath().getName()).split("=", 1)[1]
-        for s in fs.listStatus(path)
-        if s.isDirectory() and str(s.getPath().getName()).startswith("market=")
+def _partition_folders(spark: SparkSession, table: str) -> dict[dt.date, str]:
+    """The version folder of each snapshot of the partitioned history table of older
+    releases (whose (snapshot_date, market) partitions point into the versions folder)."""
+    quoted = qualified_identifier(table)
+    found = {}
+    for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect():
+        snapshot = _snapshot_of(row[0])
+        if snapshot not in found:
+            location = described(spark, f"{quoted} PARTITION ({_spec(row[0])})", "Location")
+            found[snapshot] = location.rstrip("/").rsplit("/market=", 1)[0]
+    return found
+
+
+def _spec(partition: str) -> str:
+    """A ``SHOW PARTITIONS`` row (``k1=v1/k2=v2``) as a quoted ``PARTITION`` spec."""
+    return ", ".join(
+        f"{sql_identifier(k)}={sql_string(v)}"
+        for k, v in (part.split("=", 1) for part in partition.split("/"))
     )
-    existing = {
-        r[0].split("market=", 1)[1]
-        for r in spark.sql(
-            f"SHOW PARTITIONS {table} PARTITION (snapshot_date='{snapshot}')"
-        ).collect()
-    }
-    for market in markets:
-        spec = f"snapshot_date='{snapshot}', market='{market}'"
-        location = f"{folder}/market={market}"
-        if market in existing:
-            spark.sql(f"ALTER TABLE {table} PARTITION ({spec}) SET LOCATION '{location}'")
-        else:
-            spark.sql(f"ALTER TABLE {table} ADD PARTITION ({spec}) LOCATION '{location}'")
-    for market in sorted(existing - set(markets)):
+
+
+def _select(folder: str) -> str:
+    """A ``SELECT`` of the contract's columns from a version folder, as SQL text."""
+    snapshot = _snapshot_of(folder)
+    columns = ", ".join(
+        f"DATE{sql_string(snapshot)} AS snapshot_date" if c == "snapshot_date" else f"`{c}`"
+        for c in S.PLAN_RECOMMENDATION_COLUMNS
+    )
+    return f"SELECT {columns} FROM parquet.{sql_identifier(folder)}"
+
+
+def _view_folders(spark: SparkSession, view: str) -> dict[dt.date, str] | None:
+    """The folders a view written by :func:`_select` reads, by snapshot; None when the view
+    does not exist or is a table."""
+    if not spark.catalog.tableExists(view) or spark.catalog.getTable(view).tableType != "VIEW":
+        return None
+    text = described(spark, qualified_identifier(view), "View Text") or ""
+    folders = [m["folder"].replace("``", "`") for m in _FOLDER.finditer(text)]
+    if not folders:
+        raise RecsysError(f"{view} was not written by recsys (view text: {text[:200]!r})")
+    return {_snapshot_of(f): f for f in folders}
+
+
+def _retire_partitioned_table(spark: SparkSession, table: str) -> None:
+    """Replace the partitioned history table of older releases by nothing, keeping its data.
+
+    Its partitions point into the versions folder, and dropping a managed table deletes the
+    folders of its partitions too: each partition is first pointed at an empty folder inside
+    the table's own folder. Runs once; the history view takes the name right after.
+    """
+    if not spark.catalog.tableExists(table) or spark.catalog.getTable(table).tableType == "VIEW":
+        return
+    quoted = qualified_identifier(table)
+    root = described(spark, quoted, "Location").rstrip("/")
+    for i, row in enumerate(spark.sql(f"SHOW PARTITIONS {quoted}").collect()):
         spark.sql(
-            f"ALTER TABLE {table} DROP IF EXISTS PARTITION "
-            f"(snapshot_date='{snapshot}', market='{market}')"
+            f"ALTER TABLE {quoted} PARTITION ({_spec(row[0])}) "
+            f"SET LOCATION {sql_string(f'{root}/retired/{i}')}"
         )
-    spark.catalog.refreshTable(table)
+    spark.sql(f"DROP TABLE {quoted}")
+    log.info("replaced the partitioned table %s by a view over its versions", table)
 
 
-def _retain(spark: SparkSession, config: Config, keep_folder: str) -> None:
-    """Keep the newest ``keep_snapshots`` snapshots (and the one being served), and within
-    each the folder in use plus the newest ``catalog.keep_versions - 1`` others."""
-    table = config.table(S.PLAN_RECOMMENDATIONS)
+def _retain(spark: SparkSession, config: Config, committed: dt.date) -> None:
+    """Delete what neither view reads and retention does not keep: snapshots older than the
+    history's oldest, unpublished folders of the ``committed`` snapshot, and published
+    folders beyond the newest ``catalog.keep_versions - 1`` spares of each snapshot. A newer
+    snapshot that never passed validation keeps its folders for inspection."""
+    history = history_folders(spark, config)
     served = current(spark, config)
-    kept = snapshots(spark, config)
-    keep = set(kept[-config.recommend.publish.keep_snapshots :])
-    if served is not None:
-        keep.add(served.snapshot)
+    in_use = [*history.values(), *([served.folder] if served else [])]
     root = _versions_root(spark, config)
     fs, root_path = filesystem(spark, root)
-    for snapshot in kept:
-        if snapshot not in keep:
-            spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION (snapshot_date='{snapshot}')")
-            _delete(spark, f"{root}/snapshot_date={snapshot}")
-            log.info("dropped snapshot %s of %s (retention)", snapshot, table)
-    in_use = {keep_folder, *(_folder_of(spark, config, s) for s in keep if s in kept)}
-    if served is not None:
-        in_use.add(served.folder)
     if not fs.exists(root_path):
         return
-    # Within a snapshot, also keep the newest catalog.keep_versions - 1 other folders: a query
-    # that started on the folder just replaced can finish.
     spare = config.catalog.keep_versions - 1
+    oldest = min(history, default=committed)
     for snapshot_dir in fs.listStatus(root_path):
+        name = str(snapshot_dir.getPath().getName())
+        match = _SNAPSHOT.fullmatch(name)
+        if match is None:
+            continue
+        snapshot = dt.date.fromisoformat(match["date"])
+        held = snapshot in history or (served is not None and snapshot == served.snapshot)
+        if not held and snapshot < oldest:
+            fs.delete(snapshot_dir.getPath(), True)
+            log.info("dropped snapshot %s of %s (retention)", snapshot, S.PLAN_RECOMMENDATIONS)
+            continue
         folders = sorted(str(v.getPath()) for v in fs.listStatus(snapshot_dir.getPath()))
         unused = [f for f in folders if not any(_same(f, used) for used in in_use)]
-        for folder in unused[: len(unused) - spare] if spare else unused:
+        published = [f for f in unused if _is_published(spark, f)]
+        # Spares let a rerun be rolled back, and a query that started on a folder just
+        # replaced finish.
+        doomed = published[: max(len(published) - spare, 0)]
+        if snapshot == committed:
+            doomed += [f for f in unused if f not in published]
+        for folder in doomed:
             _delete(spark, folder)
             log.debug("deleted unused version %s", folder)
 
 
-def _folder_of(spark: SparkSession, config: Config, snapshot: dt.date) -> str:
-    """The folder the table's partitions of ``snapshot`` point into."""
-    table = config.table(S.PLAN_RECOMMENDATIONS)
-    partition = spark.sql(f"SHOW PARTITIONS {table} PARTITION (snapshot_date='{snapshot}')").first()
-    if partition is None:
-        raise RecsysError(f"{table} has no partitions for snapshot {snapshot}")
-    spec = ", ".join(
-        f"{k}='{v}'" for k, v in (part.split("=", 1) for part in partition[0].split("/"))
-    )
-    location = described(spark, f"{table} PARTITION ({spec})", "Location")
-    return location.rstrip("/").rsplit("/market=", 1)[0]
+def _published_folders(spark: SparkSession, config: Config) -> list[str]:
+    """Every published version folder, oldest (by stamp) first; the folders the views read
+    count as published whether or not they carry the mark."""
+    root = _versions_root(spark, config)
+    fs, root_path = filesystem(spark, root)
+    if not fs.exists(root_path):
+        return []
+    served = current(spark, config)
+    in_use = [*history_folders(spark, config).values(), *([served.folder] if served else [])]
+    found = []
+    for snapshot_dir in fs.listStatus(root_path):
+        if _SNAPSHOT.fullmatch(str(snapshot_dir.getPath().getName())) is None:
+            continue
+        for version in fs.listStatus(snapshot_dir.getPath()):
+            folder = str(version.getPath())
+            if _STAMP.search(folder) and (
+                _is_published(spark, folder) or any(_same(folder, u) for u in in_use)
+            ):
+                found.append(folder)
+    return sorted(found, key=_staged_at)
+
+
+def _mark_published(spark: SparkSession, folder: str) -> None:
+    fs, path = filesystem(spark, f"{folder}/{PUBLISHED_MARK}")
+    fs.create(path, True).close()
+
+
+def _is_published(spark: SparkSession, folder: str) -> bool:
+    fs, path = filesystem(spark, f"{folder}/{PUBLISHED_MARK}")
+    return bool(fs.exists(path))
 
 
 def _versions_root(spark: SparkSession, config: Config) -> str:
-    return table_location(spark, config.table(S.PLAN_RECOMMENDATIONS)) + "__versions"
+    database = database_location(spark, config.catalog.database)
+    return f"{database}/{S.PLAN_RECOMMENDATIONS}__versions"
 
 
 def _snapshot_of(folder: str) -> dt.date:
@@ -229,6 +471,17 @@ def _snapshot_of(folder: str) -> dt.date:
     if match is None:
         raise RecsysError(f"{folder} is not a snapshot folder of plan_recommendations")
     return dt.date.fromisoformat(match["date"])
+
+
+def _staged_at(folder: str) -> dt.datetime:
+    match = _STAMP.search(folder.rstrip("/"))
+    if match is None:
+        raise RecsysError(f"{folder} is not a version folder of plan_recommendations")
+    return dt.datetime.strptime(match["stamp"], "%Y%m%dt%H%M%S%f").replace(tzinfo=dt.UTC)
+
+
+def _version_id(folder: str) -> str:
+    return f"{_snapshot_of(folder)}/{folder.rstrip('/').rsplit('/', 1)[1]}"
 
 
 def _same(left: str, right: str) -> bool:
