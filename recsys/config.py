@@ -349,6 +349,14 @@ class ConversionSpec(_FactorModelSpec):
         "they took it, with the user's features at the experiment's start. For logs that do "
         "not reach the event stream, such as simulate's.",
     )
+    value_events: list[str] = Field(
+        default_factory=list,
+        description="Event types whose value says something about the user, beyond how "
+        "often the event happens: each becomes a feature, the mean value of the user's events "
+        "of that type before the moment. List only types whose value measures the user (the "
+        "synthetic world's household_colisten: how many listened together), not noise such "
+        "as the minutes of one listening session.",
+    )
 
 
 class BaselineSpec(_Section):
@@ -703,7 +711,12 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     markets = load_markets(config.markets_file)
     _check_policy_offers(config.world, markets)
     _check_behaviour_tokens(config.interactions, markets)
-    _check_train_names(config.train, markets, config.interactions.behaviour_tokens)
+    _check_train_names(
+        config.train,
+        markets,
+        config.interactions.behaviour_tokens,
+        config.interactions.event_types,
+    )
     _check_recommend_names(config.recommend, markets)
     _check_reason_tokens(config.recommend, config.interactions.behaviour_tokens)
     if not config.ingest.is_set:  # analyze, which reads it, runs on the synthetic world only
@@ -839,10 +852,19 @@ def _check_behaviour_tokens(interactions: InteractionsConfig, markets: MarketCat
 
 
 def _check_train_names(
-    train: TrainConfig, markets: MarketCatalog, behaviour_tokens: Iterable[str]
+    train: TrainConfig,
+    markets: MarketCatalog,
+    behaviour_tokens: Iterable[str],
+    event_types: Iterable[str],
 ) -> None:
     if train.models.ladder.enabled:  # a disabled ladder is never read: its names need not match
         _check_ladder_names(train.models.ladder, markets, list(behaviour_tokens))
+    unknown = sorted(set(train.models.conversion.value_events) - set(event_types))
+    if unknown:
+        raise ConfigError(
+            f"train.models.conversion.value_events: unknown event types {unknown}; known: "
+            f"{list(event_types)} (declare your own in interactions.behaviour_events)"
+        )
     for family in ("spark_als", "implicit_als", "implicit_bpr"):
         for market in getattr(train.models, family).markets:
             if market not in markets.markets:

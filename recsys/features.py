@@ -1,16 +1,18 @@
 """Features of (user, offer) pairs for the conversion model, read at one moment.
 
 Everything about a user is read at a split point and from nothing after it: behaviour from
-the ``interactions`` rows of that split (events before it, decayed to it), the subscription
-state from ``user_state`` at that split, and the profile (household hint, signup date) from
-``users``. An offer is described by its attributes (kind, tier, period, trial, discount, price
-relative to its market), not only by its id, so a model can score (segment, offer) pairs the
-logging policy never showed.
+the ``interactions`` rows of that split (events before it, decayed to it), the mean value
+of the events whose value measures the user (``train.models.conversion.value_events``, from
+the events before it), the subscription state from ``user_state`` at that split, and the
+profile (household hint, signup date) from ``users``. An offer is described by its
+attributes (kind, tier, period, trial, discount, price relative to its market), not only by
+its id, so a model can score (segment, offer) pairs the logging policy never showed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -30,6 +32,7 @@ USER_FEATURE_COLUMNS = (
     "tenure_days",
     "behaviour",
     "offer_interest",
+    "event_values",
 )
 OFFER_FEATURE_COLUMNS = (
     "market",
@@ -44,7 +47,12 @@ OFFER_FEATURE_COLUMNS = (
 
 
 def user_features(
-    rows_df: DataFrame, state_df: DataFrame, profile_df: DataFrame, *, at: dt.date
+    rows_df: DataFrame,
+    state_df: DataFrame,
+    profile_df: DataFrame,
+    *,
+    at: dt.date,
+    values_df: DataFrame | None = None,
 ) -> DataFrame:
     """One row per user of ``state_df`` or ``rows_df``: :data:`USER_FEATURE_COLUMNS`.
 
@@ -60,13 +68,16 @@ def user_features(
         ``users``: ``signup_date`` and ``household_size_hint`` per (market, user_id).
     at : datetime.date
         The moment (the split's day), from which tenure is counted.
+    values_df : DataFrame, optional
+        :func:`event_values` at the same moment; without it ``event_values`` is empty.
 
     Returns
     -------
     DataFrame
-        ``behaviour`` maps each behaviour token to its confidence and ``offer_interest`` each
-        offer to the user's confidence in it (page views, renewals, past conversions); a user
-        with no state at the moment is on the free plan with nothing held.
+        ``behaviour`` maps each behaviour token to its confidence, ``offer_interest`` each
+        offer to the user's confidence in it (page views, renewals, past conversions) and
+        ``event_values`` each value event type to its mean value; a user with no state at the
+        moment is on the free plan with nothing held.
     """
     entry = F.struct(F.col("item_id"), F.col("confidence").cast("double"))
     behaviour_df = rows_df.groupBy(*KEYS).agg(
@@ -79,12 +90,17 @@ def user_features(
     no_addons = F.array().cast("array<string>")
     addons = F.coalesce("active_addons", no_addons)
     empty = F.create_map().cast("map<string,double>")
+    if values_df is None:
+        values_df = rows_df.sparkSession.createDataFrame(
+            [], "market string, user_id string, event_values map<string,double>"
+        )
     return (
         state_df.select(
             *KEYS, "current_plan", "active_addons", "has_used_trial", "is_student_verified"
         )
         .join(behaviour_df, on=list(KEYS), how="full")
         .join(profile, on=list(KEYS), how="left")
+        .join(values_df, on=list(KEYS), how="left")
         .select(
             *KEYS,
             F.coalesce("current_plan", F.lit(S.FREE_PLAN)).alias("current_plan"),
@@ -96,6 +112,53 @@ def user_features(
             F.datediff(F.lit(at), F.col("signup_date")).alias("tenure_days"),
             F.coalesce("behaviour", empty).alias("behaviour"),
             F.coalesce("offer_interest", empty).alias("offer_interest"),
+            F.coalesce("event_values", empty).alias("event_values"),
+        )
+    )
+
+
+def event_values(
+    events_df: DataFrame,
+    event_types: Sequence[str],
+    max_values: Mapping[str, float],
+    *,
+    before: dt.datetime,
+) -> DataFrame:
+    """(market, user_id, event_values): the mean value of each user's events of each of
+    ``event_types`` before the moment, where the value measures the user (how many listened
+    together) rather than how often.
+
+    Parameters
+    ----------
+    events_df : DataFrame
+        Events with ``market``, ``user_id``, ``event_type``, ``event_ts`` and ``value``.
+    event_types : sequence of str
+        ``train.models.conversion.value_events``.
+    max_values : mapping of str to float
+        ``interactions.max_values``: a value above its type's limit (or ``default``), below 0
+        or not a number is left out, as build-interactions quarantines it.
+    before : datetime.datetime
+        The moment; only events strictly before it count.
+    """
+    limits = {
+        t: float(max_values.get(t, max_values.get("default", float("inf")))) for t in event_types
+    }
+    limit = F.lit(None).cast("double")
+    for event_type, most in limits.items():
+        limit = F.when(F.col("event_type") == event_type, F.lit(most)).otherwise(limit)
+    value = F.col("value").cast("double")
+    plausible = value.isNotNull() & ~F.isnan(value) & (value >= 0) & (value <= limit)
+    return (
+        events_df.where(
+            F.col("event_type").isin(*event_types)
+            & (F.col("event_ts").cast("timestamp") < F.lit(before))
+            & plausible
+        )
+        .groupBy(*KEYS, "event_type")
+        .agg(F.avg(value).alias("mean"))
+        .groupBy(*KEYS)
+        .agg(
+            F.map_from_entries(F.collect_list(F.struct("event_type", "mean"))).alias("event_values")
         )
     )
 
@@ -164,7 +227,11 @@ def with_pair_features(
     defaults = user_features_defaults()
     filled = joined.select(
         *[c for c in joined.columns if c not in defaults],
-        *(F.coalesce(F.col(c), value).alias(c) for c, value in defaults.items()),
+        # A model saved before a feature existed holds users without its column.
+        *(
+            (F.coalesce(F.col(c), value) if c in joined.columns else value).alias(c)
+            for c, value in defaults.items()
+        ),
     )
     current_tier = F.coalesce(F.col("current_tier"), F.lit(0))
     return (
@@ -187,4 +254,5 @@ def user_features_defaults() -> dict[str, Column]:
         "is_student_verified": F.lit(False),
         "behaviour": empty,
         "offer_interest": empty,
+        "event_values": empty,
     }

@@ -44,8 +44,15 @@ from recsys import schemas as S
 from recsys.config import Config
 from recsys.eligibility import with_eligibility
 from recsys.errors import RecsysError
-from recsys.features import offer_features, plan_tiers, user_features, with_pair_features
+from recsys.features import (
+    event_values,
+    offer_features,
+    plan_tiers,
+    user_features,
+    with_pair_features,
+)
 from recsys.interactions.build import ACCEPTANCE, FULL, TRAIN, TUNE, cutoffs
+from recsys.interactions.job import read_source
 from recsys.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -230,9 +237,25 @@ class Supervision:
             rows_df = self.interactions_df.where(F.col("split") == split)
             state_df = self.state_df.where(F.col("split") == split)
             self._users[split] = user_features(
-                rows_df, state_df, self.profile_df, at=self.moments[split].date()
+                rows_df,
+                state_df,
+                self.profile_df,
+                at=self.moments[split].date(),
+                values_df=self._values_at(self.moments[split]),
             ).persist(StorageLevel.MEMORY_AND_DISK)
         return self._users[split]
+
+    def _values_at(self, moment: dt.datetime) -> DataFrame | None:
+        """The value events' mean values before ``moment``, from the events source."""
+        value_events = self.config.train.models.conversion.value_events
+        if not value_events:
+            return None
+        return event_values(
+            read_source(self.spark, self.config),
+            value_events,
+            self.config.interactions.max_values,
+            before=moment,
+        )
 
     def for_split(self, split: str) -> Supervised:
         """What a supervised family fitted on ``split`` learns from (see the module doc)."""

@@ -201,6 +201,8 @@ def test_a_weight_for_an_undeclared_event_type_fails():
         load_config(LOCAL_CONF, ["interactions.weights.lisen=0.3"])
     with pytest.raises(ConfigError, match=r"behaviour_events: \['listen'\] are built-in"):
         load_config(LOCAL_CONF, ["interactions.behaviour_events=[listen]"])
+    with pytest.raises(ConfigError, match=r"value_events: unknown event types \['colisten'\]"):
+        load_config(LOCAL_CONF, ["train.models.conversion.value_events=[colisten]"])
 
 
 def test_ingest_flags_win_over_the_config_and_paths_are_absolute(tmp_path):

@@ -10,7 +10,13 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
 from recsys.eligibility import states_at
-from recsys.features import offer_features, plan_tiers, user_features, with_pair_features
+from recsys.features import (
+    event_values,
+    offer_features,
+    plan_tiers,
+    user_features,
+    with_pair_features,
+)
 from recsys.interactions.build import FULL, TRAIN, TUNE, cutoffs, interaction_rows
 
 SNAPSHOT = dt.date(2026, 11, 1)
@@ -57,6 +63,12 @@ def _features_at(spark, config, events, split):
         [("SE", "u1", dt.date(2026, 1, 1), 3)],
         "market string, user_id string, signup_date date, household_size_hint int",
     )
+    values_df = event_values(
+        events_df,
+        ["household_colisten"],
+        config.interactions.max_values,
+        before=moments[split],
+    )
     return user_features(
         rows_df.withColumn("is_offer", F.col("item_id") == "premium_individual").where(
             F.col("split") == split
@@ -64,13 +76,14 @@ def _features_at(spark, config, events, split):
         state_df.where(F.col("split") == split),
         profile_df,
         at=moments[split].date(),
+        values_df=values_df,
     ).first()
 
 
 def test_an_event_moved_across_the_split_changes_only_the_later_features(spark, config):
     """The tune split is 2026-09-20 (two 21-day windows before the snapshot). A household
     co-listen on 09-10 is behaviour at both splits; moved to 09-25 it is gone from the tune
-    split's features and still in the train split's, with the same value."""
+    split's features (its count and its value) and still in the train split's."""
     base = [("u1", "SE", "listen", "genre:pop", _ts("2026-09-01"), 30.0)]
     before = [*base, ("u1", "SE", "household_colisten", "signal:household", _ts("2026-09-10"), 3.0)]
     after = [*base, ("u1", "SE", "household_colisten", "signal:household", _ts("2026-09-25"), 3.0)]
@@ -90,6 +103,13 @@ def test_an_event_moved_across_the_split_changes_only_the_later_features(spark, 
     )
     assert train_after["behaviour"]["genre:pop"] == pytest.approx(
         train_before["behaviour"]["genre:pop"]
+    )
+    # The co-listen's value (how many listened together) follows the event across the split;
+    # the value of a type not listed (listen minutes) is never a feature.
+    assert tune_before["event_values"] == {"household_colisten": 3.0}
+    assert tune_after["event_values"] == {}
+    assert (
+        train_before["event_values"] == train_after["event_values"] == {"household_colisten": 3.0}
     )
     assert tune_before["tenure_days"] == (dt.date(2026, 9, 20) - dt.date(2026, 1, 1)).days
     assert tune_before["household_size_hint"] == 3
@@ -134,3 +154,30 @@ def test_a_user_without_history_gets_the_free_plan_and_no_behaviour(spark, catal
     assert (row["current_plan"], row["current_tier"], row["tier_gap"]) == ("free", 0, 4)
     assert (row["interest"], row["n_addons"], dict(row["behaviour"])) == (0.0, 0, {})
     assert row["household_size_hint"] is None
+
+
+def test_event_values_leave_out_what_build_interactions_would_quarantine(spark, config):
+    """Negative, absurd (above interactions.max_values) and missing values do not enter a
+    user's mean: only the plausible ones do."""
+    events_df = spark.createDataFrame(
+        [
+            ("u1", "SE", "household_colisten", "signal:household", _ts("2026-09-01"), 2.0),
+            ("u1", "SE", "household_colisten", "signal:household", _ts("2026-09-02"), 4.0),
+            ("u1", "SE", "household_colisten", "signal:household", _ts("2026-09-03"), -1.0),
+            ("u1", "SE", "household_colisten", "signal:household", _ts("2026-09-04"), 500.0),
+            ("u1", "SE", "household_colisten", "signal:household", _ts("2026-09-05"), None),
+            ("u2", "SE", "household_colisten", "signal:household", _ts("2026-10-30"), 5.0),
+        ],
+        EVENTS,
+    )
+    values = {
+        r["user_id"]: r["event_values"]
+        for r in event_values(
+            events_df,
+            ["household_colisten"],
+            config.interactions.max_values,
+            before=_ts("2026-10-01"),
+        ).collect()
+    }
+
+    assert values == {"u1": {"household_colisten": 3.0}}

@@ -183,6 +183,7 @@ class Conversion(Recommender):
         if self.offer_ids:
             names += [f"offer={o}" for o in v["offers"]]
         names += [f"holds={a}" for a in v.get("addons", [])]
+        names += [f"value={e}" for e in v.get("value_events", [])]
         return names + [f"token={t}" for t in v["tokens"]]
 
     def _feature_columns(self, available: list[str]) -> list[Column]:
@@ -206,6 +207,10 @@ class Conversion(Recommender):
         # about what they take next.
         columns += [
             F.array_contains("active_addons", a).cast("double") for a in v.get("addons", [])
+        ]
+        # -1 where the user has no such event: no value is not a value of 0.
+        columns += [
+            F.coalesce(F.col("event_values")[e], F.lit(-1.0)) for e in v.get("value_events", [])
         ]
         columns += [F.coalesce(F.col("behaviour")[t], F.lit(0.0)) for t in v["tokens"]]
         return columns
@@ -350,6 +355,11 @@ def _vocabulary(supervised: Supervised) -> dict[str, list[str]]:
         .distinct()
         .collect()
     )
+    value_events = (
+        supervised.users_df.select(F.explode(F.map_keys("event_values")).alias("event_type"))
+        .distinct()
+        .collect()
+    )
     return {
         "kinds": sorted({r["kind"] for r in offers}),
         "offers": sorted({r["offer_id"] for r in offers}),
@@ -357,4 +367,5 @@ def _vocabulary(supervised: Supervised) -> dict[str, list[str]]:
         "markets": sorted(r["market"] for r in markets),
         "plans": sorted({r["current_plan"] for r in plans} | {"free"}),
         "tokens": sorted(r["token"] for r in tokens),
+        "value_events": sorted(r["event_type"] for r in value_events),
     }
