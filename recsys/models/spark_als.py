@@ -4,9 +4,9 @@ share hyperparameters (all of them, unless some market is pinned to its own).
 Markets fitted together form one block-diagonal matrix: every market's users and items get
 ids of their own (offsets into one int range), so no factor is shared across markets. The
 implicit-feedback loss still counts another market's items as unobserved for a user, which
-pushes those predictions to zero; on the synthetic world's validation window this one fit
-ranked better than fourteen separate ones (NDCG@3 0.62 against 0.48) and took a fraction of
-the time, so markets are pooled unless their hyperparameters differ.
+pushes those predictions to zero. On the synthetic world's validation window one pooled fit
+ranks better than a fit per market, at a fraction of the time, so markets are pooled unless
+their hyperparameters differ.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class SparkALS(FactorModel):
         spark = SparkSession.active()
         if not spark.sparkContext.getCheckpointDir():
             # Without it checkpointInterval is silently ignored and long lineages overflow
-            # the stack (DESIGN.md section 12).
+            # the stack (docs/development.md, "Toolchain facts").
             raise RecsysError("Spark ALS needs spark.checkpoint_dir set in the config")
         sizes = market_sizes(interactions_df)
         if not sizes:
@@ -114,9 +114,8 @@ def fit_als_model(
     """Spark ALS (implicit preferences) on ``rows_df``'s ``user``, ``item``, ``confidence``.
 
     One block per core, fewer for a small matrix: more blocks than cores only add shuffle
-    and Gramian tasks. At 1M users on 2 local cores (6.7M ratings), 2 blocks fitted in 49-51 s,
-    4 in 49-58 s, 7 in 61-66 s and Spark's default 10 in 57-62 s
-    (bench/results/spark_als_blocks.md). ``blocks`` overrides the rule (for that benchmark).
+    and Gramian tasks (``bench/results/spark_als_blocks.md`` times block counts against
+    Spark's default of 10). ``blocks`` overrides the rule (for that benchmark).
     """
     if blocks is None:
         cores = SparkSession.active().sparkContext.defaultParallelism

@@ -1,4 +1,4 @@
-"""The `train` step (DESIGN.md section 7).
+"""The `train` step (docs/models.md).
 
 For each model family: hyperparameter trials fitted on ``tune`` and scored on
 ``validation`` (of a hashed sample of users at scale, ``train.search_users``); the best trial
@@ -584,10 +584,10 @@ def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[s
             if run.info.status == "RUNNING":
                 _kill(client, run)
             continue
-        # A checkpoint is the family's last act, so its work is done whatever the run's status
-        # says: register reopens the candidate's run to log the serving model, and an
-        # interruption then leaves it RUNNING, or KILLED by an earlier resume. Register opens
-        # it again, and finishes it.
+        # A checkpoint is the family's last act, so a run that has one is done whatever its
+        # status: the candidate's run is reopened by register to log the serving model, so an
+        # interruption there leaves it RUNNING (or KILLED, by an earlier resume). Register
+        # reopens it and finishes it.
         if run.info.status != "FINISHED":
             client.set_terminated(run.info.run_id, "FINISHED")
         if family not in results:
