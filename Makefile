@@ -17,7 +17,7 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/recsys pipeline --conf conf/local.yaml
 
-# The worked example on your own data (README "Worked example: your own data (Telco)"):
+# The worked example on your own data (docs/telco.md):
 # IBM's public Telco sample (data/telco/) converted to the ingest files by `recsys convert
 # wide`, then the same pipeline, with its state under .recsys/telco/ (conf/examples/telco.yaml).
 TELCO_CSV ?= data/telco/Telco-Customer-Churn.csv

@@ -61,7 +61,7 @@ class _Steps(Mapping[str, Step]):
         return len(self._targets)
 
 
-# The flow of DESIGN.md section 2, in order.
+# The flow, in order (docs/configuration.md).
 STEPS: Mapping[str, Step] = _Steps(
     {
         "generate-world": "recsys.world.job:run",

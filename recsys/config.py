@@ -93,7 +93,7 @@ class MlflowConfig(_Section):
 
 
 class WorldConfig(_Section):
-    """The synthetic subscription world (DESIGN.md section 5)."""
+    """The synthetic subscription world (docs/synthetic-world.md)."""
 
     users: Annotated[int, Field(ge=100, le=2_000_000_000)] = 100_000
     seed: int = 42
@@ -156,7 +156,7 @@ class IngestConfig(_Section):
 
 
 class InteractionsConfig(_Section):
-    """Building the user-item matrices (DESIGN.md section 6)."""
+    """Building the user-item matrices (docs/interactions.md)."""
 
     snapshot_date: dt.date | None = Field(
         default=None, description="Events strictly before this day (UTC) count; null: today."
@@ -434,7 +434,7 @@ class GateConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """Training, evaluation, search and promotion (DESIGN.md section 7)."""
+    """Training, evaluation, search and promotion (docs/models.md)."""
 
     ks: list[Annotated[int, Field(ge=1, le=100)]] = Field(default=[1, 3, 5], min_length=1)
     seed: int = 7
@@ -527,7 +527,7 @@ Arm = Literal["treatment", "control", "holdout"]
 
 
 class ExperimentConfig(_Section):
-    """Arms by a salted hash of user_id (DESIGN.md section 9) and the exploration slice."""
+    """Arms by a salted hash of user_id (docs/experiments.md) and the exploration slice."""
 
     id: str = Field(
         default="plan-offers", pattern=r"^[\w.-]+$", description="Names the test; salts the hash."
@@ -566,7 +566,7 @@ class PublishConfig(_Section):
 
 
 class RecommendConfig(_Section):
-    """Serving lists: eligibility, calibrated ranking, arms and publishing (DESIGN.md 4, 8-10)."""
+    """Serving lists: eligibility, ranking, arms and publishing (docs/recommendations.md)."""
 
     k: Annotated[int, Field(ge=1, le=20)] = 3
     objective: Literal["propensity", "expected_value"] = "expected_value"
@@ -626,7 +626,7 @@ GUARDRAILS = ("cancellation", "downgrade", "trial_abuse")
 
 
 class AnalyzeConfig(_Section):
-    """Reading the experiment (DESIGN.md section 9): metrics, tests and the decision rule."""
+    """Reading the experiment (docs/experiments.md): metrics, tests and the decision rule."""
 
     success_metric: Literal["conversion", "revenue"] = Field(
         default="revenue", description="What must improve significantly to ship."

@@ -1,4 +1,4 @@
-"""Which offers a user may be shown, with a reason for every exclusion (DESIGN.md section 8).
+"""Which offers a user may be shown, with a reason for every exclusion (docs/recommendations.md).
 
 Eligibility runs before ranking, for serving and for offline evaluation alike, so a model is
 never credited for an offer the user could not have been shown. Every (user, offer of the

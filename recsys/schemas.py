@@ -11,7 +11,7 @@ from pyspark.sql import types as T
 # The plan every user falls back to; no price, no offer to upsell from below.
 FREE_PLAN = "free"
 
-# Tables (DESIGN.md section 4).
+# Tables (docs/tables.md).
 USERS = "users"
 EVENTS = "events"
 CATALOG = "catalog"
@@ -60,7 +60,7 @@ OFFER_EVENTS = (PLAN_PAGE_VIEW, OFFER_IMPRESSION, TRIAL_START, CONVERSION, RENEW
 EVENT_TYPES = BEHAVIOUR_EVENTS + OFFER_EVENTS
 
 GENRES = ("pop", "hiphop", "rock", "latin", "classical", "kids", "podcasts")
-# Behaviour tokens: the non-offer items of the interaction matrix (DESIGN.md section 6).
+# Behaviour tokens: the non-offer items of the interaction matrix (docs/interactions.md).
 BEHAVIOUR_TOKENS = (
     *(f"genre:{g}" for g in GENRES),
     "signal:skip_limit",
@@ -153,7 +153,7 @@ WORLD_TRUTH_SCHEMA = T.StructType(
     ]
 )
 
-# What marketing surfaces read (DESIGN.md section 4), partitioned by snapshot_date and market.
+# What marketing surfaces read (docs/tables.md), partitioned by snapshot_date and market.
 # A user is served either ranks 1..k of offers, or one row of rank 0 with no offer: the holdout
 # arm, or a user with nothing eligible (reason_code says which). The offer columns are null
 # exactly on those rows, the price columns also on an offer without a price (a market of own
@@ -232,7 +232,7 @@ EXPLORATION_CANDIDATES_SCHEMA = T.StructType(
     ]
 )
 
-# The experiment's logs (DESIGN.md section 9), partitioned by experiment_id. `analyze` reads
+# The experiment's logs (docs/experiments.md), partitioned by experiment_id. `analyze` reads
 # any tables of this shape, simulated or real.
 #
 # Exposures: one row per (user, rank) of the list each assigned user was served, and one row of

@@ -1,7 +1,7 @@
 """Reading and publishing catalog tables, so that readers never see a half-written table.
 
 Spark's ``saveAsTable(mode="overwrite")`` drops the old table before the new one is written:
-a job killed in between loses both (DESIGN.md section 12). Instead every write goes to a new
+a job killed in between loses both (docs/development.md). Instead every write goes to a new
 physical table ``<name>__v<version>``; only once it is complete does ``<name>`` (a view) get
 repointed to it, in one metastore operation. Older versions beyond ``keep_versions`` are
 dropped afterwards, so a rerun replaces a table and never duplicates it.

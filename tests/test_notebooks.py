@@ -5,7 +5,7 @@ build-interactions, train, recommend, simulate, analyze), and save their figures
 Each notebook runs in a fresh kernel of this interpreter (a kernel spec written to a
 temporary folder whose argv is ``sys.executable``, so whatever ``python3`` kernel a machine
 has installed elsewhere is not used). The notebooks that read tables start their own Spark
-session; the embedded Derby metastore admits one process at a time (DESIGN.md section 12)
+session; the embedded Derby metastore admits one process at a time (docs/development.md)
 and this test run's session holds it, so the kernels read an online backup of it, taken
 through Derby itself, whose tables point at the same warehouse files.
 """

@@ -1,4 +1,4 @@
-"""The `simulate` (demo) and `analyze` steps (DESIGN.md sections 5 and 9)."""
+"""The `simulate` (demo) and `analyze` steps (docs/experiments.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Spark MLlib ALS, ``implicit`` ALS and ``implicit`` BPR differ only in how the factors are
 learned; scoring, saving and loading are shared here. Items are a market's offers *and*
-behaviour tokens (DESIGN.md section 6): users get factors from their behaviour, and the
+behaviour tokens (docs/interactions.md): users get factors from their behaviour, and the
 offer columns of the reconstruction are their plan affinities.
 
 An affinity is not a conversion rate. Logged conversions happen where the old policy showed

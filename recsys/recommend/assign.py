@@ -1,4 +1,4 @@
-"""Experiment arms and the exploration slice, by salted hashes of user_id (DESIGN.md 9).
+"""Experiment arms and the exploration slice, by salted hashes of user_id (docs/experiments.md).
 
 A user's arm is a pure function of the experiment id and the user id: stable across reruns
 and machines, independent across experiments (a new id reshuffles everyone), and needing no

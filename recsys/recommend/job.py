@@ -1,4 +1,4 @@
-"""The `recommend` step (DESIGN.md sections 4, 8-10): the served model's top-k offers for every
+"""The `recommend` step (docs/recommendations.md): the served model's top-k offers for every
 user of every market, published atomically as a snapshot of ``plan_recommendations``.
 
 1. Eligibility of every (user, offer of the market) from the ``users`` table, with a reason

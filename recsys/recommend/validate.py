@@ -1,4 +1,4 @@
-"""What a snapshot of ``plan_recommendations`` must satisfy before it is served (DESIGN.md 10).
+"""What a snapshot of ``plan_recommendations`` must satisfy to be served (docs/reliability.md).
 
 Each check returns the problems it found as sentences that name counts and a few example
 users, so that a refused publish says what to look at:

@@ -1,1 +1,1 @@
-"""The `train` step: fit, evaluate, search, track and promote (DESIGN.md section 7)."""
+"""The `train` step: fit, evaluate, search, track and promote (docs/models.md)."""
