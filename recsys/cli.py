@@ -147,8 +147,20 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="serve a kept snapshot of plan_recommendations again",
     )
-    rollback.add_argument(
-        "--to", required=True, type=_date, metavar="YYYY-MM-DD", help="the snapshot to serve"
+    target = rollback.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--list", action="store_true", help="list the kept versions, the served one marked"
+    )
+    target.add_argument(
+        "--to", type=_date, metavar="YYYY-MM-DD", help="serve the snapshot's kept version"
+    )
+    target.add_argument(
+        "--to-version", metavar="ID", help="serve a kept version by its id (see --list)"
+    )
+    target.add_argument(
+        "--previous",
+        action="store_true",
+        help="serve the newest kept version published before the one served now",
     )
     convert = commands.add_parser(
         "convert", help="turn a table of your own into users and events files"
@@ -219,7 +231,7 @@ def _dispatch(args: argparse.Namespace, config: Config, log_file: Path) -> int:
     if args.command == "sql":
         return _sql(config, args.query, args.format, args.limit, args.write, log_file)
     if args.command == "rollback":
-        return _rollback(config, args.to)
+        return _rollback(config, args)
     if args.command == "convert":
         return _convert_wide(config, args.csv, args.spec, args.out)
     if args.command == "ingest":
@@ -585,17 +597,48 @@ def _sql(
     return 0
 
 
-def _rollback(config: Config, to: dt.date) -> int:
+def _rollback(config: Config, args: argparse.Namespace) -> int:
+    """List the kept versions of plan_recommendations, or serve one of them again."""
     with _session(config, "recsys rollback", None) as spark:
+        if args.list:
+            _print_versions(publish.kept_versions(spark, config))
+            return 0
         before = publish.current(spark, config)
-        served = publish.rollback(spark, config, to)
+        if args.to_version:
+            served = publish.serve_version(spark, config, args.to_version)
+        elif args.previous:
+            served = publish.serve_previous(spark, config)
+        else:
+            served = publish.rollback(spark, config, args.to)
     log.info(
-        "%s now serves snapshot %s (was %s)",
+        "%s now serves version %s (was %s)",
         config.table("plan_recommendations_current"),
-        served.snapshot,
-        before.snapshot if before else "nothing",
+        served.version,
+        before.version if before else "nothing",
     )
     return 0
+
+
+def _print_versions(versions: Sequence[publish.Version]) -> None:
+    """The kept versions, oldest first, as a table a person reads."""
+    if not versions:
+        print("no published versions are kept")
+        return
+    header = ("version", "snapshot", "published (UTC)", "rows", "models", "")
+    rows = [
+        (
+            v.id,
+            str(v.snapshot),
+            v.staged_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{v.rows:,}",
+            ", ".join(v.models),
+            "served" if v.is_served else "",
+        )
+        for v in versions
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> int:

@@ -170,7 +170,7 @@ def test_a_killed_publish_keeps_the_served_snapshot_then_a_rerun_publishes_the_s
     assert_df_equality(_sorted(spark.table(view)), _sorted(rows_df))
 
 
-def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, published):
+def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, published, capsys):
     path, config, _, _ = published
     served = publish.current(spark, config)
     rows_df = publish.read_folder(spark, served.folder)
@@ -200,6 +200,19 @@ def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, p
 
     with pytest.raises(RecsysError, match="snapshot 2026-10-01 is not kept"):
         publish.rollback(spark, config, dt.date(2026, 10, 1))
+
+    # By version: --list names each kept version and marks the served one; --to-version and
+    # --previous serve them.
+    capsys.readouterr()
+    assert main(["rollback", "--list", "--conf", str(path)]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "/v" in line]
+    ids = [line.split()[0] for line in listed]
+    assert [line.split()[1] for line in listed] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert [line.endswith("served") for line in listed] == [True, False, False]
+    assert main(["rollback", "--to-version", ids[2], "--conf", str(path)]) == 0
+    assert publish.current(spark, config).version == ids[2]
+    assert main(["rollback", "--previous", "--conf", str(path)]) == 0
+    assert publish.current(spark, config).version == ids[1]
 
     keep_two = config.model_copy(
         update={
