@@ -30,7 +30,7 @@ from recsys import progress
 from recsys.config import Config, load_config, with_ingest
 from recsys.errors import RecsysError
 from recsys.progress import setup_logging, step
-from recsys.recommend import publish
+from recsys.recommend import publish, versions
 from recsys.tokens import covering_patterns, matches
 
 if TYPE_CHECKING:
@@ -601,15 +601,15 @@ def _rollback(config: Config, args: argparse.Namespace) -> int:
     """List the kept versions of plan_recommendations, or serve one of them again."""
     with _session(config, "recsys rollback", None) as spark:
         if args.list:
-            _print_versions(publish.kept_versions(spark, config))
+            _print_versions(versions.kept_versions(spark, config))
             return 0
         before = publish.current(spark, config)
         if args.to_version:
-            served = publish.serve_version(spark, config, args.to_version)
+            served = versions.serve_version(spark, config, args.to_version)
         elif args.previous:
-            served = publish.serve_previous(spark, config)
+            served = versions.serve_previous(spark, config)
         else:
-            served = publish.rollback(spark, config, args.to)
+            served = versions.rollback(spark, config, args.to)
     log.info(
         "%s now serves version %s (was %s)",
         config.table("plan_recommendations_current"),
@@ -619,9 +619,9 @@ def _rollback(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_versions(versions: Sequence[publish.Version]) -> None:
+def _print_versions(kept: Sequence[versions.Version]) -> None:
     """The kept versions, oldest first, as a table a person reads."""
-    if not versions:
+    if not kept:
         print("no published versions are kept")
         return
     header = ("version", "snapshot", "published (UTC)", "rows", "models", "")
@@ -634,7 +634,7 @@ def _print_versions(versions: Sequence[publish.Version]) -> None:
             ", ".join(v.models),
             "served" if v.is_served else "",
         )
-        for v in versions
+        for v in kept
     ]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):

@@ -26,9 +26,8 @@ snapshot, and is never offered for rollback.
 
 Retention keeps, for each kept snapshot, the folder the history reads, the folder being
 served, and the newest ``catalog.keep_versions - 1`` other published folders, so that a rerun
-of a snapshot keeps the version it replaced. :func:`kept_versions` lists them;
-:func:`serve_version`, :func:`serve_previous` and :func:`rollback` (by snapshot date) serve
-one again, moving the history's entry for that snapshot along with the current view.
+of a snapshot keeps the version it replaced. :mod:`recsys.recommend.versions` lists the kept
+versions and serves one again.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -79,43 +77,9 @@ class Published:
 
     @property
     def version(self) -> str:
-        """The version's id, ``<snapshot>/v<stamp>`` (see :class:`Version`)."""
-        return _version_id(self.folder)
-
-
-@dataclass(frozen=True)
-class Version:
-    """A published version kept for rollback.
-
-    Attributes
-    ----------
-    id : str
-        ``<snapshot date>/v<stamp>``, e.g. ``2026-11-01/v20261101t060102123456``: what
-        :func:`serve_version` takes.
-    snapshot : dt.date
-        The snapshot date of its rows.
-    staged_at : dt.datetime
-        When its run wrote it (UTC), from the folder's stamp.
-    folder : str
-        Where its files are.
-    rows : int
-        Its rows.
-    models : tuple[str, ...]
-        The distinct ``<model_name>/<model_version>`` stamped on its rows, sorted.
-    is_served : bool
-        Whether ``plan_recommendations_current`` reads it.
-    in_history : bool
-        Whether ``plan_recommendations`` reads it for its snapshot.
-    """
-
-    id: str
-    snapshot: dt.date
-    staged_at: dt.datetime
-    folder: str
-    rows: int
-    models: tuple[str, ...]
-    is_served: bool
-    in_history: bool
+        """The version's id, ``<snapshot>/v<stamp>`` (see
+        :class:`recsys.recommend.versions.Version`)."""
+        return version_id(self.folder)
 
 
 def stage(spark: SparkSession, config: Config, rows_df: DataFrame, snapshot: dt.date) -> str:
@@ -135,7 +99,7 @@ def stage(spark: SparkSession, config: Config, rows_df: DataFrame, snapshot: dt.
 
 def read_folder(spark: SparkSession, folder: str) -> DataFrame:
     """The rows of a staged or published folder, with the contract's columns and types."""
-    snapshot = _snapshot_of(folder)
+    snapshot = snapshot_of(folder)
     stored = [f for f in S.PLAN_RECOMMENDATIONS_SCHEMA if f.name != "snapshot_date"]
     return (
         spark.read.schema(T.StructType(stored))
@@ -160,7 +124,7 @@ def current(spark: SparkSession, config: Config) -> Published | None:
             f"(it reads {len(folders)} folders)"
         )
     folder = next(iter(folders.values()))
-    return Published(_snapshot_of(folder), folder)
+    return Published(snapshot_of(folder), folder)
 
 
 def move_view(spark: SparkSession, config: Config, folder: str) -> None:
@@ -188,128 +152,13 @@ def commit(spark: SparkSession, config: Config, folder: str) -> Published:
     """Serve the validated ``folder``: mark it published, move the history view, then the
     current view, then delete what retention no longer keeps."""
     _mark_published(spark, folder)
-    snapshot = _snapshot_of(folder)
+    snapshot = snapshot_of(folder)
     history = {**(history_folders(spark, config)), snapshot: folder}
     keep = sorted(history)[-config.recommend.publish.keep_snapshots :]
     move_history(spark, config, {d: history[d] for d in keep})
     move_view(spark, config, folder)
     _retain(spark, config, snapshot)
     return Published(snapshot, folder)
-
-
-def rollback(spark: SparkSession, config: Config, to: dt.date) -> Published:
-    """Serve the kept snapshot ``to`` again: the version the history shows for it. Its rows
-    were validated when it was published."""
-    history = history_folders(spark, config)
-    if to not in history:
-        listed = ", ".join(str(d) for d in sorted(history)) or "none"
-        raise RecsysError(
-            f"snapshot {to} is not kept in {config.table(S.PLAN_RECOMMENDATIONS)} "
-            f"(kept: {listed}; recommend.publish.keep_snapshots="
-            f"{config.recommend.publish.keep_snapshots})"
-        )
-    move_view(spark, config, history[to])
-    return Published(to, history[to])
-
-
-def kept_versions(spark: SparkSession, config: Config) -> list[Version]:
-    """The published versions kept for rollback, oldest first.
-
-    One Spark job counts the rows and models of every version (a few folders, a
-    versions-sized result).
-
-    Returns
-    -------
-    list[Version]
-        Every folder marked published, whether served, in the history, or a spare.
-    """
-    folders = _published_folders(spark, config)
-    if not folders:
-        return []
-    served = current(spark, config)
-    in_history = set(history_folders(spark, config).values())
-    counts_df = reduce(
-        DataFrame.unionByName,
-        (
-            read_folder(spark, f).select(
-                F.lit(f).alias("folder"),
-                F.concat_ws("/", "model_name", "model_version").alias("model"),
-            )
-            for f in folders
-        ),
-    )
-    rows: dict[str, int] = dict.fromkeys(folders, 0)
-    models: dict[str, set[str]] = {f: set() for f in folders}
-    for r in counts_df.groupBy("folder", "model").agg(F.count(F.lit(1)).alias("n")).collect():
-        rows[r["folder"]] += r["n"]
-        if r["model"] is not None:
-            models[r["folder"]].add(r["model"])
-    return [
-        Version(
-            id=_version_id(f),
-            snapshot=_snapshot_of(f),
-            staged_at=_staged_at(f),
-            folder=f,
-            rows=rows[f],
-            models=tuple(sorted(models[f])),
-            is_served=served is not None and _same(f, served.folder),
-            in_history=any(_same(f, h) for h in in_history),
-        )
-        for f in folders
-    ]
-
-
-def serve_version(spark: SparkSession, config: Config, version: str) -> Published:
-    """Serve the kept version ``version`` (an id from :func:`kept_versions`) again.
-
-    The history's entry for its snapshot moves to it first, then the current view; each in
-    one metastore operation. Nothing is deleted.
-
-    Raises
-    ------
-    RecsysError
-        When no published version with that id is kept; the message lists the kept ones.
-    """
-    folders = {_version_id(f): f for f in _published_folders(spark, config)}
-    if version not in folders:
-        listed = ", ".join(folders) or "none"
-        raise RecsysError(
-            f"version {version} of {config.table(S.PLAN_RECOMMENDATIONS)} is not kept "
-            f"(kept: {listed}; catalog.keep_versions={config.catalog.keep_versions} per "
-            f"snapshot, recommend.publish.keep_snapshots="
-            f"{config.recommend.publish.keep_snapshots})"
-        )
-    folder = folders[version]
-    snapshot = _snapshot_of(folder)
-    move_history(spark, config, {**history_folders(spark, config), snapshot: folder})
-    move_view(spark, config, folder)
-    return Published(snapshot, folder)
-
-
-def serve_previous(spark: SparkSession, config: Config) -> Published:
-    """Serve the version published just before the one served now (the newest kept version
-    staged earlier), whatever its snapshot.
-
-    Raises
-    ------
-    RecsysError
-        When nothing is served, or no kept version is older than the served one.
-    """
-    served = current(spark, config)
-    if served is None:
-        raise RecsysError(f"{config.table(S.PLAN_RECOMMENDATIONS_CURRENT)} serves nothing yet")
-    older = [
-        f
-        for f in _published_folders(spark, config)
-        if _staged_at(f) < _staged_at(served.folder) and not _same(f, served.folder)
-    ]
-    if not older:
-        raise RecsysError(
-            f"no kept version is older than the served {served.version} "
-            f"(catalog.keep_versions={config.catalog.keep_versions}, "
-            f"recommend.publish.keep_snapshots={config.recommend.publish.keep_snapshots})"
-        )
-    return serve_version(spark, config, _version_id(older[-1]))
 
 
 def snapshots(spark: SparkSession, config: Config) -> list[dt.date]:
@@ -334,7 +183,7 @@ def _partition_folders(spark: SparkSession, table: str) -> dict[dt.date, str]:
     quoted = qualified_identifier(table)
     found = {}
     for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect():
-        snapshot = _snapshot_of(row[0])
+        snapshot = snapshot_of(row[0])
         if snapshot not in found:
             location = described(spark, f"{quoted} PARTITION ({_spec(row[0])})", "Location")
             found[snapshot] = location.rstrip("/").rsplit("/market=", 1)[0]
@@ -351,7 +200,7 @@ def _spec(partition: str) -> str:
 
 def _select(folder: str) -> str:
     """A ``SELECT`` of the contract's columns from a version folder, as SQL text."""
-    snapshot = _snapshot_of(folder)
+    snapshot = snapshot_of(folder)
     columns = ", ".join(
         f"DATE{sql_string(snapshot)} AS snapshot_date" if c == "snapshot_date" else f"`{c}`"
         for c in S.PLAN_RECOMMENDATION_COLUMNS
@@ -368,7 +217,7 @@ def _view_folders(spark: SparkSession, view: str) -> dict[dt.date, str] | None:
     folders = [m["folder"].replace("``", "`") for m in _FOLDER.finditer(text)]
     if not folders:
         raise RecsysError(f"{view} was not written by recsys (view text: {text[:200]!r})")
-    return {_snapshot_of(f): f for f in folders}
+    return {snapshot_of(f): f for f in folders}
 
 
 def _retire_partitioned_table(spark: SparkSession, table: str) -> None:
@@ -417,7 +266,7 @@ def _retain(spark: SparkSession, config: Config, committed: dt.date) -> None:
             log.info("dropped snapshot %s of %s (retention)", snapshot, S.PLAN_RECOMMENDATIONS)
             continue
         folders = sorted(str(v.getPath()) for v in fs.listStatus(snapshot_dir.getPath()))
-        unused = [f for f in folders if not any(_same(f, used) for used in in_use)]
+        unused = [f for f in folders if not any(same_folder(f, used) for used in in_use)]
         published = [f for f in unused if _is_published(spark, f)]
         # Spares let a rerun be rolled back, and a query that started on a folder just
         # replaced finish.
@@ -429,9 +278,15 @@ def _retain(spark: SparkSession, config: Config, committed: dt.date) -> None:
             log.debug("deleted unused version %s", folder)
 
 
-def _published_folders(spark: SparkSession, config: Config) -> list[str]:
-    """Every published version folder, oldest (by stamp) first; the folders the views read
-    count as published whether or not they carry the mark."""
+def published_folders(spark: SparkSession, config: Config) -> list[str]:
+    """Every published version folder, oldest (by stamp) first.
+
+    Returns
+    -------
+    list[str]
+        The folders marked published, plus the folders the views read whether or not they
+        carry the mark; a folder that failed validation is not among them.
+    """
     root = _versions_root(spark, config)
     fs, root_path = filesystem(spark, root)
     if not fs.exists(root_path):
@@ -445,10 +300,10 @@ def _published_folders(spark: SparkSession, config: Config) -> list[str]:
         for version in fs.listStatus(snapshot_dir.getPath()):
             folder = str(version.getPath())
             if _STAMP.search(folder) and (
-                _is_published(spark, folder) or any(_same(folder, u) for u in in_use)
+                _is_published(spark, folder) or any(same_folder(folder, u) for u in in_use)
             ):
                 found.append(folder)
-    return sorted(found, key=_staged_at)
+    return sorted(found, key=staged_at)
 
 
 def _mark_published(spark: SparkSession, folder: str) -> None:
@@ -466,26 +321,71 @@ def _versions_root(spark: SparkSession, config: Config) -> str:
     return f"{database}/{S.PLAN_RECOMMENDATIONS}__versions"
 
 
-def _snapshot_of(folder: str) -> dt.date:
+def snapshot_of(folder: str) -> dt.date:
+    """The snapshot date of a version folder (or of a ``snapshot_date=<d>`` path).
+
+    Parameters
+    ----------
+    folder : str
+        A path holding ``snapshot_date=<YYYY-MM-DD>``; any other raises RecsysError.
+
+    Returns
+    -------
+    dt.date
+    """
     match = _SNAPSHOT.search(folder)
     if match is None:
         raise RecsysError(f"{folder} is not a snapshot folder of plan_recommendations")
     return dt.date.fromisoformat(match["date"])
 
 
-def _staged_at(folder: str) -> dt.datetime:
+def staged_at(folder: str) -> dt.datetime:
+    """When the run that wrote a version folder staged it (UTC), from the folder's stamp.
+
+    Parameters
+    ----------
+    folder : str
+        A version folder, ending in ``/v<stamp>``; any other raises RecsysError.
+
+    Returns
+    -------
+    dt.datetime
+    """
     match = _STAMP.search(folder.rstrip("/"))
     if match is None:
         raise RecsysError(f"{folder} is not a version folder of plan_recommendations")
     return dt.datetime.strptime(match["stamp"], "%Y%m%dt%H%M%S%f").replace(tzinfo=dt.UTC)
 
 
-def _version_id(folder: str) -> str:
-    return f"{_snapshot_of(folder)}/{folder.rstrip('/').rsplit('/', 1)[1]}"
+def version_id(folder: str) -> str:
+    """A version folder's id, ``<snapshot date>/v<stamp>``.
+
+    Parameters
+    ----------
+    folder : str
+        A version folder.
+
+    Returns
+    -------
+    str
+        E.g. ``2026-11-01/v20261101t060102123456``.
+    """
+    return f"{snapshot_of(folder)}/{folder.rstrip('/').rsplit('/', 1)[1]}"
 
 
-def _same(left: str, right: str) -> bool:
-    """Whether two spellings of a folder (``file:/x`` and ``file:///x``) are the same."""
+def same_folder(left: str, right: str) -> bool:
+    """Whether two spellings of a folder (``file:/x`` and ``file:///x``) are the same.
+
+    Parameters
+    ----------
+    left, right : str
+        Folders, with or without a scheme and a trailing slash.
+
+    Returns
+    -------
+    bool
+        True when both name the same path.
+    """
 
     def bare(path: str) -> str:
         return re.sub(r"^[a-z0-9]+:/+", "/", path.rstrip("/"))

@@ -18,7 +18,7 @@ from recsys.eligibility import with_eligibility
 from recsys.errors import RecsysError
 from recsys.interactions.build import TUNE
 from recsys.recommend import job as recommend_job
-from recsys.recommend import publish
+from recsys.recommend import publish, versions
 from recsys.recommend.lists import FALLBACK, MODEL
 from recsys.recommend.offers import price_display
 from recsys.supervision import Supervision
@@ -199,7 +199,7 @@ def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, p
     assert_df_equality(_sorted(history_df), _sorted(rows_df), ignore_nullable=True)
 
     with pytest.raises(RecsysError, match="snapshot 2026-10-01 is not kept"):
-        publish.rollback(spark, config, dt.date(2026, 10, 1))
+        versions.rollback(spark, config, dt.date(2026, 10, 1))
 
     # By version: --list names each kept version and marks the served one; --to-version and
     # --previous serve them.

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.errors import RecsysError
-from recsys.recommend import publish
+from recsys.recommend import publish, versions
 from recsys.tables import filesystem, sql_identifier, sql_string
 
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)
@@ -173,7 +173,7 @@ def test_a_rerun_keeps_the_version_it_replaced_and_either_can_be_served(spark, f
     second = _publish(spark, fresh, D1, 2)
     failed = publish.stage(spark, fresh, _rows_df(spark, D1, 9), D1)  # never validated
 
-    kept = publish.kept_versions(spark, fresh)
+    kept = versions.kept_versions(spark, fresh)
     assert [(v.id, v.rows, v.models, v.is_served, v.in_history) for v in kept] == [
         (first.version, ROWS, ("conversion/1", "none/0"), False, False),
         (second.version, ROWS, ("conversion/2", "none/0"), True, True),
@@ -181,7 +181,7 @@ def test_a_rerun_keeps_the_version_it_replaced_and_either_can_be_served(spark, f
     assert first.version.startswith("2026-03-01/v") and kept[0].snapshot == D1
     assert kept[0].staged_at < kept[1].staged_at
 
-    assert publish.serve_previous(spark, fresh) == first
+    assert versions.serve_previous(spark, fresh) == first
     assert _runs(spark, fresh, S.PLAN_RECOMMENDATIONS_CURRENT) == {"run-1": ROWS}
     assert _runs(spark, fresh, S.PLAN_RECOMMENDATIONS) == {"run-1": ROWS}
     assert_df_equality(
@@ -191,19 +191,19 @@ def test_a_rerun_keeps_the_version_it_replaced_and_either_can_be_served(spark, f
         ignore_nullable=True,
     )
     with pytest.raises(RecsysError, match="no kept version is older"):
-        publish.serve_previous(spark, fresh)
+        versions.serve_previous(spark, fresh)
 
-    assert publish.serve_version(spark, fresh, second.version) == second
+    assert versions.serve_version(spark, fresh, second.version) == second
     assert _runs(spark, fresh, S.PLAN_RECOMMENDATIONS) == {"run-2": ROWS}
     unknown = r"version 2026-03-01/vnope of .* is not kept \(kept: 2026-03-01/v"
     with pytest.raises(RecsysError, match=unknown):
-        publish.serve_version(spark, fresh, "2026-03-01/vnope")
+        versions.serve_version(spark, fresh, "2026-03-01/vnope")
     with pytest.raises(RecsysError, match="is not kept"):
-        publish.serve_version(spark, fresh, publish._version_id(failed))
+        versions.serve_version(spark, fresh, publish.version_id(failed))
 
     # A third run: the oldest published folder and the failed one go, the replaced one stays.
     third = _publish(spark, fresh, D1, 3)
-    assert [v.id for v in publish.kept_versions(spark, fresh)] == [second.version, third.version]
+    assert [v.id for v in versions.kept_versions(spark, fresh)] == [second.version, third.version]
     fs, path = filesystem(spark, failed)
     assert not fs.exists(path)
 
@@ -213,14 +213,14 @@ def test_rollback_by_date_and_retention_of_snapshots(spark, fresh):
     for run, snapshot in enumerate((D1, D2), start=1):
         _publish(spark, keep_two, snapshot, run)
     later = publish.stage(spark, keep_two, _rows_df(spark, D3, 9), D3)  # failed validation
-    assert publish.rollback(spark, keep_two, D1).snapshot == D1
+    assert versions.rollback(spark, keep_two, D1).snapshot == D1
     assert _runs(spark, keep_two, S.PLAN_RECOMMENDATIONS_CURRENT) == {"run-1": ROWS}
     with pytest.raises(RecsysError, match="snapshot 2026-02-01 is not kept"):
-        publish.rollback(spark, keep_two, dt.date(2026, 2, 1))
+        versions.rollback(spark, keep_two, dt.date(2026, 2, 1))
 
     _publish(spark, keep_two, D3, 3)
     assert publish.snapshots(spark, keep_two) == [D2, D3]
-    assert {v.snapshot for v in publish.kept_versions(spark, keep_two)} == {D2, D3}
+    assert {v.snapshot for v in versions.kept_versions(spark, keep_two)} == {D2, D3}
     fs, path = filesystem(spark, later)
     assert not fs.exists(path)  # its snapshot was published since
 
@@ -247,7 +247,7 @@ def test_the_partitioned_history_of_older_releases_becomes_a_view_and_keeps_its_
     assert spark.catalog.getTable(table).tableType == "VIEW"
     assert publish.snapshots(spark, fresh) == [D1, D2]
     assert _runs(spark, fresh, S.PLAN_RECOMMENDATIONS, D1) == {"run-1": ROWS}
-    assert publish.serve_previous(spark, fresh).folder == old
+    assert versions.serve_previous(spark, fresh).folder == old
 
 
 def test_folders_with_a_quote_and_a_backtick_publish(spark, fresh, tmp_path):
@@ -262,7 +262,7 @@ def test_folders_with_a_quote_and_a_backtick_publish(spark, fresh, tmp_path):
         assert "it's a `folder`" in first.folder
         assert publish.current(spark, odd_conf).snapshot == D1
         assert _runs(spark, odd_conf, S.PLAN_RECOMMENDATIONS_CURRENT) == {"run-2": ROWS}
-        assert publish.serve_version(spark, odd_conf, first.version) == first
+        assert versions.serve_version(spark, odd_conf, first.version) == first
         assert _runs(spark, odd_conf, S.PLAN_RECOMMENDATIONS) == {"run-1": ROWS}
         assert Path(first.folder.removeprefix("file:")).is_relative_to(odd)
     finally:
