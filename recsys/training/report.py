@@ -24,7 +24,7 @@ from recsys.training.evaluate import ALL
 from recsys.training.gate import Decision
 
 if TYPE_CHECKING:
-    from recsys.training.job import FamilyResult
+    from recsys.training.trainer import FamilyResult
 
 
 NO_INTERVALS = pd.DataFrame(columns=["mean", "low", "high", "n"])

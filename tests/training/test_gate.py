@@ -17,7 +17,7 @@ from recsys.models.pyfunc import log_pyfunc
 from recsys.training import gate, tracking
 from recsys.training import job as train_job
 from recsys.training.evaluate import ALL
-from recsys.training.job import Evaluated, FamilyResult
+from recsys.training.trainer import Evaluated, FamilyResult
 
 GATE = GateConfig(metric="ndcg", k=3, replicates=200)
 USERS = 400

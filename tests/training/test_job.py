@@ -22,6 +22,7 @@ from recsys.interactions.build import TRAIN, TUNE, VALIDATION, cutoffs
 from recsys.models import BASELINES, FAMILIES
 from recsys.training import job as train_job
 from recsys.training import tracking
+from recsys.training.trainer import Trainer, _with_gate_metric
 from recsys.world import job as world_job
 
 
@@ -237,7 +238,7 @@ def _users(df):
 
 def test_trials_fit_and_score_a_hashed_sample_of_users_at_scale(spark, trained):
     config, _ = trained
-    trainer = train_job.Trainer(spark, config)
+    trainer = Trainer(spark, config)
     validation = trainer.window(TUNE, VALIDATION)
     tune_users, window_users = _users(trainer.rows(TUNE)), _users(validation.candidates_df)
 
@@ -263,7 +264,7 @@ def test_trials_fit_and_score_a_hashed_sample_of_users_at_scale(spark, trained):
     unsampled = config.model_copy(
         update={"train": config.train.model_copy(update={"search_users": None})}
     )
-    trainer = train_job.Trainer(spark, unsampled)
+    trainer = Trainer(spark, unsampled)
     everyone = trainer.search()
     assert everyone.share == 1.0 and _users(everyone.rows_df) == tune_users
     assert _users(everyone.window.candidates_df) == window_users
@@ -308,7 +309,7 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
     config, client = trained
     resumable = _resumable(config, without=("spark_als", "implicit_als", "conversion"))
     fitted, lost = [], {"implicit_bpr"}
-    fit_and_score = train_job.Trainer.fit_and_score
+    fit_and_score = Trainer.fit_and_score
 
     def executor_lost_in(self, family, *args, **kwargs):
         fitted.append(family)
@@ -316,7 +317,7 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
             raise RuntimeError(f"executor lost while fitting {family}")
         return fit_and_score(self, family, *args, **kwargs)
 
-    monkeypatch.setattr(train_job.Trainer, "fit_and_score", executor_lost_in)
+    monkeypatch.setattr(Trainer, "fit_and_score", executor_lost_in)
     with pytest.raises(RuntimeError, match="executor lost while fitting implicit_bpr"):
         train_job.run(spark, resumable)
     assert fitted == ["popularity", "popularity", "ladder", "ladder", "implicit_bpr"]
@@ -365,7 +366,7 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
     baselines_only = _resumable(
         config, without=("spark_als", "implicit_als", "implicit_bpr", "conversion")
     )
-    log_pyfunc, fit_and_score, fitted = train_job.log_pyfunc, train_job.Trainer.fit_and_score, []
+    log_pyfunc, fit_and_score, fitted = train_job.log_pyfunc, Trainer.fit_and_score, []
 
     def lost_while_logging_the_serving_model(name, saved):
         if name == "serving_model":
@@ -376,7 +377,7 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
         fitted.append(family)
         return fit_and_score(self, family, *args, **kwargs)
 
-    monkeypatch.setattr(train_job.Trainer, "fit_and_score", counted)
+    monkeypatch.setattr(Trainer, "fit_and_score", counted)
     monkeypatch.setattr(train_job, "log_pyfunc", lost_while_logging_the_serving_model)
     with pytest.raises(RuntimeError, match="executor lost in register"):
         train_job.run(spark, baselines_only)
@@ -411,7 +412,7 @@ def test_a_checkpoint_that_is_gone_stops_the_resume_with_the_way_out(spark, trai
     with pytest.raises(
         RecsysError, match=rf"cannot carry {family} over .* {re.escape(str(gone))} cannot be read"
     ):
-        train_job._restore(train_job.Trainer(spark, config), family, run.info.run_id, str(gone))
+        train_job._restore(Trainer(spark, config), family, run.info.run_id, str(gone))
 
 
 def test_a_run_is_resumed_only_with_the_same_settings_and_rows(config):
@@ -449,7 +450,7 @@ def test_the_conversion_model_learns_from_the_window_before_its_split(spark, tra
     """Fitted on train, it learns from the validation window's logged impressions, labelled
     by acceptances before the split: nothing from the holdout it is judged on."""
     config, _ = trained
-    trainer = train_job.Trainer(spark, config)
+    trainer = Trainer(spark, config)
     supervised = trainer.supervision.for_split(TRAIN)
     assert supervised.source == "impressions" and not supervised.cross_fit
     assert trainer.supervision.for_split(TUNE).cross_fit
@@ -481,9 +482,9 @@ def test_the_conversion_model_learns_from_the_window_before_its_split(spark, tra
 
 
 def test_the_gate_metric_auto_follows_the_logged_impressions(config):
-    resolved = train_job._with_gate_metric(config, "impressions").train.gate
+    resolved = _with_gate_metric(config, "impressions").train.gate
     assert (resolved.metric, resolved.column) == ("policy_value", "policy_value")
-    assert train_job._with_gate_metric(config, "candidates").train.gate.column == "ndcg_at_3"
+    assert _with_gate_metric(config, "candidates").train.gate.column == "ndcg_at_3"
     pinned = config.model_copy(
         update={
             "train": config.train.model_copy(
@@ -492,4 +493,4 @@ def test_the_gate_metric_auto_follows_the_logged_impressions(config):
         }
     )
     with pytest.raises(RecsysError, match="policy_value replays logged impressions"):
-        train_job._with_gate_metric(pinned, "candidates")
+        _with_gate_metric(pinned, "candidates")
