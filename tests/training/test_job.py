@@ -20,8 +20,8 @@ from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
 from recsys.interactions.build import TRAIN, TUNE, VALIDATION, cutoffs
 from recsys.models import BASELINES, FAMILIES
+from recsys.training import checkpoints, tracking
 from recsys.training import job as train_job
-from recsys.training import tracking
 from recsys.training.trainer import Trainer, _with_gate_metric
 from recsys.world import job as world_job
 
@@ -407,25 +407,25 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
 
 def test_a_checkpoint_that_is_gone_stops_the_resume_with_the_way_out(spark, trained, tmp_path):
     config, client = trained
-    run = next(r for r in _runs(client, config) if train_job.CHECKPOINT_TAG in r.data.tags)
+    run = next(r for r in _runs(client, config) if checkpoints.CHECKPOINT_TAG in r.data.tags)
     family, gone = run.data.tags["recsys.family"], tmp_path / "holdout_per_user"
     with pytest.raises(
         RecsysError, match=rf"cannot carry {family} over .* {re.escape(str(gone))} cannot be read"
     ):
-        train_job._restore(Trainer(spark, config), family, run.info.run_id, str(gone))
+        checkpoints._restore(Trainer(spark, config), family, run.info.run_id, str(gone))
 
 
 def test_a_run_is_resumed_only_with_the_same_settings_and_rows(config):
     snapshot, rows = dt.date(2026, 11, 1), {"train": 10, "holdout": 3}
-    base = train_job._fingerprint(config, snapshot, rows)
+    base = checkpoints._fingerprint(config, snapshot, rows)
     elsewhere = config.model_copy(
         update={"train": config.train.model_copy(update={"resume": True, "report_dir": "/x"})}
     )
-    assert train_job._fingerprint(elsewhere, snapshot, rows) == base
+    assert checkpoints._fingerprint(elsewhere, snapshot, rows) == base
     reseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 8})})
-    assert train_job._fingerprint(reseeded, snapshot, rows) != base
-    assert train_job._fingerprint(config, snapshot, {**rows, "holdout": 4}) != base
-    assert train_job._fingerprint(config, dt.date(2026, 11, 2), rows) != base
+    assert checkpoints._fingerprint(reseeded, snapshot, rows) != base
+    assert checkpoints._fingerprint(config, snapshot, {**rows, "holdout": 4}) != base
+    assert checkpoints._fingerprint(config, dt.date(2026, 11, 2), rows) != base
 
 
 def test_runs_an_interruption_left_running_are_marked_killed_with_their_trials(tmp_path):
@@ -441,7 +441,7 @@ def test_runs_an_interruption_left_running_are_marked_killed_with_their_trials(t
 
     family = run()  # a process killed mid-trial leaves both open
     done, open_trial = run(family, finished=True), run(family)
-    train_job._kill(client, family)
+    checkpoints._kill(client, family)
     status = [client.get_run(r.info.run_id).info.status for r in (family, done, open_trial)]
     assert status == ["KILLED", "FINISHED", "KILLED"]
 
