@@ -31,13 +31,13 @@ from pyspark.sql import functions as F
 
 from recsys.config import Config, TrainConfig
 from recsys.errors import RecsysError
-from recsys.evaluation.metrics import MRR, bootstrap_ci, bootstrap_cis
-from recsys.evaluation.policy_value import POLICY_VALUE
+from recsys.evaluation.metrics import MRR, bootstrap_ci
 from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, cutoffs
 from recsys.models import BASELINES, FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.progress import step
 from recsys.training import evaluate, gate, report, tracking
+from recsys.training.candidate import _candidate
 from recsys.training.checkpoints import (
     FINGERPRINT_TAG,
     _carried_over,
@@ -45,6 +45,7 @@ from recsys.training.checkpoints import (
     _fingerprint,
     _interrupted,
 )
+from recsys.training.intervals import _interval, _intervals
 from recsys.training.trainer import Evaluated, FamilyResult, Search, Trainer
 
 log = logging.getLogger(__name__)
@@ -260,81 +261,6 @@ def _train_family(
             final.fit_seconds,
         )
     return result
-
-
-def _candidate(
-    results: dict[str, FamilyResult], families: list[str], settings: TrainConfig
-) -> tuple[FamilyResult, str]:
-    """The family that goes to the gate, and why, in words.
-
-    ``train.candidate`` when it names a family. Otherwise the family best on validation by
-    the gate's metric, unless a simpler family ties with it: the paired bootstrap interval
-    of its lead over that family, on the same validation users, does not exclude zero. A
-    lead the interval cannot tell from noise does not buy a more complex model, so the
-    simplest tying family goes forward. Families are simplest first in
-    :data:`~recsys.models.FAMILIES` order (popularity, ladder, the factor families,
-    conversion).
-    """
-    column = settings.gate.column
-    if settings.candidate != "auto":
-        named = results[settings.candidate]
-        return named, (
-            f"named by train.candidate; validation {column} {named.chosen.pooled(column):.4f}"
-        )
-    best = max(results.values(), key=lambda r: (r.chosen.pooled(column), -families.index(r.family)))
-    because = f"best on validation, {column} {best.chosen.pooled(column):.4f}"
-    if best.chosen.per_user(column) is None:
-        return best, because + " (carried over from a resumed run: no interval to compare)"
-    leads = []
-    for other in (results[f] for f in families[: families.index(best.family)]):
-        if other.chosen.per_user(column) is None:
-            continue
-        lead = gate.pooled(
-            gate.compare(
-                best.chosen.per_user(column),
-                other.chosen.per_user(column),
-                other.family,
-                settings.gate,
-                seed=settings.seed,
-            )
-        )
-        if lead.low <= 0:
-            return other, (
-                f"ties on validation with {best.family}, the best there, and is simpler: "
-                f"{best.family} {lead.describe(column)}, an interval that does not exclude zero"
-            )
-        leads.append(lead.describe(column))
-    return best, because + ("; " + "; ".join(leads) if leads else "")
-
-
-def _intervals(result: Evaluated, settings: TrainConfig) -> pd.DataFrame:
-    """Mean and bootstrap interval of every per-user figure the report shows on ``result``'s
-    window, indexed by the report's column names: mean, low, high, n."""
-    options = {
-        "replicates": settings.gate.replicates,
-        "seed": settings.seed,
-        "level": settings.gate.level,
-    }
-    tables = []
-    if result.policy_df is not None:
-        # The report's policy columns are the doubly-robust (policy_value) and IPS estimates.
-        policy = bootstrap_cis(result.policy_df, [POLICY_VALUE, "ips"], **options)
-        tables.append(policy.rename(index={"ips": f"{POLICY_VALUE}_ips"}))
-    columns = [c for c in report.interval_columns(settings) if c in result.per_user_df.columns]
-    tables.append(bootstrap_cis(result.per_user_df, columns, **options))
-    return pd.concat(tables)
-
-
-def _interval(result: Evaluated, settings: TrainConfig) -> tuple[float, float, float]:
-    table = bootstrap_ci(
-        result.per_user(settings.gate.column),
-        settings.gate.column,
-        replicates=settings.gate.replicates,
-        seed=settings.seed,
-        level=settings.gate.level,
-    )
-    row = table.iloc[0]
-    return float(row["mean"]), float(row["low"]), float(row["high"])
 
 
 def _compare(
