@@ -2,19 +2,38 @@
 and every baseline on the gate metric, on the same users, with the lower end of the paired
 bootstrap interval above the margin and above ``min_relative_gain`` of the opponent's figure.
 A candidate of the champion's own family and parameters is a refresh: it replaces the champion
-when it beats every baseline."""
+when it beats every baseline.
+
+The candidate's paired comparisons on the holdout live here too: against every other
+baseline and the champion (refitted on this snapshot's train split when its family or
+parameters differ), the ones the gate decides on; against popularity per market; and against
+every family on the report's metrics."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recsys.config import GateConfig
-from recsys.evaluation.metrics import bootstrap_ci
-from recsys.training.evaluate import KEYS
+from recsys.config import GateConfig, TrainConfig
+from recsys.errors import RecsysError
+from recsys.evaluation.metrics import MRR, bootstrap_ci
+from recsys.interactions.build import TRAIN
+from recsys.models import BASELINES, FAMILIES
+from recsys.training import tracking
+from recsys.training.evaluate import KEYS, Window
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from recsys.training.trainer import Evaluated, FamilyResult, Trainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,3 +170,101 @@ def _needed(comparison: Comparison, gate: GateConfig) -> str:
     if least > gate.margin:
         return f"{least:.4f} ({gate.min_relative_gain:.0%} of its {comparison.base:.4f})"
     return f"{gate.margin}"
+
+
+def _compare(
+    trainer: Trainer,
+    client: MlflowClient,
+    best: FamilyResult,
+    results: dict[str, FamilyResult],
+    holdout: Window,
+) -> tuple[list[pd.DataFrame], pd.DataFrame | None, str | None]:
+    """Paired comparisons of the candidate on the holdout: against every other baseline and
+    the current champion (pooled), and against popularity per market (for the report); and
+    the champion the candidate refreshes, if it has the champion's family and parameters."""
+    settings = trainer.settings
+    comparisons, refreshes = [], None
+    for family in BASELINES:
+        if family in results and family != best.family:
+            comparisons.append(_paired(best, results[family].holdout, family, settings))
+    current = tracking.champion(client, settings.registered_model)
+    if current is not None:
+        family = current.tags.get("recsys.family")
+        params = json.loads(current.tags.get("recsys.params", "{}"))
+        label = f"champion v{current.version} ({family})"
+        if family not in FAMILIES:
+            raise RecsysError(
+                f"{settings.registered_model} v{current.version}: champion has no recsys.family tag"
+            )
+        same = results.get(family)
+        if family == best.family and same.chosen.params == params:
+            # Its holdout figures are the candidate's own: nothing to compare.
+            refreshes = label
+        elif same is not None and same.chosen.params == params:
+            comparisons.append(_paired(best, same.holdout, label, settings))
+        else:
+            log.info("refitting %s with its parameters on this snapshot's train split", label)
+            model, champion = trainer.fit_and_score(
+                family, params, trainer.rows(TRAIN), holdout, split=TRAIN
+            )
+            model.unpersist()
+            comparisons.append(_paired(best, champion, label, settings))
+            champion.unpersist()
+    by_market = None
+    if "popularity" in results and best.family != "popularity":
+        by_market = _paired(
+            best, results["popularity"].holdout, "popularity", settings, by=("market",)
+        )
+    return comparisons, by_market, refreshes
+
+
+def _against_families(
+    best: FamilyResult, results: dict[str, FamilyResult], settings: TrainConfig
+) -> pd.DataFrame | None:
+    """The candidate minus every other family on the holdout, paired per user, on hit rate
+    at the smallest k, plain MRR and NDCG at the gate's k: for the report, so
+    that a reader sees by how much the candidate leads or trails each family, not only the
+    baselines the gate compares. One bootstrap for all (a user's weights are the same in
+    every comparison). Columns: opponent, metric, mean, low, high, n."""
+    others = [r for r in results.values() if r.family != best.family]
+    if not others:
+        return None
+    ks = settings.ks
+    metrics = list(dict.fromkeys([f"hit_rate_at_{min(ks)}", MRR, f"ndcg_at_{settings.gate.k}"]))
+    parts = [
+        paired_differences(best.holdout.per_user_df, other.holdout.per_user_df, metric)
+        .withColumn("opponent", F.lit(other.family))
+        .withColumn("metric", F.lit(metric))
+        for other in others
+        for metric in metrics
+    ]
+    diffs_df = parts[0]
+    for part in parts[1:]:
+        diffs_df = diffs_df.unionByName(part)
+    return bootstrap_ci(
+        diffs_df,
+        "diff",
+        by=("opponent", "metric"),
+        replicates=settings.gate.replicates,
+        seed=settings.seed,
+        level=settings.gate.level,
+    )
+
+
+def _paired(
+    best: FamilyResult,
+    opponent: Evaluated,
+    label: str,
+    settings: TrainConfig,
+    by: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """The candidate's paired bootstrap against ``opponent`` on the holdout (per ``by``)."""
+    column = settings.gate.column
+    return compare(
+        best.holdout.per_user(column),
+        opponent.per_user(column),
+        label,
+        settings.gate,
+        seed=settings.seed,
+        by=by,
+    )

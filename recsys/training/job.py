@@ -20,19 +20,15 @@ between them, so one lost executor need not cost them all.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 
 import mlflow
-import pandas as pd
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from recsys.config import Config, TrainConfig
+from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.evaluation.metrics import MRR, bootstrap_ci
-from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, cutoffs
+from recsys.interactions.build import HOLDOUT, TRAIN, TUNE, cutoffs
 from recsys.models import BASELINES, FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.progress import step
@@ -45,8 +41,10 @@ from recsys.training.checkpoints import (
     _fingerprint,
     _interrupted,
 )
+from recsys.training.gate import _against_families, _compare
 from recsys.training.intervals import _interval, _intervals
-from recsys.training.trainer import Evaluated, FamilyResult, Search, Trainer
+from recsys.training.register import _interim, _register
+from recsys.training.trainer import FamilyResult, Search, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -261,170 +259,3 @@ def _train_family(
             final.fit_seconds,
         )
     return result
-
-
-def _compare(
-    trainer: Trainer,
-    client: MlflowClient,
-    best: FamilyResult,
-    results: dict[str, FamilyResult],
-    holdout: evaluate.Window,
-) -> tuple[list[pd.DataFrame], pd.DataFrame | None, str | None]:
-    """Paired comparisons of the candidate on the holdout: against every other baseline and
-    the current champion (pooled), and against popularity per market (for the report); and
-    the champion the candidate refreshes, if it has the champion's family and parameters."""
-    settings = trainer.settings
-    comparisons, refreshes = [], None
-    for family in BASELINES:
-        if family in results and family != best.family:
-            comparisons.append(_paired(best, results[family].holdout, family, settings))
-    current = tracking.champion(client, settings.registered_model)
-    if current is not None:
-        family = current.tags.get("recsys.family")
-        params = json.loads(current.tags.get("recsys.params", "{}"))
-        label = f"champion v{current.version} ({family})"
-        if family not in FAMILIES:
-            raise RecsysError(
-                f"{settings.registered_model} v{current.version}: champion has no recsys.family tag"
-            )
-        same = results.get(family)
-        if family == best.family and same.chosen.params == params:
-            # Its holdout figures are the candidate's own: nothing to compare.
-            refreshes = label
-        elif same is not None and same.chosen.params == params:
-            comparisons.append(_paired(best, same.holdout, label, settings))
-        else:
-            log.info("refitting %s with its parameters on this snapshot's train split", label)
-            model, champion = trainer.fit_and_score(
-                family, params, trainer.rows(TRAIN), holdout, split=TRAIN
-            )
-            model.unpersist()
-            comparisons.append(_paired(best, champion, label, settings))
-            champion.unpersist()
-    by_market = None
-    if "popularity" in results and best.family != "popularity":
-        by_market = _paired(
-            best, results["popularity"].holdout, "popularity", settings, by=("market",)
-        )
-    return comparisons, by_market, refreshes
-
-
-def _against_families(
-    best: FamilyResult, results: dict[str, FamilyResult], settings: TrainConfig
-) -> pd.DataFrame | None:
-    """The candidate minus every other family on the holdout, paired per user, on hit rate
-    at the smallest k, plain MRR and NDCG at the gate's k: for the report, so
-    that a reader sees by how much the candidate leads or trails each family, not only the
-    baselines the gate compares. One bootstrap for all (a user's weights are the same in
-    every comparison). Columns: opponent, metric, mean, low, high, n."""
-    others = [r for r in results.values() if r.family != best.family]
-    if not others:
-        return None
-    ks = settings.ks
-    metrics = list(dict.fromkeys([f"hit_rate_at_{min(ks)}", MRR, f"ndcg_at_{settings.gate.k}"]))
-    parts = [
-        gate.paired_differences(best.holdout.per_user_df, other.holdout.per_user_df, metric)
-        .withColumn("opponent", F.lit(other.family))
-        .withColumn("metric", F.lit(metric))
-        for other in others
-        for metric in metrics
-    ]
-    diffs_df = parts[0]
-    for part in parts[1:]:
-        diffs_df = diffs_df.unionByName(part)
-    return bootstrap_ci(
-        diffs_df,
-        "diff",
-        by=("opponent", "metric"),
-        replicates=settings.gate.replicates,
-        seed=settings.seed,
-        level=settings.gate.level,
-    )
-
-
-def _paired(
-    best: FamilyResult,
-    opponent: Evaluated,
-    label: str,
-    settings: TrainConfig,
-    by: tuple[str, ...] = (),
-) -> pd.DataFrame:
-    """The candidate's paired bootstrap against ``opponent`` on the holdout (per ``by``)."""
-    column = settings.gate.column
-    return gate.compare(
-        best.holdout.per_user(column),
-        opponent.per_user(column),
-        label,
-        settings.gate,
-        seed=settings.seed,
-        by=by,
-    )
-
-
-def _register(
-    trainer: Trainer, client: MlflowClient, best: FamilyResult, decision: gate.Decision
-) -> str:
-    """Refit the candidate on everything before the snapshot, log it in the family's run,
-    register it, and point ``champion`` or ``challenger`` at it."""
-    version = _register_fit(trainer, best, decision.promote, " | ".join(decision.reasons))
-    tracking.set_aliases(client, trainer.settings.registered_model, version, decision.promote)
-    return version
-
-
-def _register_fit(trainer: Trainer, result: FamilyResult, promoted: bool, verdict: str) -> str:
-    """Refit ``result``'s family on everything before the snapshot, log it in its run and
-    register it; returns the version."""
-    settings = trainer.settings
-    family, params = result.family, result.chosen.params
-    supervised = trainer.supervision.for_split(FULL) if FAMILIES[family].supervised else None
-    model = trainer.new_model(family, params).fit(trainer.rows(FULL), supervised)
-    saved = trainer.save(model, result.run_id, "serving_model")  # Spark fits it here, lazily
-    with mlflow.start_run(run_id=result.run_id, nested=True):
-        info = log_pyfunc("serving_model", saved)
-    model.unpersist()
-    mean, low, high = result.interval
-    return tracking.register(
-        settings.registered_model,
-        info.model_uri,
-        tags={
-            "recsys.family": family,
-            "recsys.params": json.dumps(params, sort_keys=True),
-            "recsys.market_params": json.dumps(
-                getattr(getattr(settings.models, family), "markets", {}), sort_keys=True
-            ),
-            "recsys.snapshot_date": str(trainer.snapshot),
-            "recsys.fitted_on": FULL,
-            "recsys.train_run_id": result.run_id,
-            f"recsys.holdout_{settings.gate.column}": f"{mean:.4f} [{low:.4f}, {high:.4f}]",
-            "recsys.promoted": str(promoted).lower(),
-            "recsys.gate": verdict[:5000],
-        },
-    )
-
-
-def _interim(
-    trainer: Trainer,
-    client: MlflowClient,
-    best: FamilyResult,
-    results: dict[str, FamilyResult],
-    decision: gate.Decision,
-    version: str,
-) -> str | None:
-    """While no version is champion, name the one recommend serves instead: the family best
-    on the holdout by the gate's metric among the candidate and the baselines it was compared
-    with (a tie goes to the baseline), so lists are published whatever the gate decides.
-    Returns what was done, for the log and the report; None once a champion exists."""
-    name = trainer.settings.registered_model
-    if decision.promote or tracking.champion(client, name) is not None:
-        return None
-    column = trainer.settings.gate.column
-    compared = [best, *(results[f] for f in BASELINES if f in results and f != best.family)]
-    chosen = max(compared, key=lambda r: (r.holdout.pooled(column), r.family in BASELINES))
-    figures = ", ".join(f"{r.family} {r.holdout.pooled(column):.4f}" for r in compared)
-    why = (
-        f"no champion yet: {chosen.family} is served as interim, the best on the holdout by "
-        f"{column} ({figures})"
-    )
-    interim = version if chosen is best else _register_fit(trainer, chosen, False, why)
-    client.set_registered_model_alias(name, tracking.INTERIM, interim)
-    return f"{why}: {name} v{interim}"

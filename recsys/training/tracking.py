@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # While no version is champion, the version recommend serves instead: the family best on the
-# holdout among the candidate and the baselines it was compared with (training/job.py).
+# holdout among the candidate and the baselines it was compared with (training/register.py).
 INTERIM = "interim"
 # Every run this process starts carries its owner, ``host:pid:start``, so that a later run
 # can tell a run left RUNNING by a killed process from one still going elsewhere.

@@ -22,6 +22,7 @@ from recsys.interactions.build import TRAIN, TUNE, VALIDATION, cutoffs
 from recsys.models import BASELINES, FAMILIES
 from recsys.training import checkpoints, tracking
 from recsys.training import job as train_job
+from recsys.training import register as train_register
 from recsys.training.trainer import Trainer, _with_gate_metric
 from recsys.world import job as world_job
 
@@ -366,7 +367,7 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
     baselines_only = _resumable(
         config, without=("spark_als", "implicit_als", "implicit_bpr", "conversion")
     )
-    log_pyfunc, fit_and_score, fitted = train_job.log_pyfunc, Trainer.fit_and_score, []
+    log_pyfunc, fit_and_score, fitted = train_register.log_pyfunc, Trainer.fit_and_score, []
 
     def lost_while_logging_the_serving_model(name, saved):
         if name == "serving_model":
@@ -378,7 +379,7 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
         return fit_and_score(self, family, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "fit_and_score", counted)
-    monkeypatch.setattr(train_job, "log_pyfunc", lost_while_logging_the_serving_model)
+    monkeypatch.setattr(train_register, "log_pyfunc", lost_while_logging_the_serving_model)
     with pytest.raises(RuntimeError, match="executor lost in register"):
         train_job.run(spark, baselines_only)
     experiment = client.get_experiment_by_name(config.mlflow.experiment).experiment_id
@@ -390,7 +391,7 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
     ]
     client.update_run(candidate.info.run_id, status="RUNNING")  # as a killed process leaves it
 
-    monkeypatch.setattr(train_job, "log_pyfunc", log_pyfunc)
+    monkeypatch.setattr(train_register, "log_pyfunc", log_pyfunc)
     fitted.clear()
     train_job.run(spark, baselines_only)
     assert "popularity" not in fitted and "ladder" not in fitted
