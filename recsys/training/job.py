@@ -7,14 +7,16 @@ on validation is the candidate: refitted on ``full`` (everything up to the snaps
 registered, and promoted to ``champion`` only if it beats the champion and every baseline
 on the holdout (see :mod:`recsys.training.gate`). While no version is champion, the family
 best on the holdout is named ``interim``, so recommend has lists to serve. Everything is an
-MLflow run:
-one parent per `train`, a nested run per family, and one nested in that per trial.
+MLflow run: one parent per `train`, a nested run per family, and one nested in that per trial.
 
-A family's run ends with a checkpoint: its holdout per-user metrics (Parquet, next to the
-model) and its trials' figures (an artifact). With ``train.resume``, a run that did not
-finish (killed, failed) and had the same settings and rows goes on where it stopped: its
-finished families are read back, the others fitted. At 10M users the families take hours
-between them, so one lost executor need not cost them all.
+This module holds :func:`run`, which takes those steps in order, and the fit loop of one
+family. The steps live beside it: :mod:`~recsys.training.trainer` (the snapshot's rows and
+windows, fitting and scoring), :mod:`~recsys.training.checkpoints` (``train.resume``: a
+finished family's checkpoint, read back by a run that goes on where an interrupted one
+stopped), :mod:`~recsys.training.candidate` (the choice on validation),
+:mod:`~recsys.training.gate` (the comparisons on the holdout and the decision),
+:mod:`~recsys.training.register` (registration and aliases) and
+:mod:`~recsys.training.intervals` (the bootstrap intervals that are logged and reported).
 """
 
 from __future__ import annotations
