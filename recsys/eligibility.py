@@ -101,12 +101,24 @@ def _excluded(exclude: dict[str, list[str]]) -> Column:
 def with_eligibility(
     state_df: DataFrame, catalog_df: DataFrame, rules: EligibilityRules | None = None
 ) -> DataFrame:
-    """One row per (user, offer of the user's market): eligible and the reason if not.
+    """Whether each offer of the user's market may be shown to the user, and why not.
 
-    ``state_df``: one row per user with :data:`STATE_COLUMNS`, and ``household_size_hint``
-    when it has one (the ``users`` table has them all; :func:`state_at` derives the state
-    from events). ``catalog_df``: the ``catalog`` table. ``rules``: the configured rules
-    (none by default). Grain of the result: (market, user_id, offer_id).
+    Parameters
+    ----------
+    state_df : DataFrame
+        One row per user with :data:`STATE_COLUMNS`, and ``household_size_hint`` when it has
+        one (the ``users`` table has them all; :func:`state_at` derives the state from
+        events).
+    catalog_df : DataFrame
+        The ``catalog`` table.
+    rules : EligibilityRules, optional
+        The configured rules (``recommend.eligibility``); none by default.
+
+    Returns
+    -------
+    DataFrame
+        One row per (market, user_id, offer_id) of the user's market: ``eligible`` and
+        ``reason_code`` (null when eligible, else the first rule that excludes the offer).
     """
     rules = rules or EligibilityRules()
     hint = (

@@ -9,11 +9,22 @@ from pyspark.sql import functions as F
 def top_k(
     scores_df: DataFrame, k: int | None, *, keys: tuple[str, ...] = ("market", "user_id")
 ) -> DataFrame:
-    """The ``k`` best offers per user: ``keys``, offer_id, score, rank (1 = best).
+    """The ``k`` best offers per user, deterministically.
 
-    ``scores_df``: keys, offer_id, score (null = unknown, ranked after every known score).
-    Equal scores are ordered by offer_id, so the same input always gives the same lists.
-    ``k=None`` ranks every offer.
+    Parameters
+    ----------
+    scores_df : DataFrame
+        ``keys``, ``offer_id``, ``score`` (null: unknown, ranked after every known score).
+    k : int or None
+        The list length; None ranks every offer.
+    keys : tuple of str, default ("market", "user_id")
+        What one list belongs to.
+
+    Returns
+    -------
+    DataFrame
+        ``keys``, ``offer_id``, ``score``, ``rank`` (1 = best). Equal scores are ordered by
+        ``offer_id``, so the same input always gives the same lists.
     """
     order = Window.partitionBy(*keys).orderBy(
         F.col("score").desc_nulls_last(), F.col("offer_id").asc()

@@ -56,11 +56,27 @@ def per_user_metrics(
     keys: tuple[str, ...] = ("market", "user_id"),
     value_col: str | None = None,
 ) -> DataFrame:
-    """One row per labelled user: ``keys`` plus the metrics of :data:`METRICS` at ``k``.
+    """Ranking metrics of each labelled user's list at one cut-off.
 
-    ``recommendations_df``: keys, ``item_id``, ``rank`` (1 = best; ranks above k ignored).
-    ``labels_df``: keys, ``item_id`` (the relevant items; duplicates ignored), and
-    ``value_col`` when given (the value a hit earns, e.g. the offer's price).
+    Parameters
+    ----------
+    recommendations_df : DataFrame
+        ``keys``, ``item_id``, ``rank`` (1 = best; ranks above ``k`` are ignored).
+    labels_df : DataFrame
+        ``keys``, ``item_id``: the relevant items (duplicates ignored), and ``value_col``
+        when given.
+    k : int
+        The cut-off.
+    keys : tuple of str, default ("market", "user_id")
+        What one list belongs to.
+    value_col : str, optional
+        The value a hit earns (e.g. the offer's price), for the revenue metric.
+
+    Returns
+    -------
+    DataFrame
+        One row per labelled user: ``keys`` and each metric of :data:`METRICS` at ``k``; a
+        labelled user without a list scores 0.
     """
     at_k = per_user_metrics_at(recommendations_df, labels_df, [k], keys=keys, value_col=value_col)
     return at_k.select(*keys, *(F.col(metric_column(m, k)).alias(m) for m in METRICS))

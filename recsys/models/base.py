@@ -38,10 +38,27 @@ def require_columns(df: DataFrame, columns: tuple[str, ...], what: str) -> None:
 
 
 class Recommender(ABC):
-    """Fit on interactions, score candidate offers, save and load.
+    """Fit on interactions, score candidate offers, explain them, save and load.
 
-    ``params``: the family's hyperparameters; ``market_params``: per-market overrides of them
-    (only families that fit one model per market use them); ``seed`` makes fitting repeatable.
+    Parameters
+    ----------
+    params : mapping of str to Any, optional
+        The family's hyperparameters (``train.models.<family>.params``).
+    seed : int, default 0
+        Makes fitting repeatable.
+    market_params : mapping of str to mapping, optional
+        Per-market overrides of ``params``; only families that fit one model per market use
+        them (``train.models.<family>.markets``).
+
+    Attributes
+    ----------
+    family : str
+        The family's name, as in the config and the registry.
+    supervised : bool
+        Whether :meth:`fit` reads labelled examples (:class:`recsys.supervision.Supervised`)
+        beside the interaction rows.
+    serves_probability : bool
+        Whether the score is the logit of P(accept), served without calibration.
     """
 
     family: ClassVar[str]
@@ -62,6 +79,7 @@ class Recommender(ABC):
         self.seed = seed
 
     def params_for(self, market: str) -> dict[str, Any]:
+        """The hyperparameters for ``market``: ``params`` with that market's overrides."""
         return {**self.params, **self.market_params.get(market, {})}
 
     def fit(self, interactions_df: DataFrame, supervised: Any = None) -> Self:
@@ -89,9 +107,19 @@ class Recommender(ABC):
         return self
 
     def score(self, candidates_df: DataFrame) -> DataFrame:
-        """One row per candidate, :data:`SCORE_COLUMNS`; higher is better, null unknown.
+        """Score every candidate; never adds or drops one.
 
-        ``candidates_df``: (market, user_id, offer_id, current_plan), one row per pair.
+        Parameters
+        ----------
+        candidates_df : DataFrame
+            :data:`CANDIDATE_COLUMNS`: (market, user_id, offer_id, current_plan), one row per
+            eligible pair.
+
+        Returns
+        -------
+        DataFrame
+            :data:`SCORE_COLUMNS`, one row per candidate: higher is better, null where the
+            model knows nothing of the user (ranking puts those last).
         """
         require_columns(candidates_df, CANDIDATE_COLUMNS, f"{self.family}.score input")
         return self._score(candidates_df.select(*CANDIDATE_COLUMNS)).select(
@@ -127,6 +155,9 @@ class Recommender(ABC):
             state_df.unpersist()
 
     def save(self, path: str) -> None:
+        """Write the model to the folder ``path`` on any filesystem Spark writes to:
+        ``model.json`` (family, parameters, seed) and each part of the fitted state as
+        Parquet. :func:`load_model` reads it back."""
         spark = SparkSession.active()
         meta = {
             "family": self.family,
@@ -164,7 +195,19 @@ class Recommender(ABC):
 
 
 def load_model(spark: SparkSession, path: str) -> Recommender:
-    """A model saved by :meth:`Recommender.save`, of whichever family it is."""
+    """A model saved by :meth:`Recommender.save`, of whichever family it is.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    path : str
+        The folder :meth:`Recommender.save` wrote.
+
+    Raises
+    ------
+    RecsysError
+        When the folder holds no saved model, or one of a family this version lacks.
+    """
     from recsys.models import FAMILIES  # the registry imports this module
 
     try:
