@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys.cli import main, writes
+from recsys.cli import main
+from recsys.sql import writes
 from tests.conftest import ROOT, console_script, write_conf
 
 # Modules that take seconds to import, or start Spark's JVM: help and config errors need none.

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from recsys.cli import main, state_dir
+from recsys.cli import main
 from recsys.config import load_config
+from recsys.runs import state_dir
 from tests.conftest import database_conf
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from recsys.cli import DEMO_FLOW, OWN_DATA_FLOW, _pipeline_steps, main
+from recsys.cli import main
 from recsys.config import load_config, with_ingest
+from recsys.pipeline import DEMO_FLOW, OWN_DATA_FLOW, pipeline_steps
 from tests.conftest import LOCAL_CONF, database_conf
 
 USERS = "user_id,market,current_plan,signup_date\nu1,SE,free,2025-01-01\n"
@@ -60,16 +61,16 @@ def test_pipeline_on_own_data_runs_ingest_and_stops_after_recommend(
     assert f"recsys: error: events file {events} lacks the required columns" in err
 
     own = load_config(conf_path)
-    assert _pipeline_steps(own, None) == list(OWN_DATA_FLOW)
-    assert _pipeline_steps(own, "analyze") == list(OWN_DATA_FLOW)
-    assert _pipeline_steps(own, "generate-world") == ["ingest"]
-    assert _pipeline_steps(own, "train") == ["ingest", "build-interactions", "train"]
+    assert pipeline_steps(own, None) == list(OWN_DATA_FLOW)
+    assert pipeline_steps(own, "analyze") == list(OWN_DATA_FLOW)
+    assert pipeline_steps(own, "generate-world") == ["ingest"]
+    assert pipeline_steps(own, "train") == ["ingest", "build-interactions", "train"]
 
 
 def test_pipeline_on_the_synthetic_world_is_unchanged():
     demo = load_config(LOCAL_CONF)
-    assert _pipeline_steps(demo, None) == list(DEMO_FLOW)
-    assert _pipeline_steps(demo, "ingest") == ["generate-world"]
-    assert _pipeline_steps(demo, "recommend") == list(DEMO_FLOW[:4])
+    assert pipeline_steps(demo, None) == list(DEMO_FLOW)
+    assert pipeline_steps(demo, "ingest") == ["generate-world"]
+    assert pipeline_steps(demo, "recommend") == list(DEMO_FLOW[:4])
     flags = with_ingest(demo, users="u.csv", events="e.csv")
-    assert _pipeline_steps(flags, None) == list(OWN_DATA_FLOW)
+    assert pipeline_steps(flags, None) == list(OWN_DATA_FLOW)
