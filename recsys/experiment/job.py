@@ -9,6 +9,8 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -236,6 +238,8 @@ def analyze_run(spark: SparkSession, config: Config) -> None:
             Path(settings.report_dir),
             experiment=experiment,
             model=f"{model_name} v{model_version}",
+            family=_family(model_name, model_version),
+            baseline=config.recommend.experiment.control,
             snapshot=stamp["snapshot_date"],
             results=results,
             values=values,
@@ -424,3 +428,13 @@ def _caveats(conflicting: int, without_outcomes: int) -> list[str]:
     if without_outcomes:
         found.append(f"{without_outcomes:,} users had no outcome row and count as zeros.")
     return found
+
+
+def _family(model_name: str, model_version: object) -> str | None:
+    """The family of the registered version under test, or None for logs of a model this
+    tracking store does not hold (analyze reads any experiment's logs)."""
+    try:
+        version = MlflowClient().get_model_version(model_name, str(model_version))
+    except MlflowException:
+        return None
+    return version.tags.get("recsys.family")

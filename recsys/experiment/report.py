@@ -58,6 +58,27 @@ def rel(x: float) -> str:
     return "n/a" if _missing(x) else f"{100 * x:+.1f}%"
 
 
+# A relative lift beyond this many times the base is a ratio over a near-zero base rate.
+_MEANINGFUL_RATIO = 10.0
+NEAR_ZERO = "not shown"
+ESTIMATORS = (
+    "Policies: `treatment` and `control` are the arms as served; `oracle` is every user's best "
+    "list by their true probabilities (the simulator only); `treatment_greedy` is the model's "
+    "own lists without the exploration slice. Estimators: `ab_measured` is what the test "
+    "measured; `truth` the simulator's expected value of the lists shown (no sampling noise, "
+    "the simulator only); `ips` and `dr` estimate the greedy lists' value from the "
+    "exploration slice's logged propensities (inverse propensity, doubly robust)."
+)
+
+
+def rel_interval(row) -> str:
+    """The relative lift with its interval, or :data:`NEAR_ZERO` where the base is so small
+    that the ratio says nothing (thousands of percent)."""
+    if _missing(row.rel_lift) or abs(row.rel_lift) > _MEANINGFUL_RATIO:
+        return NEAR_ZERO
+    return f"{rel(row.rel_lift)} [{rel(row.rel_low)}, {rel(row.rel_high)}]"
+
+
 def amount(x: float) -> str:
     return "n/a" if _missing(x) else f"{x:,.3f}"
 
@@ -92,6 +113,8 @@ def write(
     *,
     experiment: str,
     model: str,
+    family: str | None,
+    baseline: str,
     snapshot: dt.date,
     results: pd.DataFrame,
     values: pd.DataFrame,
@@ -121,8 +144,11 @@ def write(
         "",
         f"**{decision_row.decision_reason}**",
         "",
-        f"Model under test: `{model}` (treatment arm) against the baseline's lists (control "
-        f"arm) and no offer (holdout), lists of snapshot {snapshot}. Arms by hash of user_id: "
+        f"Success metric: **{settings.success_metric}** per user, treatment against control. "
+        f"Model under test: `{model}`"
+        + (f" (the {family} family)" if family else "")
+        + f" in the treatment arm, against the {baseline} baseline's lists (control arm) and "
+        f"no offer (holdout), lists of snapshot {snapshot}. Arms by hash of user_id: "
         + ", ".join(f"{arm} {s:.0%}" for arm, s in shares.items())
         + f". Revenue pooled over markets is in months of each market's "
         f"`{settings.reference_offer}` price ({REFERENCE_UNIT}); per market, in local currency.",
@@ -148,6 +174,10 @@ def write(
         "",
         _lifts_table(pooled).to_markdown(index=False),
         "",
+        "A relative lift is shown only where the base rate is large enough for it to mean "
+        f"something ({NEAR_ZERO}: a lift over the holdout's near-zero conversion rate); read "
+        "the absolute lift there.",
+        "",
         "CUPED adjusts each user's metric by a pre-period covariate (revenue: revenue in the "
         "weeks before; other metrics: behaviour volume); `variance reduction` is how much "
         "narrower the interval's variance became. Same estimand, same unbiasedness.",
@@ -158,7 +188,16 @@ def write(
         "",
     ]
     if share:
-        lines += ["## Share of the oracle's lift", "", *share, "", _values_table(values), ""]
+        lines += [
+            "## Share of the oracle's lift",
+            "",
+            *share,
+            "",
+            _values_table(values),
+            "",
+            ESTIMATORS,
+            "",
+        ]
     ope = _ope_lines(values)
     if ope:
         lines += ["## Off-policy estimate (before the test) against the test", "", *ope, ""]
@@ -166,6 +205,12 @@ def write(
         "## Per market",
         "",
         _markets_table(results, settings, adjustment).to_markdown(index=False),
+        "",
+        "Revenue per market is in the market's own currency. `p (BH-adjusted)`: the p-values "
+        "are adjusted across markets (Benjamini-Hochberg), so that testing many markets does "
+        "not make chance wins look real; a market whose interval lies wholly on one side of "
+        "zero still reads KEEP TESTING when its adjusted p is above "
+        f"{1 - settings.level:g}.",
         "",
         f"![lift per market]({lift_png.name})",
         "",
@@ -225,8 +270,7 @@ def _lifts_table(pooled: pd.DataFrame) -> pd.DataFrame:
                     "metric": metric,
                     "comparison": comparison.replace("_", " "),
                     "lift (raw, 95% CI)": lift_text(raw),
-                    "relative (raw)": f"{rel(raw.rel_lift)} [{rel(raw.rel_low)}, "
-                    f"{rel(raw.rel_high)}]",
+                    "relative (raw)": rel_interval(raw),
                     "p (raw)": p_value(raw.p_value),
                     "lift (CUPED, 95% CI)": lift_text(cuped),
                     "p (CUPED)": p_value(cuped.p_value),
@@ -269,9 +313,9 @@ def _markets_table(results: pd.DataFrame, settings: AnalyzeConfig, adjustment: s
                 "market": r.market,
                 "users T / C": f"{r.users_a:,} / {r.users_b:,}",
                 "SRM p": p_value(r.srm_p_value),
-                f"{r.metric} T ({adjustment})": mean_text(r, r.mean_a),
-                f"{r.metric} C ({adjustment})": mean_text(r, r.mean_b),
-                f"lift ({adjustment}, 95% CI)": lift_text(r),
+                f"{r.metric} T ({adjustment})": _in_unit(r, mean_text(r, r.mean_a)),
+                f"{r.metric} C ({adjustment})": _in_unit(r, mean_text(r, r.mean_b)),
+                f"lift ({adjustment}, 95% CI)": _in_unit(r, lift_text(r)),
                 "relative": rel(r.rel_lift),
                 "p (BH-adjusted)": p_value(r.p_adjusted),
                 "decision": DECISIONS[r.decision],
@@ -281,6 +325,11 @@ def _markets_table(results: pd.DataFrame, settings: AnalyzeConfig, adjustment: s
             }
         )
     return pd.DataFrame(rows)
+
+
+def _in_unit(row, text: str) -> str:
+    """Money with its currency (or the pooled unit); rates as they are."""
+    return f"{text} {row.unit}" if row.metric == "revenue" else text
 
 
 def _value(values: pd.DataFrame, policy: str, metric: str, estimator: str):
@@ -306,6 +355,11 @@ def _oracle_share(values: pd.DataFrame) -> list[str]:
             f"The treatment captured {share:.1%} of the oracle's {metric} lift over control "
             f"(expected {metric}: treatment {fmt(t.value)}, control {fmt(c.value)}, oracle "
             f"{fmt(o.value)} with the users' true probabilities)."
+            + (
+                " A negative share: the treatment's lists did worse than control's."
+                if share < 0
+                else ""
+            )
         )
     return lines
 

@@ -5,6 +5,7 @@ and the decision report's figures are the experiment_results rows."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import mlflow
@@ -140,6 +141,23 @@ def test_the_report_states_the_table_figures_the_oracle_share_and_the_off_policy
         assert f"{report.pct(share['treatment_greedy', 'conversion', estimator])}" in text, (
             estimator
         )
+    # What a product manager needs named: the success metric, the family under test, the
+    # baseline, what the estimators are, each market's currency; no ratio over a near-zero base.
+    assert f"Success metric: **{config.analyze.success_metric}**" in text
+    assert re.search(r"\(the [a-z_]+ family\) in the treatment arm", text)
+    assert f"against the {config.recommend.experiment.control} baseline's lists" in text
+    assert "`ab_measured` is what the test measured" in text
+    assert "Benjamini-Hochberg" in text
+    for market, spec in config.markets.markets.items():
+        row = next(line for line in text.splitlines() if re.match(rf"\|\s*{market}\s*\|", line))
+        assert spec.currency in row, market
+    holdout = pooled[
+        (pooled["comparison"] == "treatment_vs_holdout") & (pooled["adjustment"] == "raw")
+    ]
+    for r in holdout.itertuples():
+        shown = report.rel_interval(r)
+        assert shown == report.NEAR_ZERO or abs(r.rel_lift) <= 10
+        assert shown in text
     for image in ("lift", "conversion"):
         assert (folder / f"{stem}-{image}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"({stem}-{image}.png)" in text
