@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -142,3 +145,29 @@ def experimented(spark, served):
     experiment_job.simulate_run(spark, config)
     experiment_job.analyze_run(spark, config)
     return served
+
+
+@contextmanager
+def reading_all_along(read: Callable[[], list], least_reads: int) -> Iterator[tuple[list, list]]:
+    """Call ``read`` in a thread, again and again, while the block runs and until it has read
+    ``least_reads`` times; yields (what each read returned, the errors it raised). A read
+    that raises stops the thread."""
+    stop = threading.Event()
+    seen: list = []
+    failures: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set() or len(seen) < least_reads:
+            try:
+                seen.extend(read())
+            except Exception as error:
+                failures.append(repr(error)[:300])
+                return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        yield seen, failures
+    finally:
+        stop.set()
+        thread.join()

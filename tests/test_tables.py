@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
@@ -17,6 +16,7 @@ from recsys.tables import (
     table_location,
     versions,
 )
+from tests.conftest import reading_all_along
 
 
 def test_publish_replaces_and_keeps_a_bounded_history(spark, config):
@@ -93,24 +93,12 @@ def test_a_warehouse_folder_with_a_quote_and_a_backtick_publishes(spark, config,
 
 def test_a_reader_never_misses_a_view_that_publish_table_moves(spark, config):
     publish_table(spark, config, spark.range(5).select(F.lit(0).alias("run")), "moving")
-    stop = threading.Event()
-    seen, failures = [], []
 
-    def reader():
-        while not stop.is_set() or len(seen) < 10:
-            try:
-                seen.append([r[0] for r in read_table(spark, config, "moving").collect()])
-            except Exception as error:
-                failures.append(repr(error)[:300])
-                return
+    def read():
+        return [[r[0] for r in read_table(spark, config, "moving").collect()]]
 
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
+    with reading_all_along(read, least_reads=10) as (seen, failures):
         for run in range(1, 6):
             publish_table(spark, config, spark.range(5).select(F.lit(run).alias("run")), "moving")
-    finally:
-        stop.set()
-        thread.join()
     assert failures == []
     assert all(len(rows) == 5 and len(set(rows)) == 1 for rows in seen), seen

@@ -6,7 +6,6 @@ names hold a quote or a backtick still publish."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ from recsys import schemas as S
 from recsys.errors import RecsysError
 from recsys.recommend import publish, versions
 from recsys.tables import filesystem, sql_identifier, sql_string
+from tests.conftest import reading_all_along
 
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)
 MARKETS = ("DE", "JP", "SE")
@@ -105,26 +105,16 @@ def test_a_reader_never_misses_the_views_and_sees_one_run_whole(
     spark, fresh, snapshots, least_reads
 ):
     _publish(spark, fresh, D1, 1)
-    stop = threading.Event()
-    seen, failures = [], []
 
-    def reader():
-        while not stop.is_set() or len(seen) < least_reads:
-            try:
-                seen.append(_read(spark, fresh, S.PLAN_RECOMMENDATIONS_CURRENT))
-                seen.append(_read(spark, fresh, S.PLAN_RECOMMENDATIONS, D1))
-            except Exception as error:
-                failures.append(repr(error)[:300])
-                return
+    def read():
+        return [
+            _read(spark, fresh, S.PLAN_RECOMMENDATIONS_CURRENT),
+            _read(spark, fresh, S.PLAN_RECOMMENDATIONS, D1),
+        ]
 
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
+    with reading_all_along(read, least_reads) as (seen, failures):
         for run, snapshot in enumerate(snapshots, start=2):
             _publish(spark, fresh, snapshot, run)
-    finally:
-        stop.set()
-        thread.join()
     assert failures == []
     assert len(seen) >= least_reads
     assert all(len(rows) == ROWS and len(set(rows)) == 1 for rows in seen), seen
