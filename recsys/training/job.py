@@ -3,7 +3,9 @@
 For each model family: hyperparameter trials fitted on ``tune`` and scored on
 ``validation`` (of a hashed sample of users at scale, ``train.search_users``); the best trial
 refitted on ``train`` (every user) and scored once on ``holdout``. The family that did best
-on validation is the candidate: refitted on ``full`` (everything up to the snapshot),
+on validation is the candidate, unless a simpler family's paired interval against it
+includes zero (then the simplest such family; ``train.candidate`` may name one instead):
+refitted on ``full`` (everything up to the snapshot),
 registered, and promoted to ``champion`` only if it beats the champion and every baseline
 on the holdout (see :mod:`recsys.training.gate`). While no version is champion, the family
 best on the holdout is named ``interim``, so recommend has lists to serve. Everything is an
