@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from recsys.training.trainer import FamilyResult
 
 
-def _candidate(
+def choose_candidate(
     results: dict[str, FamilyResult], families: list[str], settings: TrainConfig
 ) -> tuple[FamilyResult, str]:
     """The family that goes to the gate, and why, in words.

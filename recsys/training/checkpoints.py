@@ -28,7 +28,7 @@ from recsys.config import Config
 from recsys.errors import RecsysError
 from recsys.supervision import IMPRESSIONS
 from recsys.training import tracking
-from recsys.training.trainer import Evaluated, FamilyResult, Trainer, _uri
+from recsys.training.trainer import Evaluated, FamilyResult, Trainer, as_uri
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ POLICY_SUFFIX = "_policy"  # beside the holdout per-user rows: the per-user poli
 VALIDATION_SUFFIX = "_validation"  # beside them: the chosen trial's on validation
 
 
-def _fingerprint(config: Config, snapshot: dt.date, counts: dict[str, int]) -> str:
+def run_fingerprint(config: Config, snapshot: dt.date, counts: dict[str, int]) -> str:
     """What a train run's results depend on: the snapshot, the interaction, eligibility and
     train settings (not where reports go, nor ``resume`` itself) and the rows per split."""
     basis = {
@@ -52,7 +52,7 @@ def _fingerprint(config: Config, snapshot: dt.date, counts: dict[str, int]) -> s
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _interrupted(client: MlflowClient, config: Config, fingerprint: str) -> Any | None:
+def interrupted_run(client: MlflowClient, config: Config, fingerprint: str) -> Any | None:
     """The latest train run with ``fingerprint`` that did not finish, if any."""
     experiment = client.get_experiment_by_name(config.mlflow.experiment)
     runs = client.search_runs(
@@ -65,15 +65,15 @@ def _interrupted(client: MlflowClient, config: Config, fingerprint: str) -> Any 
     return runs[0] if runs else None
 
 
-def _checkpoint(trainer: Trainer, result: FamilyResult) -> None:
+def save_checkpoint(trainer: Trainer, result: FamilyResult) -> None:
     """Write what a resumed run needs of a finished family (in the family's active run)."""
     location = trainer.location(result.run_id, "holdout_per_user")
     # The chosen trial's validation rows too: the candidate is chosen on them (candidate.py).
     validation = location + VALIDATION_SUFFIX
     for evaluated, at in ((result.holdout, location), (result.chosen, validation)):
-        evaluated.per_user_df.write.mode("overwrite").parquet(_uri(at))
+        evaluated.per_user_df.write.mode("overwrite").parquet(as_uri(at))
         if evaluated.policy_df is not None:
-            evaluated.policy_df.write.mode("overwrite").parquet(_uri(at + POLICY_SUFFIX))
+            evaluated.policy_df.write.mode("overwrite").parquet(as_uri(at + POLICY_SUFFIX))
 
     def evaluated(e: Evaluated) -> dict[str, Any]:
         table = json.loads(e.table.to_json(orient="split", double_precision=15))
@@ -91,7 +91,7 @@ def _checkpoint(trainer: Trainer, result: FamilyResult) -> None:
     mlflow.set_tag(CHECKPOINT_TAG, location)
 
 
-def _carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[str, FamilyResult]:
+def carried_over(trainer: Trainer, client: MlflowClient, parent: Any) -> dict[str, FamilyResult]:
     """The families the interrupted run ``parent`` finished, read back from their
     checkpoints; the family runs it left open without a checkpoint are marked killed."""
     children = client.search_runs(
@@ -167,7 +167,7 @@ def _read_back(
 
     def read(at: str, what: str) -> DataFrame:
         try:
-            return trainer.spark.read.parquet(_uri(at)).persist()
+            return trainer.spark.read.parquet(as_uri(at)).persist()
         except AnalysisException as exc:  # train.model_dir moved or cleaned since the run began
             raise RecsysError(
                 f"train.resume: cannot carry {family} over from its run {run_id}: its {what} "

@@ -172,7 +172,7 @@ def _needed(comparison: Comparison, gate: GateConfig) -> str:
     return f"{gate.margin}"
 
 
-def _compare(
+def compare_on_holdout(
     trainer: Trainer,
     client: MlflowClient,
     best: FamilyResult,
@@ -218,7 +218,7 @@ def _compare(
     return comparisons, by_market, refreshes
 
 
-def _against_families(
+def against_families(
     best: FamilyResult, results: dict[str, FamilyResult], settings: TrainConfig
 ) -> pd.DataFrame | None:
     """The candidate minus every other family on the holdout, paired per user, on hit rate

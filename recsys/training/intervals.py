@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from recsys.training.trainer import Evaluated
 
 
-def _intervals(result: Evaluated, settings: TrainConfig) -> pd.DataFrame:
+def holdout_intervals(result: Evaluated, settings: TrainConfig) -> pd.DataFrame:
     """Mean and bootstrap interval of every per-user figure the report shows on ``result``'s
     window, indexed by the report's column names: mean, low, high, n."""
     options = {
@@ -37,7 +37,7 @@ def _intervals(result: Evaluated, settings: TrainConfig) -> pd.DataFrame:
     return pd.concat(tables)
 
 
-def _interval(result: Evaluated, settings: TrainConfig) -> tuple[float, float, float]:
+def gate_interval(result: Evaluated, settings: TrainConfig) -> tuple[float, float, float]:
     table = bootstrap_ci(
         result.per_user(settings.gate.column),
         settings.gate.column,

@@ -37,17 +37,17 @@ from recsys.models import BASELINES, FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.progress import step
 from recsys.training import evaluate, gate, report, tracking
-from recsys.training.candidate import _candidate
+from recsys.training.candidate import choose_candidate
 from recsys.training.checkpoints import (
     FINGERPRINT_TAG,
-    _carried_over,
-    _checkpoint,
-    _fingerprint,
-    _interrupted,
+    carried_over,
+    interrupted_run,
+    run_fingerprint,
+    save_checkpoint,
 )
-from recsys.training.gate import _against_families, _compare
-from recsys.training.intervals import _interval, _intervals
-from recsys.training.register import _interim, _register
+from recsys.training.gate import against_families, compare_on_holdout
+from recsys.training.intervals import gate_interval, holdout_intervals
+from recsys.training.register import name_interim, register_candidate
 from recsys.training.trainer import FamilyResult, Search, Trainer
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,14 @@ def run(spark: SparkSession, config: Config) -> None:
     log.info("search: trials fit and score %s", search.describe())
     tracking.setup(config)
     client = MlflowClient()
-    fingerprint = _fingerprint(config, trainer.snapshot, counts)
-    interrupted = _interrupted(client, config, fingerprint) if settings.resume else None
+    fingerprint = run_fingerprint(config, trainer.snapshot, counts)
+    interrupted = interrupted_run(client, config, fingerprint) if settings.resume else None
     if settings.resume and interrupted is None:
         log.info("train.resume: no unfinished train run with these settings and rows; starting one")
     resumed = {"run_id": interrupted.info.run_id} if interrupted else {}
     with mlflow.start_run(run_name=f"train {trainer.snapshot}", **resumed) as parent:
         if interrupted:
-            carried = _carried_over(trainer, client, interrupted)
+            carried = carried_over(trainer, client, interrupted)
         else:
             carried = {}
             mlflow.set_tags(
@@ -117,17 +117,19 @@ def run(spark: SparkSession, config: Config) -> None:
             with step(f"train: {family}"):
                 results[family] = _train_family(trainer, family, search, holdout)
         with step("train: candidate"):
-            best, chosen_because = _candidate(results, families, settings)
+            best, chosen_because = choose_candidate(results, families, settings)
         log.info("candidate: %s (%s)", best.family, chosen_because)
         with step("train: gate"):
-            comparisons, by_market, refreshes = _compare(trainer, client, best, results, holdout)
+            comparisons, by_market, refreshes = compare_on_holdout(
+                trainer, client, best, results, holdout
+            )
             decision = gate.decide(
                 [gate.pooled(c) for c in comparisons], settings.gate, refreshes=refreshes
             )
-            against = _against_families(best, results, settings)
+            against = against_families(best, results, settings)
         with step("train: register"):
-            version = _register(trainer, client, best, decision)
-            interim = _interim(trainer, client, best, results, decision, version)
+            version = register_candidate(trainer, client, best, decision)
+            interim = name_interim(trainer, client, best, results, decision, version)
         if interim:
             decision = gate.Decision(decision.promote, (*decision.reasons, interim))
         for reason in decision.reasons:
@@ -152,7 +154,7 @@ def run(spark: SparkSession, config: Config) -> None:
             trainer.supervision.describe() if "conversion" in results else "",
             against,
             chosen_because,
-            {f: _intervals(r.holdout, settings) for f, r in results.items()},
+            {f: holdout_intervals(r.holdout, settings) for f, r in results.items()},
         )
         mlflow.set_tags(
             {
@@ -223,7 +225,7 @@ def _train_family(
         model, final = trainer.fit_and_score(
             family, chosen.params, trainer.rows(TRAIN), holdout, split=TRAIN
         )
-        mean, low, high = _interval(final, settings)
+        mean, low, high = gate_interval(final, settings)
         tracking.log_params(
             {
                 **{f"param_{k}": v for k, v in chosen.params.items()},
@@ -252,7 +254,7 @@ def _train_family(
         log_pyfunc("model", saved)
         model.unpersist()
         result = FamilyResult(family, tried, chosen, final, (mean, low, high), run.info.run_id)
-        _checkpoint(trainer, result)
+        save_checkpoint(trainer, result)
         log.info(
             "  %s on holdout: %s %.4f (95%% CI %.4f .. %.4f), fit + score %.1fs",
             family,

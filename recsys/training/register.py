@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from recsys.training.trainer import FamilyResult, Trainer
 
 
-def _register(
+def register_candidate(
     trainer: Trainer, client: MlflowClient, best: FamilyResult, decision: gate.Decision
 ) -> str:
     """Refit the candidate on everything before the snapshot, log it in the family's run,
@@ -65,7 +65,7 @@ def _register_fit(trainer: Trainer, result: FamilyResult, promoted: bool, verdic
     )
 
 
-def _interim(
+def name_interim(
     trainer: Trainer,
     client: MlflowClient,
     best: FamilyResult,

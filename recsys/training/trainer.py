@@ -120,7 +120,7 @@ class Trainer:
             self.interactions_df,
             experiments=config.train.models.conversion.experiments,
         )
-        self.config = _with_gate_metric(config, self.supervision.source)
+        self.config = with_gate_metric(config, self.supervision.source)
         self.settings = self.config.train
 
     # -- data --------------------------------------------------------------------------
@@ -249,15 +249,17 @@ class Trainer:
     def save(self, model: Recommender, run_id: str, name: str) -> str:
         """Save under ``train.model_dir``; returns what MLflow copies the artifact from."""
         location = self.location(run_id, name)
-        model.save(_uri(location))
+        model.save(as_uri(location))
         return location
 
 
-def _uri(location: str) -> str:
+def as_uri(location: str) -> str:
+    """A URI Spark reads on any filesystem: ``location`` as it is, or a local path as
+    ``file:``."""
     return location if "://" in location else Path(location).as_uri()
 
 
-def _with_gate_metric(config: Config, source: str) -> Config:
+def with_gate_metric(config: Config, source: str) -> Config:
     """``config`` with ``train.gate.metric: auto`` resolved: the off-policy value of the
     lists where impressions are logged, NDCG where they are not."""
     gate = config.train.gate

@@ -15,7 +15,7 @@ from recsys.config import GateConfig, TrainConfig
 from recsys.models import FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.training import gate, tracking
-from recsys.training.candidate import _candidate
+from recsys.training.candidate import choose_candidate
 from recsys.training.evaluate import ALL
 from recsys.training.trainer import Evaluated, FamilyResult
 
@@ -167,12 +167,12 @@ def _family(spark, family: str, level: float, seed: int):
 
 
 def test_a_lead_within_the_interval_goes_to_the_simpler_family(spark):
-    settings = TrainConfig.model_construct(gate=GATE, seed=7)  # _candidate reads only these
+    settings = TrainConfig.model_construct(gate=GATE, seed=7)  # choose_candidate reads only these
     families = ["popularity", "implicit_bpr", "conversion"]
 
     def candidate(levels):
         results = {f: _family(spark, f, level, n) for n, (f, level) in enumerate(levels.items())}
-        return _candidate(results, families, settings)
+        return choose_candidate(results, families, settings)
 
     chosen, because = candidate({"popularity": 0.3, "implicit_bpr": 0.5, "conversion": 0.505})
     assert chosen.family == "implicit_bpr"

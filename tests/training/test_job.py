@@ -23,7 +23,7 @@ from recsys.models import BASELINES, FAMILIES
 from recsys.training import checkpoints, tracking
 from recsys.training import job as train_job
 from recsys.training import register as train_register
-from recsys.training.trainer import Trainer, _with_gate_metric
+from recsys.training.trainer import Trainer, with_gate_metric
 from recsys.world import job as world_job
 
 
@@ -418,15 +418,15 @@ def test_a_checkpoint_that_is_gone_stops_the_resume_with_the_way_out(spark, trai
 
 def test_a_run_is_resumed_only_with_the_same_settings_and_rows(config):
     snapshot, rows = dt.date(2026, 11, 1), {"train": 10, "holdout": 3}
-    base = checkpoints._fingerprint(config, snapshot, rows)
+    base = checkpoints.run_fingerprint(config, snapshot, rows)
     elsewhere = config.model_copy(
         update={"train": config.train.model_copy(update={"resume": True, "report_dir": "/x"})}
     )
-    assert checkpoints._fingerprint(elsewhere, snapshot, rows) == base
+    assert checkpoints.run_fingerprint(elsewhere, snapshot, rows) == base
     reseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 8})})
-    assert checkpoints._fingerprint(reseeded, snapshot, rows) != base
-    assert checkpoints._fingerprint(config, snapshot, {**rows, "holdout": 4}) != base
-    assert checkpoints._fingerprint(config, dt.date(2026, 11, 2), rows) != base
+    assert checkpoints.run_fingerprint(reseeded, snapshot, rows) != base
+    assert checkpoints.run_fingerprint(config, snapshot, {**rows, "holdout": 4}) != base
+    assert checkpoints.run_fingerprint(config, dt.date(2026, 11, 2), rows) != base
 
 
 def test_runs_an_interruption_left_running_are_marked_killed_with_their_trials(tmp_path):
@@ -483,9 +483,9 @@ def test_the_conversion_model_learns_from_the_window_before_its_split(spark, tra
 
 
 def test_the_gate_metric_auto_follows_the_logged_impressions(config):
-    resolved = _with_gate_metric(config, "impressions").train.gate
+    resolved = with_gate_metric(config, "impressions").train.gate
     assert (resolved.metric, resolved.column) == ("policy_value", "policy_value")
-    assert _with_gate_metric(config, "candidates").train.gate.column == "ndcg_at_3"
+    assert with_gate_metric(config, "candidates").train.gate.column == "ndcg_at_3"
     pinned = config.model_copy(
         update={
             "train": config.train.model_copy(
@@ -494,4 +494,4 @@ def test_the_gate_metric_auto_follows_the_logged_impressions(config):
         }
     )
     with pytest.raises(RecsysError, match="policy_value replays logged impressions"):
-        _with_gate_metric(pinned, "candidates")
+        with_gate_metric(pinned, "candidates")
