@@ -103,6 +103,31 @@ def _experiment(folder: Path, sets: list[str]) -> dict:
     return result
 
 
+def _per_view(folder: Path, sets: list[str], experiment: str) -> dict:
+    """Per arm, conversions through the list per user who opened the surface (looked at rank
+    1): the A/B's own measure of what train's policy value estimates, with a 95% interval."""
+    rows = _sql(
+        folder,
+        "with reached as (select distinct user_id, arm from recsys.experiment_exposures "
+        f"where experiment_id = '{experiment}' and rank = 1 and is_examined) "
+        "select r.arm, count(*) as n, sum(case when o.converted_rank is not null then 1 "
+        "else 0 end) as taken from reached r join recsys.experiment_outcomes o "
+        f"on o.user_id = r.user_id and o.experiment_id = '{experiment}' group by r.arm",
+        sets,
+    )
+    measured = {}
+    for r in rows:
+        rate = r["taken"] / r["n"]
+        half = 1.96 * (rate * (1 - rate) / r["n"]) ** 0.5
+        measured[r["arm"]] = {
+            "users": r["n"],
+            "value": rate,
+            "low": rate - half,
+            "high": rate + half,
+        }
+    return measured
+
+
 def _unseen(folder: Path, sets: list[str]) -> dict:
     """The second test's expected conversions on the users round 1 held out (shown nothing,
     so their outcomes never reached the model): the share of the oracle's lift there."""
@@ -181,7 +206,14 @@ def _test(folder: Path, sets: list[str], objective: str, log: Path) -> tuple[dic
     started = time.perf_counter()
     for step in ("recommend", "simulate", "analyze"):
         _recsys(folder, step, "--conf", CONF, *chosen, log=log)
-    return _experiment(folder, chosen), time.perf_counter() - started
+    figures = _experiment(folder, chosen)
+    figures["per_view"] = _per_view(folder, chosen, _experiment_id(sets))
+    return figures, time.perf_counter() - started
+
+
+def _experiment_id(sets: list[str]) -> str:
+    prefix = "--set=recommend.experiment.id="
+    return next((s.removeprefix(prefix) for s in sets if s.startswith(prefix)), FIRST_TEST)
 
 
 def run_seed(seed: int, users: int, extra: list[str], keep: Path | None, rounds: int) -> dict:
@@ -192,6 +224,7 @@ def run_seed(seed: int, users: int, extra: list[str], keep: Path | None, rounds:
     seconds = {"pipeline": _recsys(folder, "pipeline", "--conf", CONF, *sets, log=log)}
     outcome = {"seed": seed, "users": users, "train": _train(folder), "objectives": {}}
     outcome["objectives"]["expected_value"] = _experiment(folder, sets)
+    outcome["objectives"]["expected_value"]["per_view"] = _per_view(folder, sets, FIRST_TEST)
     outcome["objectives"]["propensity"], seconds["propensity"] = _test(
         folder, sets, "propensity", log
     )
@@ -304,7 +337,50 @@ def write(results: dict, out: Path) -> None:
                 f"{'promoted' if second['promoted'] else 'not promoted'}; train "
                 f"{seed['seconds']['round_2_train']:.0f} s."
             )
+    lines += _per_view_lines(results["seeds"])
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _per_view_lines(seeds: list[dict]) -> list[str]:
+    """Train's holdout policy value of the served family and of popularity beside the test's
+    measured conversions through the list per user who opened the surface."""
+    rows = [
+        (seed, o["per_view"])
+        for seed in seeds
+        if "per_view" in (o := seed["objectives"]["propensity"])
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Train's off-policy estimate against the test (objective propensity, round 1)",
+        "",
+        "Per user who opened the surface: train's policy value (DR on the holdout's logged "
+        "impressions, acceptances of the top-3 lists) and the test's conversions through the "
+        "list, with 95% intervals.",
+        "",
+        "| seed | served family: train DR | treatment: measured | popularity: train DR "
+        "| control: measured |",
+        "|---:|---|---|---|---|",
+    ]
+    for seed, view in rows:
+        families = seed["train"]["families"]
+        served = families[seed["train"]["candidate"]]
+
+        def dr(f: dict) -> str:
+            return (
+                f"{f['policy_value']:.4f} [{f['policy_value_ci_low']:.4f}, "
+                f"{f['policy_value_ci_high']:.4f}]"
+            )
+
+        def measured(arm: dict) -> str:
+            return f"{arm['value']:.4f} [{arm['low']:.4f}, {arm['high']:.4f}]"
+
+        lines.append(
+            f"| {seed['seed']} | {dr(served)} | {measured(view['treatment'])} | "
+            f"{dr(families['popularity'])} | {measured(view['control'])} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
