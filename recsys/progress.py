@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,12 +126,60 @@ def trace(message: str, exc: BaseException) -> None:
 
 @contextmanager
 def step(name: str, logger: logging.Logger = log) -> Iterator[None]:
-    """Log the start and end of a unit of work with its wall time (and failure, if any)."""
+    """Log the start and end of a unit of work with its wall time (and failure, if any).
+
+    While it runs, the innermost open step says every :data:`HEARTBEAT_SECONDS` that it is
+    still running, with the Spark stages running at that moment and their tasks done, so a
+    long stage is never silent.
+    """
     started = time.perf_counter()
     logger.info("%s: started", name)
+    _open_steps.append(name)
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat, args=(name, logger, started, stop), daemon=True, name=f"step {name}"
+    )
+    beat.start()
     try:
         yield
     except BaseException:
         logger.error("%s: failed after %.1fs", name, time.perf_counter() - started)
         raise
+    finally:
+        stop.set()
+        _open_steps.remove(name)
     logger.info("%s: done in %.1fs", name, time.perf_counter() - started)
+
+
+# Seconds between "still running" lines of a long step.
+HEARTBEAT_SECONDS = 30.0
+_open_steps: list[str] = []
+
+
+def _heartbeat(name: str, logger: logging.Logger, started: float, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        if _open_steps and _open_steps[-1] == name:  # an inner step speaks for its outer ones
+            stages = _spark_stages()
+            logger.info(
+                "%s: still running after %.0fs%s",
+                name,
+                time.perf_counter() - started,
+                f"; Spark {stages}" if stages else "",
+            )
+
+
+def _spark_stages() -> str:
+    """The active Spark stages and their tasks done, as one phrase ("" without Spark)."""
+    from pyspark import SparkContext  # the Python side only; no JVM is started here
+
+    context = SparkContext._active_spark_context
+    if context is None:
+        return ""
+    try:
+        tracker = context.statusTracker()
+        infos = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+    except Exception:  # a JVM that is going away: the line goes out without Spark's part
+        return ""
+    return ", ".join(
+        f"stage {i.stageId} ({i.numCompletedTasks}/{i.numTasks} tasks)" for i in infos if i
+    )
