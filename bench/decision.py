@@ -266,6 +266,7 @@ def write(results: dict, out: Path) -> None:
         "before the snapshot. Shares are of the oracle's lift over control, from the "
         "simulator's expected values.",
         "",
+        *([results["note"], ""] if results.get("note") else []),
         "| seed | objective | served | conversion share | revenue share | treatment rate (A/B) "
         "| control rate (A/B) | decision |",
         "|---:|---|---|---:|---:|---|---|---|",
@@ -394,9 +395,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--render", action="store_true", help="only rewrite the .md from the recorded .json"
     )
+    parser.add_argument("--note", help="a line the .md shows under its header (how it ran)")
     args = parser.parse_args(argv)
     if args.render:
-        write(json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8")), args.out)
+        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+        if args.note:
+            recorded["note"] = args.note
+        write(recorded, args.out)
         return
     extra = [f"--set={s}" for s in args.sets]
     results = {
@@ -405,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "users": args.users,
         "seeds": [],
+        **({"note": args.note} if args.note else {}),
     }
     for seed in args.seeds:
         keep = args.keep / f"seed-{seed}" if args.keep else None
