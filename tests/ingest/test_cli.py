@@ -57,7 +57,8 @@ def test_pipeline_on_own_data_runs_ingest_and_stops_after_recommend(
     assert main(["pipeline", "--conf", str(conf_path)]) == 2
     err = capsys.readouterr().err
     assert "real data: skipping simulate and analyze" in err
-    assert "ingest: failed" in err and "generate-world: started" not in err
+    assert f"ingest (step 1 of {len(OWN_DATA_FLOW)}): failed" in err
+    assert "generate-world (step" not in err and "generate-world: started" not in err
     assert f"recsys: error: events file {events} lacks the required columns" in err
 
     own = load_config(conf_path)
