@@ -150,18 +150,22 @@ def experimented(spark, served):
 @contextmanager
 def reading_all_along(read: Callable[[], list], least_reads: int) -> Iterator[tuple[list, list]]:
     """Call ``read`` in a thread, again and again, while the block runs and until it has read
-    ``least_reads`` times; yields (what each read returned, the errors it raised). A read
-    that raises stops the thread."""
+    ``least_reads`` times, then once more after the block, so the reads see what it left;
+    yields (what each read returned, the errors it raised). A read that raises stops the
+    thread."""
     stop = threading.Event()
     seen: list = []
     failures: list[str] = []
 
     def reader() -> None:
-        while not stop.is_set() or len(seen) < least_reads:
+        while True:
+            done = stop.is_set() and len(seen) >= least_reads
             try:
                 seen.extend(read())
             except Exception as error:
                 failures.append(repr(error)[:300])
+                return
+            if done:  # this read began after the block ended
                 return
 
     thread = threading.Thread(target=reader)
