@@ -207,12 +207,15 @@ def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, p
     assert main(["rollback", "--list", "--conf", str(path)]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if "/v" in line]
     ids = [line.split()[0] for line in listed]
-    assert [line.split()[1] for line in listed] == ["2026-11-01", "2026-11-02", "2026-11-03"]
-    assert [line.endswith("served") for line in listed] == [True, False, False]
-    assert main(["rollback", "--to-version", ids[2], "--conf", str(path)]) == 0
-    assert publish.current(spark, config).version == ids[2]
+    # Oldest first; an earlier test's rerun of 2026-11-01 keeps the version it replaced.
+    days = [line.split()[1] for line in listed]
+    assert days == sorted(days) and days[-2:] == ["2026-11-02", "2026-11-03"]
+    served = [line.split()[1] for line in listed if line.endswith("served")]
+    assert served == ["2026-11-01"]
+    assert main(["rollback", "--to-version", ids[-1], "--conf", str(path)]) == 0
+    assert publish.current(spark, config).version == ids[-1]
     assert main(["rollback", "--previous", "--conf", str(path)]) == 0
-    assert publish.current(spark, config).version == ids[1]
+    assert publish.current(spark, config).version == ids[-2]
 
     keep_two = config.model_copy(
         update={
