@@ -228,7 +228,12 @@ def _write_matrices(
         behaviour_tokens=config.interactions.behaviour_tokens,
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        previous = previous_rows(spark, config, snapshot)
+        # generate-world writes the synthetic world at whatever size it is asked for: built
+        # from that world's own events, interactions replace the previous ones at any size.
+        regenerated = config.interactions.source.table == S.EVENTS and spark.catalog.tableExists(
+            config.table(S.WORLD_TRUTH)
+        )
+        previous = None if regenerated else previous_rows(spark, config, snapshot)
         with _failed_quarantine(spark, config, quarantine_df):
             _check_shrink(
                 interactions_df.count(), previous, config.interactions.max_drop_share, snapshot
