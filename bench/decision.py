@@ -229,21 +229,30 @@ def run_seed(seed: int, users: int, extra: list[str], keep: Path | None, rounds:
         folder, sets, "propensity", log
     )
     if rounds == 2:
-        second = [
-            *sets,
-            f"--set=train.models.conversion.experiments=[{FIRST_TEST}]",
-            f"--set=recommend.experiment.id={SECOND_TEST}",
-        ]
-        seconds["round_2_train"] = _recsys(folder, "train", "--conf", CONF, *second, log=log)
-        outcome["round_2"] = {"train": _train(folder), "objectives": {}}
-        for objective in ("propensity", "expected_value"):
-            figures, seconds[f"round_2_{objective}"] = _test(folder, second, objective, log)
-            if objective == "propensity":
-                figures["unseen_users"] = _unseen(folder, second)
-            outcome["round_2"]["objectives"][objective] = figures
+        outcome["round_2"], more = run_round_2(folder, sets)
+        seconds.update(more)
     outcome["seconds"] = seconds
     outcome["folder"] = str(folder)
     return outcome
+
+
+def run_round_2(folder: Path, sets: list[str]) -> tuple[dict, dict]:
+    """Round 2 on a folder whose round 1 has run: train again learning from round 1's test,
+    then a second test for both objectives; (figures, seconds)."""
+    log = folder / "decision.log"
+    second = [
+        *sets,
+        f"--set=train.models.conversion.experiments=[{FIRST_TEST}]",
+        f"--set=recommend.experiment.id={SECOND_TEST}",
+    ]
+    seconds = {"round_2_train": _recsys(folder, "train", "--conf", CONF, *second, log=log)}
+    outcome = {"train": _train(folder), "objectives": {}}
+    for objective in ("propensity", "expected_value"):
+        figures, seconds[f"round_2_{objective}"] = _test(folder, second, objective, log)
+        if objective == "propensity":
+            figures["unseen_users"] = _unseen(folder, second)
+        outcome["objectives"][objective] = figures
+    return outcome, seconds
 
 
 def _pct(x: float) -> str:
@@ -396,6 +405,12 @@ def main(argv: list[str] | None = None) -> None:
         "--render", action="store_true", help="only rewrite the .md from the recorded .json"
     )
     parser.add_argument("--note", help="a line the .md shows under its header (how it ran)")
+    parser.add_argument(
+        "--round-2-on-recorded",
+        action="store_true",
+        help="run round 2 for --seeds on the folders the recorded .json names (their round 1 "
+        "done), and record it there",
+    )
     args = parser.parse_args(argv)
     if args.render:
         recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -404,6 +419,15 @@ def main(argv: list[str] | None = None) -> None:
         write(recorded, args.out)
         return
     extra = [f"--set={s}" for s in args.sets]
+    if args.round_2_on_recorded:
+        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+        for seed in recorded["seeds"]:
+            if seed["seed"] in args.seeds:
+                sets = [f"--set=world.users={seed['users']}", f"--set=world.seed={seed['seed']}"]
+                seed["round_2"], more = run_round_2(Path(seed["folder"]), [*sets, *extra])
+                seed["seconds"].update(more)
+                write(recorded, args.out)
+        return
     results = {
         "command": " ".join(["bench/decision.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": dt.date.today().isoformat(),
