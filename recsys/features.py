@@ -18,6 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.interactions.validate import max_value_of
 
 KEYS = ("market", "user_id")
 USER_FEATURE_COLUMNS = (
@@ -140,14 +141,10 @@ def event_values(
     before : datetime.datetime
         The moment; only events strictly before it count.
     """
-    limits = {
-        t: float(max_values.get(t, max_values.get("default", float("inf")))) for t in event_types
-    }
-    limit = F.lit(None).cast("double")
-    for event_type, most in limits.items():
-        limit = F.when(F.col("event_type") == event_type, F.lit(most)).otherwise(limit)
     value = F.col("value").cast("double")
-    plausible = value.isNotNull() & ~F.isnan(value) & (value >= 0) & (value <= limit)
+    plausible = (
+        value.isNotNull() & ~F.isnan(value) & (value >= 0) & (value <= max_value_of(max_values))
+    )
     return (
         events_df.where(
             F.col("event_type").isin(*event_types)

@@ -289,14 +289,7 @@ def validate_events(
     Validated
         Every distinct raw row once with its multiplicity and reason (null: valid).
     """
-    default_max = F.lit(float(max_values.get("default", float("inf"))))
-    per_type = {t: float(v) for t, v in max_values.items() if t != "default"}
-    # Without per-type limits (only `default`) an empty map literal would have no key type.
-    max_value = (
-        F.coalesce(literal_map(per_type)[F.col("event_type")], default_max)
-        if per_type
-        else default_max
-    )
+    max_value = max_value_of(max_values)
     markets_df = catalog_df.select("market").distinct().withColumn("market_known", F.lit(True))
     labelled_df = (
         raw_df.transform(with_parsed_columns)
@@ -317,3 +310,14 @@ def validate_events(
             F.count(F.lit(1)).alias("n")
         )
     )
+
+
+def max_value_of(max_values: dict[str, float]) -> Column:
+    """The largest plausible value of each row's ``event_type`` (``interactions.max_values``:
+    its own limit, else ``default``, else none)."""
+    default_max = F.lit(float(max_values.get("default", float("inf"))))
+    per_type = {t: float(v) for t, v in max_values.items() if t != "default"}
+    # Without per-type limits (only `default`) an empty map literal would have no key type.
+    if not per_type:
+        return default_max
+    return F.coalesce(literal_map(per_type)[F.col("event_type")], default_max)
