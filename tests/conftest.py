@@ -16,6 +16,7 @@ import yaml
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
+from recsys import tracking
 from recsys.config import Config, load_config
 from recsys.experiment import job as experiment_job
 from recsys.interactions import job as interactions_job
@@ -23,7 +24,6 @@ from recsys.progress import setup_logging
 from recsys.recommend import job as recommend_job
 from recsys.session import build_session
 from recsys.training import job as train_job
-from recsys.training import tracking
 from recsys.world import job as world_job
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import json
 
 from mlflow import MlflowClient
 
+from recsys import tracking
 from recsys.cli import main
-from recsys.training import tracking
 
 
 def _sql(capsys, conf_path, query, *extra):

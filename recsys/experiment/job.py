@@ -16,13 +16,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys import tracking
 from recsys.config import Config
 from recsys.errors import RecsysError
 from recsys.experiment import analysis, ope, report, simulate, stats
 from recsys.progress import step
 from recsys.recommend.assign import CONTROL, HOLDOUT, TREATMENT
 from recsys.tables import publish_partition, read_table
-from recsys.training import tracking
 from recsys.world.population import markets_df
 
 log = logging.getLogger(__name__)

@@ -32,6 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys import tracking
 from recsys.columns import unit
 from recsys.config import Config
 from recsys.eligibility import STATE_COLUMNS, with_eligibility
@@ -47,7 +48,6 @@ from recsys.recommend.offers import offer_terms_df, with_expected_value
 from recsys.recommend.rank import exploration_candidates, ranked_lists
 from recsys.supervision import Supervision
 from recsys.tables import filesystem, publish_partition, read_table
-from recsys.training import tracking
 from recsys.training.search import baseline_params
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from mlflow import MlflowClient
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
+from recsys import tracking
 from recsys.config import Config
 from recsys.errors import RecsysError
 from recsys.supervision import IMPRESSIONS
-from recsys.training import tracking
 from recsys.training.trainer import Evaluated, FamilyResult, Trainer, as_uri
 
 log = logging.getLogger(__name__)

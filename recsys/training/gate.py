@@ -20,12 +20,12 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recsys import tracking
 from recsys.config import GateConfig, TrainConfig
 from recsys.errors import RecsysError
 from recsys.evaluation.metrics import MRR, bootstrap_ci
 from recsys.interactions.build import TRAIN
 from recsys.models import BASELINES, FAMILIES
-from recsys.training import tracking
 from recsys.training.evaluate import KEYS, Window
 
 if TYPE_CHECKING:

@@ -30,13 +30,14 @@ import mlflow
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
+from recsys import tracking
 from recsys.config import Config
 from recsys.errors import RecsysError
 from recsys.interactions.build import HOLDOUT, TRAIN, TUNE, cutoffs
 from recsys.models import BASELINES, FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.progress import step
-from recsys.training import evaluate, gate, report, tracking
+from recsys.training import evaluate, gate, report
 from recsys.training.candidate import choose_candidate
 from recsys.training.checkpoints import (
     FINGERPRINT_TAG,
@@ -206,7 +207,9 @@ def _train_family(
                     model, result = trainer.fit_and_score(family, params, *search_in, split=TUNE)
                     mlflow.set_tags({"recsys.family": family, "recsys.trial": str(number)})
                     tracking.log_params(params)
-                    tracking.log_metrics(tracking.metrics_from(result.table, prefix="val_"))
+                    tracking.log_metrics(
+                        tracking.metrics_from(result.table, pooled=evaluate.ALL, prefix="val_")
+                    )
                     mlflow.log_metric("fit_seconds", result.fit_seconds)
             model.unpersist()
             log.info(
@@ -236,8 +239,8 @@ def _train_family(
         )
         tracking.log_metrics(
             {
-                **tracking.metrics_from(final.table),
-                **tracking.metrics_from(chosen.table, prefix="val_"),
+                **tracking.metrics_from(final.table, pooled=evaluate.ALL),
+                **tracking.metrics_from(chosen.table, pooled=evaluate.ALL, prefix="val_"),
                 f"{column}_ci_low": low,
                 f"{column}_ci_high": high,
                 "fit_seconds": final.fit_seconds,

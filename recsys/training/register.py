@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import mlflow
 
+from recsys import tracking
 from recsys.interactions.build import FULL
 from recsys.models import BASELINES, FAMILIES
 from recsys.models.pyfunc import log_pyfunc
-from recsys.training import gate, tracking
+from recsys.training import gate
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

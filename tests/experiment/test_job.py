@@ -15,10 +15,10 @@ from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys import tracking
 from recsys.errors import RecsysError
 from recsys.experiment import job as experiment_job
 from recsys.experiment import report
-from recsys.training import tracking
 
 
 @pytest.fixture(scope="module")

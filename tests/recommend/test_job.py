@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys import tracking
 from recsys.cli import main
 from recsys.eligibility import with_eligibility
 from recsys.errors import RecsysError
@@ -22,7 +23,6 @@ from recsys.recommend import publish, versions
 from recsys.recommend.lists import FALLBACK, MODEL
 from recsys.recommend.offers import price_display
 from recsys.supervision import Supervision
-from recsys.training import tracking
 
 SNAPSHOT = dt.date(2026, 11, 1)
 

@@ -12,9 +12,9 @@ from chispa import assert_df_equality
 from mlflow import MlflowClient
 
 from recsys import schemas as S
+from recsys import tracking
 from recsys.errors import RecsysError
 from recsys.recommend.job import Served
-from recsys.training import tracking
 
 
 def _with_model_dir(config, model_dir: str):

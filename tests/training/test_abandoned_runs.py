@@ -11,8 +11,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from recsys import tracking
 from recsys.config import load_config
-from recsys.training import tracking
 from tests.conftest import ROOT, write_conf
 
 # A train-like process: parent and nested run open, then killed before it can close them.
@@ -20,7 +20,7 @@ CHILD = """
 import sys, time
 import mlflow
 from recsys.config import load_config
-from recsys.training import tracking
+from recsys import tracking
 tracking.setup(load_config(sys.argv[1]))
 with mlflow.start_run(run_name="train killed"):
     mlflow.set_tag("recsys.step", "train")

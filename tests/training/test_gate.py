@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from recsys import tracking
 from recsys.config import GateConfig, TrainConfig
 from recsys.models import FAMILIES
 from recsys.models.pyfunc import log_pyfunc
-from recsys.training import gate, tracking
+from recsys.training import gate
 from recsys.training.candidate import choose_candidate
 from recsys.training.evaluate import ALL
 from recsys.training.trainer import Evaluated, FamilyResult

@@ -1,4 +1,4 @@
-"""MLflow I/O for `train`: runs, metrics named for side-by-side charts, the registry.
+"""MLflow I/O for every stage: runs, metrics named for side-by-side charts, the registry.
 
 Metric names: ``ndcg_at_3`` is pooled over all markets, ``ndcg_at_3/SE`` one market. The
 MLflow UI groups charts by the part before the slash, so each metric's section shows every
@@ -25,7 +25,6 @@ from mlflow.exceptions import MlflowException
 
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.training.evaluate import ALL
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +132,29 @@ def git_commit() -> str:
         return "unknown"
 
 
-def metrics_from(table: pd.DataFrame, prefix: str = "") -> dict[str, float]:
-    """A markets x figures table as MLflow metrics (NaN figures left out)."""
+def metrics_from(table: pd.DataFrame, *, pooled: str, prefix: str = "") -> dict[str, float]:
+    """A markets x figures table as MLflow metrics (NaN figures left out).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per market, indexed by market, one column per figure.
+    pooled : str
+        The index label of the row pooled over all markets; its figures keep the bare name.
+    prefix : str
+        Put before every metric name, e.g. ``"val_"`` for validation figures.
+
+    Returns
+    -------
+    dict of str to float
+        ``{figure}`` for the pooled row, ``{figure}/{market}`` for each market's row.
+    """
     metrics = {}
     for market, row in table.iterrows():
         for column, value in row.items():
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
-            name = f"{prefix}{column}" if market == ALL else f"{prefix}{column}/{market}"
+            name = f"{prefix}{column}" if market == pooled else f"{prefix}{column}/{market}"
             metrics[name] = float(value)
     return metrics
 
