@@ -26,7 +26,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys.world.rand import Rng
+from recsys.rand import Rng
 
 METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr", "revenue")
 MRR = "mrr"  # the plain MRR column of per_user_metrics_at: no cut-off

@@ -34,10 +34,10 @@ from pyspark.sql import functions as F
 from recsys import schemas as S
 from recsys.columns import literal_map
 from recsys.config import Config
+from recsys.rand import Rng
 from recsys.world import response
 from recsys.world.history import ORGANIC_ACCEPT
 from recsys.world.population import utility_col, with_utilities
-from recsys.world.rand import Rng
 
 DAY = 86_400
 KEEP = 6.0  # keep-logit offset: most converters keep what they chose

@@ -18,9 +18,9 @@ from recsys import schemas as S
 from recsys.columns import column_map, literal_map
 from recsys.config import WorldConfig
 from recsys.markets import MarketCatalog
+from recsys.rand import Rng
 from recsys.world import response
 from recsys.world.population import utility_col
-from recsys.world.rand import Rng
 
 DAY = 86_400
 IMPRESSIONS_FREE = 4.0  # per 90 days: paywalls and in-app messages shown to free users

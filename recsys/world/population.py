@@ -11,8 +11,8 @@ from pyspark.sql import types as T
 from recsys.columns import literal_map
 from recsys.config import WorldConfig
 from recsys.markets import MarketCatalog
+from recsys.rand import Rng
 from recsys.world import response
-from recsys.world.rand import Rng
 
 HOUSEHOLD_SIZES = ((1, 0.36), (2, 0.28), (3, 0.16), (4, 0.13), (5, 0.07))
 ADOPTION = 1.6  # long-run pull towards a paid plan, on top of one window's acceptance

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.markets import OfferType
-from recsys.world.rand import Rng
+from recsys.rand import Rng
 
 INTERCEPT = {"plan": -3.3, "promo": -3.3, "addon": -4.4}
 PRICE_COEF = 1.5

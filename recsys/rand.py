@@ -1,7 +1,7 @@
 """Counter-based randomness from Spark built-ins: every draw is a hash of (seed, tag, keys).
 
-`rand(seed)` depends on partitioning, so the same seed on a different cluster would give a
-different world. Hashing the user's id instead makes each draw a pure function of the seed
+`rand(seed)` depends on partitioning, so the same seed on a different cluster would give
+different draws. Hashing the user's id instead makes each draw a pure function of the seed
 and the row, whatever the partitioning, executor count or order of evaluation.
 """
 

@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import functions as F
 from scipy import stats
 
-from recsys.world.rand import Rng
+from recsys.rand import Rng
 
 N = 20_000
 
