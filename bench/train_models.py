@@ -88,9 +88,9 @@ def measure(conf: Path, rounds: int) -> dict:
     from recsys import schemas as S
     from recsys.config import load_config
     from recsys.models import FAMILIES
+    from recsys.models.baselines import baseline_params
     from recsys.session import build_session
     from recsys.tables import read_table
-    from recsys.training.search import baseline_params
 
     config = load_config(conf)
     spark = build_session(config, app_name="bench train_models")

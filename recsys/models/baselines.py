@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -10,6 +11,9 @@ from pyspark.sql import functions as F
 from recsys.columns import literal_map
 from recsys.models.base import EXPLAIN_KEYS, Recommender
 from recsys.tokens import matches
+
+if TYPE_CHECKING:
+    from recsys.config import Config
 
 # log share given to an offer nobody in the market interacted with: far below any real one.
 UNSEEN_LOG_SHARE = -20.0
@@ -174,3 +178,27 @@ class Ladder(Recommender):
 
     def _load_state(self, state: dict[str, DataFrame]) -> None:
         self.signals_df = state["signals"]
+
+
+def baseline_params(config: Config, family: str) -> dict[str, Any]:
+    """The parameters a baseline family fits with: the ladder's rules, or nothing.
+
+    Baselines have no hyperparameters to search, so training and serving both build them
+    from the config alone.
+
+    Parameters
+    ----------
+    config : Config
+        The validated run config; ``train.models.ladder`` holds the ladder's rules.
+    family : str
+        A family name from :data:`recsys.models.BASELINES`.
+
+    Returns
+    -------
+    dict of str to Any
+        ``{"steps": ..., "signals": ...}`` for the ladder, empty for popularity.
+    """
+    if family == Ladder.family:
+        ladder = config.train.models.ladder
+        return {"steps": ladder.steps, "signals": ladder.signals}
+    return {}

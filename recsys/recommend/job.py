@@ -39,7 +39,7 @@ from recsys.eligibility import STATE_COLUMNS, with_eligibility
 from recsys.errors import RecsysError
 from recsys.interactions.build import FULL, TUNE, VALIDATION
 from recsys.models import FAMILIES, Recommender, load_model
-from recsys.models.baselines import Popularity
+from recsys.models.baselines import Popularity, baseline_params
 from recsys.progress import step
 from recsys.recommend import calibrate, lists, publish, validate
 from recsys.recommend.assign import arm_of, epsilon_of, is_exploring
@@ -48,7 +48,6 @@ from recsys.recommend.offers import offer_terms_df, with_expected_value
 from recsys.recommend.rank import exploration_candidates, ranked_lists
 from recsys.supervision import Supervision
 from recsys.tables import filesystem, publish_partition, read_table
-from recsys.training.search import baseline_params
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import itertools
 import random
 from typing import Any
 
-from recsys.config import ALSSpec, BPRSpec, Config
+from recsys.config import ALSSpec, BPRSpec
 
 
 def trials(spec: ALSSpec | BPRSpec, max_trials: int, seed: int) -> list[dict[str, Any]]:
@@ -26,11 +26,3 @@ def trials(spec: ALSSpec | BPRSpec, max_trials: int, seed: int) -> list[dict[str
     unique = [p for i, p in enumerate(others) if p not in others[:i]]
     drawn = random.Random(seed).sample(unique, min(len(unique), max_trials - 1))
     return [default, *drawn]
-
-
-def baseline_params(config: Config, family: str) -> dict[str, Any]:
-    """The ladder's rules, or nothing: baselines have no hyperparameters to search."""
-    if family == "ladder":
-        ladder = config.train.models.ladder
-        return {"steps": ladder.steps, "signals": ladder.signals}
-    return {}

@@ -28,11 +28,12 @@ from recsys.evaluation.policy_value import POLICY_VALUE
 from recsys.evaluation.reliability import Reliability
 from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, VALIDATION
 from recsys.models import BASELINES, FAMILIES, Recommender
+from recsys.models.baselines import baseline_params
 from recsys.models.conversion import Conversion
 from recsys.supervision import IMPRESSIONS, Supervision
 from recsys.tables import read_table
 from recsys.training import evaluate
-from recsys.training.search import baseline_params, trials
+from recsys.training.search import trials
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pyspark.sql import functions as F
 
 from recsys.features import offer_features, plan_tiers, user_features, with_pair_features
 from recsys.models import FAMILIES, load_model
+from recsys.models.baselines import baseline_params
 from recsys.supervision import Supervised
-from recsys.training.search import baseline_params
 
 OFFERS = ("premium_individual", "premium_family", "premium_duo", "trial_individual_1m")
 TOKENS = ("signal:household", "genre:pop", "signal:student")
