@@ -49,7 +49,7 @@ STEPS: Mapping[str, Step] = _Steps(
         "build-interactions": "recsys.interactions.job:run",
         "train": "recsys.training.job:run",
         "recommend": "recsys.recommend.job:run",
-        "simulate": "recsys.experiment.job:simulate_run",
+        "simulate": "recsys.world.job:simulate_run",
         "analyze": "recsys.experiment.job:analyze_run",
     }
 )

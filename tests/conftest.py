@@ -142,7 +142,7 @@ def experimented(spark, served):
     table and report that the experiment tests and the notebooks read."""
     _, config = served
     recommend_job.run(spark, config)
-    experiment_job.simulate_run(spark, config)
+    world_job.simulate_run(spark, config)
     experiment_job.analyze_run(spark, config)
     return served
 

@@ -1,4 +1,5 @@
-"""The `simulate` (demo) and `analyze` steps (docs/experiments.md)."""
+"""The `analyze` step: read any experiment's logs, write its results and decision report
+(docs/experiments.md)."""
 
 from __future__ import annotations
 
@@ -19,112 +20,12 @@ from recsys import schemas as S
 from recsys import tracking
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.experiment import analysis, ope, report, simulate, stats
+from recsys.experiment import analysis, ope, report, stats
 from recsys.progress import step
 from recsys.recommend.assign import CONTROL, HOLDOUT, TREATMENT
 from recsys.tables import publish_partition, read_table
-from recsys.world.population import markets_df
 
 log = logging.getLogger(__name__)
-
-
-def simulate_run(spark: SparkSession, config: Config) -> None:
-    """Play the experiment out on the synthetic world and write its logs."""
-    if not spark.catalog.tableExists(config.table(S.WORLD_TRUTH)):
-        # Own data (ingest drops the table) or no generate-world yet: nothing can answer
-        # "would this user have converted?" for a list they were never shown.
-        raise RecsysError(
-            f"no {config.table(S.WORLD_TRUTH)} table for this data: simulate is demo-only, it "
-            "plays the experiment on the synthetic world's hidden truth, which generate-world "
-            "writes and ingested data does not have. With your own data, load real "
-            "experiment_exposures and experiment_outcomes and run analyze"
-        )
-    config.markets.for_world()  # the world's catalogue: the simulated charges need prices
-    experiment = config.recommend.experiment.id
-    lists_df = read_table(spark, config, S.PLAN_RECOMMENDATIONS_CURRENT)
-    first = lists_df.select("snapshot_date", "experiment_id").first()
-    if first is None:
-        raise RecsysError(f"{config.table(S.PLAN_RECOMMENDATIONS_CURRENT)} is empty")
-    start, served_experiment = first["snapshot_date"], first["experiment_id"]
-    if served_experiment != experiment:
-        raise RecsysError(
-            f"the served lists belong to experiment {served_experiment!r}, the config names "
-            f"{experiment!r}: run recommend with this config first"
-        )
-    truth_df = read_table(spark, config, S.WORLD_TRUTH)
-    slots_df = simulate.served_slots(lists_df)
-    missing = slots_df.join(truth_df, on="user_id", how="left_anti")
-    lost = missing.count()
-    if lost:
-        example = missing.first()["user_id"]
-        raise RecsysError(
-            f"simulate plays the test on the synthetic world, but {lost:,} served users (e.g. "
-            f"{example}) are not in {config.table(S.WORLD_TRUTH)}; with your own data, load "
-            "real exposures and outcomes and run analyze"
-        )
-    window = config.simulate.window_days
-    log.info(
-        "simulating experiment %s over %d days from %s (reach %.0f%%, position bias %s)",
-        experiment,
-        window,
-        start,
-        100 * config.simulate.reach,
-        config.simulate.position_bias,
-    )
-    with step("simulate: draw"):
-        simulated_df = simulate.simulate(
-            slots_df,
-            truth_df,
-            read_table(spark, config, S.USERS),
-            markets_df(spark, config.markets),
-            simulate.pre_period(
-                read_table(spark, config, S.EVENTS), start, config.simulate.pre_days
-            ),
-            config,
-            start,
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        with step("simulate: experiment_exposures"):
-            publish_partition(
-                spark,
-                config,
-                simulate.exposures(simulated_df),
-                S.EXPERIMENT_EXPOSURES,
-                partition_column="experiment_id",
-                value=experiment,
-            )
-        with step("simulate: experiment_outcomes"):
-            publish_partition(
-                spark,
-                config,
-                simulate.outcomes(simulated_df, start, window),
-                S.EXPERIMENT_OUTCOMES,
-                partition_column="experiment_id",
-                value=experiment,
-            )
-        summary = (
-            simulated_df.groupBy("arm")
-            .agg(
-                F.count(F.lit(1)).alias("users"),
-                F.sum("converted").alias("conversions"),
-                F.avg("expected_conversion").alias("expected"),
-                F.avg("oracle_conversion").alias("oracle"),
-            )
-            .orderBy("arm")
-            .collect()
-        )
-    finally:
-        simulated_df.unpersist()
-    for r in summary:
-        log.info(
-            "  %-9s %8s users, %6s conversions (%.2f%%; expected %.2f%%, oracle %.2f%%)",
-            r["arm"],
-            f"{r['users']:,}",
-            f"{r['conversions']:,}",
-            100 * r["conversions"] / r["users"],
-            100 * r["expected"],
-            100 * r["oracle"],
-        )
 
 
 def analyze_run(spark: SparkSession, config: Config) -> None:

@@ -20,8 +20,8 @@ user who cancels) plus the first charge of the offer taken (none for a free mont
 the window). Every draw hashes (seed, tag, user), so a rerun gives the same outcomes.
 
 The expected values of the list shown and of the oracle's list (the user's top-k by true
-probability, or by probability x charge for revenue) are exact under this model; they give the
-share of the oracle's lift a policy captured.
+probability, or by probability x charge for revenue) are exact under this model
+(:mod:`recsys.world.expected`); they give the share of the oracle's lift a policy captured.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ from recsys.columns import literal_map
 from recsys.config import Config
 from recsys.rand import Rng
 from recsys.world import response
+from recsys.world.expected import (
+    expected_charge,
+    expected_conversion,
+    look_chance,
+    oracle_slots,
+)
 from recsys.world.history import ORGANIC_ACCEPT
 from recsys.world.population import utility_col, with_utilities
 
@@ -80,69 +86,6 @@ def recurring(config: Config) -> dict[str, dict[str, float]]:
         }
         for code, market in config.markets.markets.items()
     }
-
-
-def _bias(position_bias: list[float], rank: Column) -> Column:
-    """Chance of looking at ``rank``: the curve's value, its last one beyond its end."""
-    curve = F.array(*[F.lit(b) for b in position_bias])
-    return F.element_at(curve, F.least(rank, F.lit(len(position_bias))))
-
-
-def expected_conversion(slots: Column, reach: float, organic: Column) -> Column:
-    """P(convert) of a list: ``slots`` is array<struct<rank, offer_id, p, bias>> by rank;
-    ``organic`` the user's chance of converting on the plan page if the list did not work."""
-    surface = _surface_share(slots)
-    taken = F.lit(reach) * surface["total"]
-    return taken + (1 - taken) * organic
-
-
-def expected_charge(slots: Column, reach: float, organic_charge: Column, charge: Column) -> Column:
-    """E[first charge] of a list; ``charge`` maps offer_id -> first charge for the user's
-    market, ``organic_charge`` is E[charge] of the plan-page visit."""
-    surface = _surface_share(slots, charge)
-    return F.lit(reach) * surface["value"] + (1 - F.lit(reach) * surface["total"]) * organic_charge
-
-
-def _surface_share(slots: Column, charge: Column | None = None) -> Column:
-    """struct(total, value): P(the list converts a user who opened the surface), and E[charge]
-    of it, by the cascade: rank r converts if looked at and taken, and no earlier rank did."""
-    start = F.struct(
-        F.lit(1.0).alias("alive"), F.lit(0.0).alias("total"), F.lit(0.0).alias("value")
-    )
-
-    def step(acc: Column, slot: Column) -> Column:
-        here = acc["alive"] * slot["bias"] * slot["p"]
-        worth = F.lit(0.0) if charge is None else F.coalesce(charge[slot["offer_id"]], F.lit(0.0))
-        return F.struct(
-            (acc["alive"] * (1 - slot["bias"] * slot["p"])).alias("alive"),
-            (acc["total"] + here).alias("total"),
-            (acc["value"] + here * worth).alias("value"),
-        )
-
-    return F.aggregate(slots, start, step)
-
-
-def _oracle_slots(p_accept: Column, key: Column | None, k: int, position_bias: list[float]):
-    """The oracle's top-k: the offers open to the user by true p (or p x charge), best first."""
-    open_offers = F.filter(F.map_entries(p_accept), lambda e: e["value"] > 0)
-    keyed = F.transform(
-        open_offers,
-        lambda e: F.struct(
-            (-(e["value"] * (F.lit(1.0) if key is None else key[e["key"]]))).alias("order"),
-            e["key"].alias("offer_id"),
-            e["value"].alias("p"),
-        ),
-    )
-    best = F.slice(F.array_sort(keyed), 1, k)
-    return F.transform(
-        best,
-        lambda e, i: F.struct(
-            (i + 1).cast("int").alias("rank"),
-            e["offer_id"].alias("offer_id"),
-            e["p"].alias("p"),
-            _bias(position_bias, i + 1).alias("bias"),
-        ),
-    )
 
 
 def served_slots(lists_df: DataFrame) -> DataFrame:
@@ -211,7 +154,7 @@ def simulate(
             s["rank"].alias("rank"),
             s["offer_id"].alias("offer_id"),
             F.coalesce(p_accept[s["offer_id"]], F.lit(0.0)).alias("p"),
-            _bias(sim.position_bias, s["rank"]).alias("bias"),
+            look_chance(sim.position_bias, s["rank"]).alias("bias"),
         ),
     )
     open_offers = F.filter(F.map_entries(p_accept), lambda e: e["value"] > 0)
@@ -296,8 +239,8 @@ def simulate(
         F.coalesce(charge_of[F.col("converted_offer")], F.lit(0.0))
     )
     p_background = F.when(paid_before, p_cancel * (sim.window_days / 90.0)).otherwise(0.0)
-    oracle_rev_slots = _oracle_slots(p_accept, charge_of, k, sim.position_bias)
-    oracle_conv_slots = _oracle_slots(p_accept, None, k, sim.position_bias)
+    oracle_rev_slots = oracle_slots(p_accept, charge_of, k, sim.position_bias)
+    oracle_conv_slots = oracle_slots(p_accept, None, k, sim.position_bias)
 
     def expected_revenue(slot_column: Column, conversion: Column) -> Column:
         return held * (1 - 0.5 * p_background * (1 - conversion)) + expected_charge(
