@@ -9,6 +9,7 @@ with no outcome row had no outcome events: zeros, counted and reported.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 import pandas as pd
@@ -297,6 +298,40 @@ def _decide(
         required_users_per_arm=required,
         users_per_arm=min(a.n, b.n),
     )
+
+
+def cumulative_conversion(
+    users_df: DataFrame, start: dt.date, sizes: Mapping[str, int]
+) -> pd.DataFrame:
+    """Per arm and day of the window, the share of the arm's users converted so far.
+
+    Parameters
+    ----------
+    users_df : DataFrame
+        One row per user: ``arm``, ``converted`` and ``converted_at`` (null without one).
+    start : datetime.date
+        The window's first day (day 0).
+    sizes : Mapping of str to int
+        Users per arm: the denominators.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``arm``, ``day``, ``conversions`` (that day) and ``cumulative_rate``, by arm and day;
+        days without a conversion have no row.
+    """
+    day = F.datediff(F.to_date("converted_at"), F.lit(start))
+    daily = (
+        users_df.where(F.col("converted") > 0)
+        .groupBy("arm", day.alias("day"))
+        .agg(F.count(F.lit(1)).alias("conversions"))
+        .toPandas()
+    )
+    daily = daily.sort_values(["arm", "day"])
+    daily["cumulative_rate"] = daily.groupby("arm")["conversions"].cumsum() / daily["arm"].map(
+        sizes
+    )
+    return daily
 
 
 def check_population(population_df: DataFrame) -> tuple[int, int]:

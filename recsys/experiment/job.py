@@ -20,9 +20,9 @@ from recsys import schemas as S
 from recsys import tracking
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.experiment import analysis, ope, report, stats
+from recsys.experiment import analysis, report
+from recsys.experiment.policy_values import policy_values
 from recsys.progress import step
-from recsys.recommend.assign import CONTROL, HOLDOUT, TREATMENT
 from recsys.tables import publish_partition, read_table
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,20 @@ def analyze_run(spark: SparkSession, config: Config) -> None:
             config.recommend.experiment.shares,
             {m: markets[m].currency for m in markets},
         )
-        values = _policy_values(
-            spark, config, users_df, moments, exposures_df, outcomes_df, stamp["snapshot_date"]
+        values = policy_values(
+            users_df,
+            moments,
+            exposures_df=exposures_df,
+            outcomes_df=outcomes_df,
+            candidates_df=_exploration_candidates(spark, config, stamp["snapshot_date"]),
+            level=settings.level,
         )
         sizes = {
             arm: m.n
             for (scope, arm, metric), m in moments.items()
             if scope == S.POOLED and metric == "conversion"
         }
-        curve = _cumulative_conversion(users_df, stamp["snapshot_date"], sizes)
+        curve = analysis.cumulative_conversion(users_df, stamp["snapshot_date"], sizes)
     stamps = {
         "model_name": model_name,
         "model_version": str(model_version),
@@ -175,129 +180,18 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _policy_values(
-    spark: SparkSession,
-    config: Config,
-    users_df: DataFrame,
-    moments: dict[tuple[str, str, str], stats.Moments],
-    exposures_df: DataFrame,
-    outcomes_df: DataFrame,
-    snapshot: dt.date,
-) -> pd.DataFrame:
-    """Each policy's conversion rate and revenue per user: measured in its arm, estimated off
-    policy from the exploration slice, and (simulated worlds) the truth and the oracle's.
-
-    ``moments``: the pooled arms' statistics the comparisons used; the rest is one
-    aggregation over ``users_df`` and one over the slice's off-policy estimates."""
-    level = config.analyze.level
-    rows = []
-
-    def add(policy: str, metric: str, estimator: str, m: stats.Moments) -> None:
-        low, high = stats.mean_interval(m, level=level)
-        rows.append(
-            {
-                "market": S.POOLED,
-                "policy": policy,
-                "metric": metric,
-                "estimator": estimator,
-                "users": m.n,
-                "value": m.mean_y,
-                "low": low,
-                "high": high,
-            }
-        )
-
-    arm = F.col("arm")
-    groups = {
-        TREATMENT: arm == TREATMENT,
-        CONTROL: arm == CONTROL,
-        HOLDOUT: arm == HOLDOUT,
-        "treatment_greedy": (arm == TREATMENT) & ~F.col("is_exploring") & F.col("has_list"),
-    }
-    cases = {
-        ("treatment_greedy", "conversion", "ab_measured"): (
-            groups["treatment_greedy"],
-            "converted",
-        ),
-        ("treatment_greedy", "revenue", "ab_measured"): (groups["treatment_greedy"], "revenue_ref"),
-    }
-    for policy, member in groups.items():
-        cases[(policy, "conversion", "truth")] = (member, "expected_conversion")
-        cases[(policy, "revenue", "truth")] = (member, "expected_revenue_ref")
-    cases[("oracle", "conversion", "truth")] = (arm != HOLDOUT, "oracle_conversion")
-    cases[("oracle", "revenue", "truth")] = (arm != HOLDOUT, "oracle_revenue_ref")
-    found = _moments_of(users_df, cases)
-    simulated = found[(TREATMENT, "conversion", "truth")].n > 0  # real logs have no truth
-    for policy in groups:
-        for metric in ("conversion", "revenue"):
-            if policy == "treatment_greedy":
-                add(policy, metric, "ab_measured", found[(policy, metric, "ab_measured")])
-            else:
-                measured = moments.get((S.POOLED, policy, metric), stats.Moments(0, 0.0, 0.0))
-                add(policy, metric, "ab_measured", measured)
-        for metric in ("conversion", "revenue"):
-            if simulated:
-                add(policy, metric, "truth", found[(policy, metric, "truth")])
-    if simulated:
-        for metric in ("conversion", "revenue"):
-            add("oracle", metric, "truth", found[("oracle", metric, "truth")])
-
+def _exploration_candidates(
+    spark: SparkSession, config: Config, snapshot: dt.date
+) -> DataFrame | None:
+    """The experiment's ``exploration_candidates`` of the served snapshot; None without the
+    table (no off-policy estimate then)."""
     if not spark.catalog.tableExists(config.table(S.EXPLORATION_CANDIDATES)):
         log.info("no %s: no off-policy estimate", config.table(S.EXPLORATION_CANDIDATES))
-        return pd.DataFrame(rows)
-    candidates_df = read_table(spark, config, S.EXPLORATION_CANDIDATES).where(
+        return None
+    return read_table(spark, config, S.EXPLORATION_CANDIDATES).where(
         (F.col("snapshot_date") == F.lit(snapshot))
         & (F.col("experiment_id") == F.lit(config.recommend.experiment.id))
     )
-    estimates_df = ope.user_estimates(
-        ope.slice_rows(exposures_df, candidates_df, outcomes_df), outcomes_df
-    )
-    everyone = F.lit(True)
-    estimates = _moments_of(estimates_df, {e: (everyone, e) for e in ("ips", "dr")})
-    if not estimates["ips"].n:
-        log.info("no exploration slice in the treatment arm: no off-policy estimate")
-        return pd.DataFrame(rows)
-    for estimator, m in estimates.items():
-        add("treatment_greedy", "conversion", estimator, m)
-    return pd.DataFrame(rows)
-
-
-def _moments_of(df: DataFrame, cases: dict) -> dict:
-    """key -> Moments of column ``value`` over the rows where ``condition`` holds (nulls left
-    out), for every ``key: (condition, value)`` of ``cases``, in one aggregation."""
-    aggregates = []
-    for i, (condition, value) in enumerate(cases.values()):
-        y = F.when(condition, F.col(value))
-        aggregates += [
-            F.count(y).alias(f"n{i}"),
-            F.sum(y).alias(f"s{i}"),
-            F.sum(y * y).alias(f"q{i}"),
-        ]
-    row = df.agg(*aggregates).first()
-    return {
-        key: stats.Moments(
-            n=int(row[f"n{i}"]), sum_y=float(row[f"s{i}"] or 0), sum_y2=float(row[f"q{i}"] or 0)
-        )
-        for i, key in enumerate(cases)
-    }
-
-
-def _cumulative_conversion(
-    users_df: DataFrame, start: dt.date, sizes: dict[str, int]
-) -> pd.DataFrame:
-    """Per arm and day of the window: the share of the arm's ``sizes`` users converted so far."""
-    day = F.datediff(F.to_date("converted_at"), F.lit(start))
-    daily = (
-        users_df.where(F.col("converted") > 0)
-        .groupBy("arm", day.alias("day"))
-        .agg(F.count(F.lit(1)).alias("conversions"))
-        .toPandas()
-    )
-    daily = daily.sort_values(["arm", "day"])
-    daily["cumulative_rate"] = daily.groupby("arm")["conversions"].cumsum() / daily["arm"].map(
-        sizes
-    )
-    return daily
 
 
 def _key_figures(results: pd.DataFrame, values: pd.DataFrame, settings) -> dict[str, float]:
