@@ -18,7 +18,7 @@ from recsys import schemas as S
 from recsys.config import Config
 from recsys.errors import RecsysError
 from recsys.experiment.analysis import HEADLINE
-from recsys.experiment.report import DECISIONS
+from recsys.experiment.report_tables import DECISIONS
 from recsys.notebooks.workspace import Markdown
 from recsys.tables import read_table
 

@@ -16,7 +16,7 @@ from recsys import schemas as S
 from recsys import tracking
 from recsys.errors import RecsysError
 from recsys.experiment import job as experiment_job
-from recsys.experiment import report
+from recsys.experiment import report_tables
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_results_cover_every_market_and_the_pool_with_one_decision_each(analyzed
     markets = set(config.markets.markets) | {S.POOLED}
     assert set(results["market"]) == markets
     assert results.groupby("market")["decision"].nunique().eq(1).all()
-    assert set(results["decision"]) <= set(report.DECISIONS)
+    assert set(results["decision"]) <= set(report_tables.DECISIONS)
     success = results[results["role"] == "success"]
     assert set(success["metric"]) == {config.analyze.success_metric}
     pooled = results[(results["market"] == S.POOLED) & (results["metric"] == "revenue")]
@@ -60,7 +60,7 @@ def test_the_report_states_the_table_figures_the_oracle_share_and_the_off_policy
     text = (folder / f"{stem}.md").read_text(encoding="utf-8")
     pooled = results[results["market"] == S.POOLED]
     decision = pooled["decision"].iloc[0]
-    assert f": {report.DECISIONS[decision]}" in text.splitlines()[0]
+    assert f": {report_tables.DECISIONS[decision]}" in text.splitlines()[0]
     assert pooled["decision_reason"].iloc[0] in text
     for comparison in ("treatment_vs_control", "treatment_vs_holdout"):
         for metric in ("conversion", "revenue"):
@@ -70,14 +70,14 @@ def test_the_report_states_the_table_figures_the_oracle_share_and_the_off_policy
                     & (pooled["metric"] == metric)
                     & (pooled["adjustment"] == adjustment)
                 ].iloc[0]
-                assert report.lift_text(row) in text, (comparison, metric, adjustment)
+                assert report_tables.lift_text(row) in text, (comparison, metric, adjustment)
     share = values.set_index(["policy", "metric", "estimator"])["value"]
     captured = (
         share["treatment", "conversion", "truth"] - share["control", "conversion", "truth"]
     ) / (share["oracle", "conversion", "truth"] - share["control", "conversion", "truth"])
     assert f"captured {captured:.1%} of the oracle's conversion lift" in text
     for estimator in ("ips", "dr"):
-        assert f"{report.pct(share['treatment_greedy', 'conversion', estimator])}" in text, (
+        assert f"{report_tables.pct(share['treatment_greedy', 'conversion', estimator])}" in text, (
             estimator
         )
     # What a product manager needs named: the success metric, the family under test, the
@@ -96,8 +96,8 @@ def test_the_report_states_the_table_figures_the_oracle_share_and_the_off_policy
         & pooled["metric"].isin(["conversion", "revenue"])
     ]
     for r in holdout.itertuples():
-        shown = report.rel_interval(r)
-        assert shown == report.NEAR_ZERO or abs(r.rel_lift) <= 10
+        shown = report_tables.rel_interval(r)
+        assert shown == report_tables.NEAR_ZERO or abs(r.rel_lift) <= 10
         assert shown in text
     for image in ("lift", "conversion"):
         assert (folder / f"{stem}-{image}.png").read_bytes()[:4] == b"\x89PNG"
