@@ -93,6 +93,7 @@ def reasons(
 
 def contract_rows(
     lists_df: DataFrame,
+    *,
     users_df: DataFrame,
     terms_df: DataFrame,
     reasons_df: DataFrame,

@@ -19,9 +19,10 @@ from recsys.eligibility import with_eligibility
 from recsys.errors import RecsysError
 from recsys.interactions.build import TUNE
 from recsys.recommend import job as recommend_job
-from recsys.recommend import publish, versions
+from recsys.recommend import publish, scorers, versions
 from recsys.recommend.lists import FALLBACK, MODEL
 from recsys.recommend.offers import price_display
+from recsys.recommend.served import Served
 from recsys.supervision import Supervision
 
 SNAPSHOT = dt.date(2026, 11, 1)
@@ -243,15 +244,14 @@ def test_calibration_fits_each_scorer_on_a_hashed_sample_of_calibration_users(sp
         on_snapshot & (F.col("split") == TUNE)
     )
     interactions_df = spark.table(sampled.table(S.INTERACTIONS)).where(on_snapshot)
-    served = recommend_job.Served(spark, sampled, MlflowClient())
-    coefficients = recommend_job._calibration(
+    served = Served(spark, sampled, MlflowClient())
+    coefficients = scorers.fit_calibration(
         spark,
         sampled,
-        served,
-        interactions_df,
-        catalog_df,
-        sampled.recommend.experiment.control,
-        Supervision(spark, sampled, interactions_df),
+        served=served,
+        interactions_df=interactions_df,
+        catalog_df=catalog_df,
+        supervision=Supervision(spark, sampled, interactions_df),
     )
 
     users = state_df.count()

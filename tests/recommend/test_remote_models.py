@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from recsys import schemas as S
 from recsys import tracking
 from recsys.errors import RecsysError
-from recsys.recommend.job import Served
+from recsys.recommend.served import Served
 
 
 def _with_model_dir(config, model_dir: str):
