@@ -162,6 +162,12 @@ class InteractionsConfig(_Section):
         default=None, description="Events strictly before this day (UTC) count; null: today."
     )
     holdout_days: Annotated[int, Field(ge=1, le=365)] = 21
+    past_windows: Annotated[int, Field(ge=0, le=52)] = Field(
+        default=1,
+        description="Windows of holdout_days before the tune split whose user features are "
+        "kept too (splits past_1, past_2, ...): supervised families learn from the examples "
+        "of each, labelled inside it.",
+    )
     half_life_days: Annotated[float, Field(gt=0, le=3650)] | None = Field(
         default=30.0,
         description="Time decay of an event's weight relative to the split; null: none, for "

@@ -9,9 +9,13 @@ windows that ended by then. With ``holdout_days`` windows::
   the tune split;
 - fitted on ``full`` (served): the validation window's and the holdout window's examples,
   each with the features of its own start;
-- fitted on ``tune`` (search trials, scored on the validation window): no earlier window is
-  labelled, so the validation window's examples are cross-fitted: users are split in two by
-  hash, and each half is scored by the model fitted on the other.
+- fitted on ``tune`` (search trials, scored on the validation window): the validation
+  window's examples cross-fitted (users are split in two by hash, and each half is scored by
+  the model fitted on the other).
+
+Each fit also learns from the ``interactions.past_windows`` windows before the tune split
+(``past_1`` the latest), each with the features at its own start: more labelled examples of
+the same kind, none of them later than the split the model scores.
 
 Examples come from logged impressions where the ``offer_log`` has them (the legacy policy
 showed the offer with a logged propensity; the label is whether the user took it within
@@ -51,7 +55,7 @@ from recsys.features import (
     user_features,
     with_pair_features,
 )
-from recsys.interactions.build import ACCEPTANCE, FULL, TRAIN, TUNE, cutoffs
+from recsys.interactions.build import ACCEPTANCE, FULL, TRAIN, TUNE, moments, past_split
 from recsys.interactions.job import read_source
 from recsys.tables import read_table
 
@@ -144,7 +148,8 @@ class Supervised:
     """A supervised family's fitting data for one split.
 
     ``examples_df``: :data:`EXAMPLE_COLUMNS` with the pair features
-    (:func:`recsys.features.with_pair_features`); ``fold`` is 0 or 1 when ``cross_fit``.
+    (:func:`recsys.features.with_pair_features`); when ``cross_fit``, ``fold`` is 0 or 1, and
+    -1 for a past window's examples, which every fold learns from.
     ``users_df``: user features at the split the model scores (what it is fitted "on").
     ``offers_df`` / ``tiers_df``: offer features and plan tiers. ``acceptances_df``: (market,
     offer_id, acceptances) before that split. ``source``: :data:`IMPRESSIONS` or
@@ -192,12 +197,28 @@ class Supervision:
         self.offers_df = offer_features(catalog_df, config.analyze.reference_offer).persist()
         self.tiers_df = plan_tiers(catalog_df).persist()
         self.log_df = read_table(spark, config, S.OFFER_LOG).where(on_snapshot)
-        split, cutoff = cutoffs(self.snapshot, config.interactions.holdout_days)
-        tune_split = split - dt.timedelta(days=config.interactions.holdout_days)
-        self.moments = {TUNE: tune_split, TRAIN: split, FULL: cutoff}
+        settings = config.interactions
+        self.moments = moments(self.snapshot, settings.holdout_days, settings.past_windows)
+        self.pasts = [past_split(n) for n in range(settings.past_windows, 0, -1)]
         self.source = self._source()
         self._users: dict[str, DataFrame] = {}
         self._cache: dict[str, Supervised] = {}
+
+    def _check_past_splits(self) -> None:
+        """Refuse past windows that build-interactions did not write."""
+        if not self.pasts:
+            return
+        written = {
+            r["split"] for r in self.state_df.select("split").distinct().collect()
+        }  # a handful of split names
+        missing = [p for p in reversed(self.pasts) if p not in written]  # past_1 first
+        if missing:
+            raise RecsysError(
+                f"interactions.past_windows={len(self.pasts)}, but user_state for snapshot "
+                f"{self.snapshot} lacks split {', '.join(missing)}: build-interactions ran "
+                "with fewer past windows. Rerun build-interactions with this setting, or set "
+                "interactions.past_windows to what it was built with"
+            )
 
     def describe(self) -> str:
         """What the supervised examples are, for the log and the report."""
@@ -208,6 +229,8 @@ class Supervision:
             )
         else:
             rows = "every offer users were eligible for, labelled by what they converted to"
+        if self.pasts:
+            rows += f", stacked over {len(self.pasts)} earlier window(s) too"
         if self.experiments:
             rows += (
                 "; the served fit also learns from the offers users looked at in experiments "
@@ -261,9 +284,11 @@ class Supervision:
         """What a supervised family fitted on ``split`` learns from (see the module doc)."""
         if split in self._cache:
             return self._cache[split]
-        windows = {TUNE: [TUNE], TRAIN: [TUNE], FULL: [TUNE, TRAIN]}.get(split)
-        if windows is None:
+        own = {TUNE: [TUNE], TRAIN: [TUNE], FULL: [TUNE, TRAIN]}.get(split)
+        if own is None:
             raise RecsysError(f"supervised families fit on tune, train or full, not {split!r}")
+        self._check_past_splits()
+        windows = [*self.pasts, *own]
         parts = [self._examples(start) for start in windows]
         if split == FULL:
             parts += self._experiment_examples()
@@ -398,7 +423,9 @@ class Supervision:
                 F.lit(None).cast("double").alias("propensity"),
                 F.lit(False).alias("is_organic"),
             )
-        pairs_df = pairs_df.withColumn("fold", fold_of(F.col("user_id")))
+        # A past window's examples are earlier than every split's: each fold learns from them.
+        fold = F.lit(-1) if start in self.pasts else fold_of(F.col("user_id"))
+        pairs_df = pairs_df.withColumn("fold", fold)
         return with_pair_features(pairs_df, self.users_at(start), self.offers_df, self.tiers_df)
 
     def unpersist(self) -> None:

@@ -12,7 +12,7 @@ from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.errors import RecsysError
-from recsys.interactions.build import FULL, TRAIN
+from recsys.interactions.build import FULL, TRAIN, TUNE
 from recsys.supervision import (
     CANDIDATES,
     IMPRESSIONS,
@@ -188,3 +188,34 @@ def test_an_experiment_without_logs_or_off_the_splits_is_refused(spark, experime
         )
     with pytest.raises(RecsysError, match=f"'late-test' started on {later}; .* must be one of"):
         Supervision(spark, config, interactions_df, experiments=["late-test"]).for_split(FULL)
+
+
+def test_every_fit_also_learns_from_the_past_window_with_its_own_features(spark, experimented):
+    """The past window's examples come with the features at its start, labelled inside it,
+    and every fold of the search trials learns from them."""
+    _, config = experimented
+    snapshot = config.interactions.snapshot()
+    interactions_df = read_table(spark, config, S.INTERACTIONS).where(
+        F.col("snapshot_date") == F.lit(snapshot)
+    )
+    supervision = Supervision(spark, config, interactions_df)
+    past_df = supervision.for_split(TRAIN).examples_df.where(F.col("fold") == -1)
+    assert past_df.count() > 100
+    features = [c for c in supervision.users_at("past_1").columns if c not in ("market", "user_id")]
+    at_start_df = _comparable(past_df.select("market", "user_id", *features)).distinct()
+    assert at_start_df.exceptAll(_comparable(supervision.users_at("past_1"))).count() == 0
+    keys = ["market", "user_id", "offer_id", "label", "propensity"]
+    logged_df = labelled_log(
+        supervision.log_df, supervision.moments["past_1"], supervision.moments[TUNE]
+    )
+    assert past_df.select(*keys).exceptAll(logged_df.select(*keys)).count() == 0
+    tune_df = supervision.for_split(TUNE).examples_df
+    assert tune_df.where(F.col("fold") == -1).count() == past_df.count()
+    assert set(r["fold"] for r in tune_df.select("fold").distinct().collect()) == {-1, 0, 1}
+    supervision.unpersist()
+
+    wider = config.model_copy(
+        update={"interactions": config.interactions.model_copy(update={"past_windows": 3})}
+    )
+    with pytest.raises(RecsysError, match="lacks split past_2, past_3: build-interactions"):
+        Supervision(spark, wider, interactions_df).for_split(TRAIN)

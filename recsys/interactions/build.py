@@ -15,6 +15,9 @@ Time runs left to right; each window is ``holdout_days`` long::
   so that the holdout is looked at once, by the chosen models.
 - ``full``: all events before the snapshot, decayed to the snapshot; what the serving model
   is fitted on.
+- ``past_1``, ``past_2``, ...: the events before the start of each earlier window
+  (``interactions.past_windows`` of them), decayed to it; what supervised families
+  describe users by when they learn from those windows' examples.
 
 User and item indices are shared by all of them, per market.
 """
@@ -44,6 +47,35 @@ def cutoffs(snapshot: dt.date, holdout_days: int) -> tuple[dt.datetime, dt.datet
     return cutoff - dt.timedelta(days=holdout_days), cutoff
 
 
+def past_split(n: int) -> str:
+    """The name of the split that starts ``n`` windows before the tune split."""
+    return f"past_{n}"
+
+
+def moments(snapshot: dt.date, holdout_days: int, past_windows: int = 0) -> dict[str, dt.datetime]:
+    """The reference moment of every feature split, earliest first.
+
+    Parameters
+    ----------
+    snapshot : datetime.date
+        The snapshot day: events strictly before it count.
+    holdout_days : int
+        The length of each window.
+    past_windows : int
+        How many windows before the tune split also get a moment (``past_1`` the latest).
+
+    Returns
+    -------
+    dict of str to datetime.datetime
+        ``past_n`` .. ``past_1``, ``tune``, ``train``, ``full``: UTC midnights, each
+        ``holdout_days`` after the one before.
+    """
+    _, cutoff = cutoffs(snapshot, holdout_days)
+    window = dt.timedelta(days=holdout_days)
+    pasts = {past_split(n): cutoff - (n + 2) * window for n in range(past_windows, 0, -1)}
+    return {**pasts, TUNE: cutoff - 2 * window, TRAIN: cutoff - window, FULL: cutoff}
+
+
 def _ts(moment: dt.datetime) -> Column:
     return F.lit(moment)  # timezone-aware, so Spark does not read it as the machine's local time
 
@@ -55,17 +87,18 @@ def interaction_rows(
 
     ``events_df``: valid events (the output of validation).
     """
-    split, cutoff = cutoffs(snapshot, settings.holdout_days)
-    tune_split = split - dt.timedelta(days=settings.holdout_days)
+    at = moments(snapshot, settings.holdout_days, settings.past_windows)
     matrices_df = with_confidence(
         events_df,
-        references={TUNE: _ts(tune_split), TRAIN: _ts(split), FULL: _ts(cutoff)},
+        references={name: _ts(moment) for name, moment in at.items()},
         weights=settings.weights,
         half_life_days=settings.half_life_days,
         aggregation=settings.aggregation,
         cap=settings.cap,
     )
-    labels_df = _labels(events_df, {VALIDATION: (tune_split, split), HOLDOUT: (split, cutoff)})
+    labels_df = _labels(
+        events_df, {VALIDATION: (at[TUNE], at[TRAIN]), HOLDOUT: (at[TRAIN], at[FULL])}
+    )
     return matrices_df.unionByName(labels_df)
 
 

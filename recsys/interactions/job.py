@@ -17,13 +17,12 @@ from recsys.config import Config
 from recsys.eligibility import states_at
 from recsys.errors import RecsysError
 from recsys.interactions.build import (
-    FULL,
     HOLDOUT,
     TRAIN,
-    TUNE,
     cutoffs,
     interaction_rows,
     matrix_stats,
+    moments,
     offer_log_rows,
     with_indices,
 )
@@ -274,14 +273,14 @@ def _write_matrices(
 def _write_user_state(
     spark: SparkSession, config: Config, events_df: DataFrame, catalog_df: DataFrame
 ) -> None:
-    """Each user's plan, add-ons, trial use and verification at the tune split, the split and
-    the snapshot, read from events before each moment: what offline evaluation needs to know
-    what a user could have been shown then, without looking ahead."""
-    snapshot = config.interactions.snapshot()
-    split, cutoff = cutoffs(snapshot, config.interactions.holdout_days)
-    tune_split = split - dt.timedelta(days=config.interactions.holdout_days)
-    moments = {TUNE: tune_split, TRAIN: split, FULL: cutoff}
-    state_df = states_at(events_df, catalog_df, moments)  # one pass for the three
+    """Each user's plan, add-ons, trial use and verification at every split's moment (the
+    past windows', the tune split, the split and the snapshot), read from events before each:
+    what offline evaluation needs to know what a user could have been shown then, without
+    looking ahead."""
+    settings = config.interactions
+    snapshot = settings.snapshot()
+    at = moments(snapshot, settings.holdout_days, settings.past_windows)
+    state_df = states_at(events_df, catalog_df, at)  # one pass for all of them
     publish_partition(
         spark,
         config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from recsys.catalog import catalog_df
 from recsys.interactions.build import (
     interaction_rows,
     matrix_stats,
+    moments,
     offer_log_rows,
     with_indices,
 )
@@ -62,6 +64,38 @@ def test_training_rows_see_only_events_before_the_split(spark, config, rows_df):
     assert_approx_df_equality(
         _split(rows_df, "train"), expected, 1e-9, ignore_row_order=True, ignore_nullable=True
     )
+
+
+def test_past_windows_start_one_window_apart_before_the_tune_split():
+    at = moments(SNAPSHOT, 21, past_windows=2)
+    assert list(at) == ["past_2", "past_1", "tune", "train", "full"]
+    days = [(b - a).days for a, b in itertools.pairwise(at.values())]
+    assert days == [21, 21, 21, 21]
+    assert at["full"] == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    assert list(moments(SNAPSHOT, 21)) == ["tune", "train", "full"]
+
+
+def test_a_past_split_sees_only_events_before_its_start(spark, config):
+    # past_1 starts three windows before the snapshot: 2026-08-30.
+    events = [
+        ("u1", "SE", "listen", "genre:pop", dt.datetime(2026, 8, 20), 30.0),
+        ("u1", "SE", "listen", "genre:rock", dt.datetime(2026, 9, 1), 30.0),
+        ("u2", "SE", "plan_page_view", "premium_duo", dt.datetime(2026, 9, 2), 1.0),
+    ]
+    settings = config.interactions.model_copy(
+        update={"holdout_days": 21, "half_life_days": 30.0, "past_windows": 1}
+    )
+    rows_df = interaction_rows(
+        spark.createDataFrame(events, S.EVENTS_SCHEMA), settings, snapshot=SNAPSHOT
+    )
+    expected = spark.createDataFrame(
+        [("u1", "genre:pop", config.interactions.weights["listen"] * math.log1p(_decay(10)))],
+        "user_id string, item_id string, confidence double",
+    )
+    assert_approx_df_equality(
+        _split(rows_df, "past_1"), expected, 1e-9, ignore_row_order=True, ignore_nullable=True
+    )
+    assert _split(rows_df, "tune").count() == 3
 
 
 def test_holdout_is_the_conversions_after_the_split(spark, rows_df):
