@@ -17,9 +17,17 @@ logged impression estimates it, with ``w = b_rank(o)`` when the list holds o, el
 
 A user's value is the mean over their impressions; a policy's, the mean over users, so a
 paired bootstrap over users compares two policies on the same logged views.
+
+The users with logged impressions are the ones the logging policy chose to show offers to,
+not the users a list would be served to: a legacy policy that shows free users offers more
+often than paid ones fills the log with the users most likely to accept.
+:func:`post_stratified` re-weights the per-user values to a population's mix of strata (the
+plan each user holds, per market), which is the rate a test serving everyone measures.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -133,4 +141,53 @@ def summary(per_user_df: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:
         F.avg("dr").alias("dr"),
         F.count(F.lit(1)).alias("users"),
         F.sum("impressions").alias("impressions"),
+    )
+
+
+def post_stratified(
+    per_user_df: DataFrame,
+    population_df: DataFrame,
+    strata: Sequence[str],
+    by: tuple[str, ...] = (),
+) -> DataFrame:
+    """The DR value re-weighted from the logged users' mix of strata to a population's.
+
+    Parameters
+    ----------
+    per_user_df : DataFrame
+        :func:`per_user`'s rows with the ``strata`` columns added.
+    population_df : DataFrame
+        The ``strata`` columns and ``users``: how many users of the population each stratum
+        holds (every user a list would be served to).
+    strata : sequence of str
+        The columns that define a stratum, e.g. ``("market", "current_plan")``; ``by`` must
+        be among them.
+    by : tuple of str
+        Group columns (none: pooled).
+
+    Returns
+    -------
+    DataFrame
+        ``by`` and ``served``: the sum over strata of the stratum's mean DR times its share of
+        the population, over the strata with logged users; ``served_se``: its standard error
+        (strata independent); ``coverage``: the population's share in those strata (the rest
+        have no logged user to stand for them and are left out of both sums).
+    """
+    strata = list(strata)
+    logged_df = per_user_df.groupBy(*strata).agg(
+        F.avg("dr").alias("mean"),
+        F.coalesce(F.var_samp("dr"), F.lit(0.0)).alias("var"),
+        F.count(F.lit(1)).alias("n"),
+    )
+    joined = population_df.select(*strata, "users").join(logged_df, on=strata, how="left")
+    covered = F.col("mean").isNotNull()
+    grouped = joined.groupBy(*by) if by else joined
+    covered_users = F.sum(F.when(covered, F.col("users")))
+    return grouped.agg(
+        (F.sum(F.when(covered, F.col("users") * F.col("mean"))) / covered_users).alias("served"),
+        (
+            F.sqrt(F.sum(F.when(covered, F.col("users") ** 2 * F.col("var") / F.col("n"))))
+            / covered_users
+        ).alias("served_se"),
+        (F.coalesce(covered_users, F.lit(0)) / F.sum("users")).alias("coverage"),
     )

@@ -26,6 +26,8 @@ from recsys.ranking import top_k
 
 KEYS = ("market", "user_id")
 ALL = "all"  # the market label of pooled figures
+# Who the logging policy showed offers to differs from whom lists serve by the plan held.
+STRATA = ("market", "current_plan")
 RANKING_METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr")
 
 
@@ -68,6 +70,8 @@ class Logged:
     impressions_df: DataFrame  # policy_value.LOGGED_COLUMNS
     candidates_df: DataFrame  # (market, user_id, offer_id, current_plan) of their users
     rewards_df: DataFrame  # policy_value.REWARD_COLUMNS: the direct model of DR
+    # (market, current_plan, users) of every user at the window's start: whom lists serve
+    population_df: DataFrame
 
     def persist(self) -> Logged:
         level = StorageLevel.MEMORY_AND_DISK
@@ -77,8 +81,8 @@ class Logged:
         for df in self._frames():
             df.unpersist()
 
-    def _frames(self) -> tuple[DataFrame, DataFrame, DataFrame]:
-        return (self.impressions_df, self.candidates_df, self.rewards_df)
+    def _frames(self) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+        return (self.impressions_df, self.candidates_df, self.rewards_df, self.population_df)
 
 
 def window(
@@ -137,6 +141,7 @@ def logged(
     whose score is the logit of P(accept) (``serves_probability``), fitted on data from
     before the window or cross-fitted on it.
     """
+    population_df = state_df.groupBy(*STRATA).agg(F.count(F.lit(1)).alias("users"))
     state_df = state_df.join(
         impressions_df.select(*KEYS).distinct(), on=list(KEYS), how="left_semi"
     )
@@ -156,7 +161,7 @@ def logged(
     rewards_df = reward_model.score(pairs_df).select(
         *KEYS, "offer_id", (1 / (1 + F.exp(-F.col("score")))).alias("reward")
     )
-    return Logged(impressions_df, candidates_df, rewards_df)
+    return Logged(impressions_df, candidates_df, rewards_df, population_df)
 
 
 def policy_values(
@@ -168,14 +173,18 @@ def policy_values(
     lists_df = top_k(model.score(logged.candidates_df), k).select(
         *KEYS, F.col("offer_id").alias("item_id"), "rank"
     )
-    return policy_value.per_user(
-        lists_df,
-        logged.impressions_df,
-        logged.candidates_df,
-        logged.rewards_df,
-        position_bias,
-        k,
-    ).withColumn(policy_value.POLICY_VALUE, F.col("dr"))
+    return (
+        policy_value.per_user(
+            lists_df,
+            logged.impressions_df,
+            logged.candidates_df,
+            logged.rewards_df,
+            position_bias,
+            k,
+        )
+        .withColumn(policy_value.POLICY_VALUE, F.col("dr"))
+        .join(logged.candidates_df.select(*STRATA, "user_id").distinct(), on=list(KEYS), how="left")
+    )
 
 
 def reliability_of(model: Recommender, logged: Logged) -> Reliability:
@@ -191,17 +200,29 @@ def reliability_of(model: Recommender, logged: Logged) -> Reliability:
     )
 
 
-def policy_summary(policy_df: DataFrame) -> pd.DataFrame:
-    """Markets x ``policy_value`` (DR), ``policy_value_ips``, ``policy_value_snips`` and
-    ``policy_users``, plus :data:`ALL` pooled."""
-    by_market = policy_value.summary(policy_df, by=("market",)).toPandas().set_index("market")
-    pooled = policy_value.summary(policy_df).toPandas().assign(market=ALL).set_index("market")
-    table = pd.concat([by_market, pooled])
-    return table.rename(
+def policy_summary(policy_df: DataFrame, population_df: DataFrame) -> pd.DataFrame:
+    """Markets x ``policy_value`` (DR), ``policy_value_ips``, ``policy_value_snips``,
+    ``policy_value_served`` (DR re-weighted to ``population_df``'s plans,
+    :func:`recsys.evaluation.policy_value.post_stratified`) with its ``_se`` and
+    ``policy_served_coverage``, and ``policy_users``, plus :data:`ALL` pooled."""
+    parts = []
+    for by in (("market",), ()):
+        estimates = policy_value.summary(policy_df, by=by).toPandas()
+        served = policy_value.post_stratified(policy_df, population_df, STRATA, by=by).toPandas()
+        if by:
+            part = estimates.merge(served, on=list(by), how="left")
+        else:
+            part = pd.concat([estimates, served], axis=1).assign(market=ALL)
+        parts.append(part.set_index("market"))
+    value = policy_value.POLICY_VALUE
+    return pd.concat(parts).rename(
         columns={
-            "dr": policy_value.POLICY_VALUE,
-            "ips": f"{policy_value.POLICY_VALUE}_ips",
-            "snips": f"{policy_value.POLICY_VALUE}_snips",
+            "dr": value,
+            "ips": f"{value}_ips",
+            "snips": f"{value}_snips",
+            "served": f"{value}_served",
+            "served_se": f"{value}_served_se",
+            "coverage": "policy_served_coverage",
             "users": "policy_users",
             "impressions": "policy_impressions",
         }

@@ -70,6 +70,7 @@ def _holdout_table(
                 },
                 f"validation {gate}": round(result.chosen.pooled(gate), 4),
                 f"{POLICY_VALUE}_snips": table.loc[ALL].get(f"{POLICY_VALUE}_snips"),
+                f"{POLICY_VALUE}_served": table.loc[ALL].get(f"{POLICY_VALUE}_served"),
                 metric_column("coverage", settings.gate.k): table.loc[ALL].get(
                     metric_column("coverage", settings.gate.k)
                 ),
@@ -104,8 +105,12 @@ def _policy_note(results: dict[str, FamilyResult], config: Config) -> list[str]:
         "never showed to such users, as far as that model generalises; `_ips` weights each "
         "logged acceptance by the list's chance of showing that offer over the logged "
         "propensity (no credit for unshown offers); "
-        "`_snips` is IPS normalised by its weights. The ranking metrics count the users who "
-        "converted in the holdout.",
+        "`_snips` is IPS normalised by its weights. The logging policy showed offers to some "
+        "users more than others, so the logged users are not the users a list serves: "
+        f"`_served` re-weights the DR values to the plans held by all users at the split, per "
+        "market (the rate a test that serves everyone measures; strata with no logged user, "
+        f"{1 - table.loc[ALL].get('policy_served_coverage', 1.0):.1%} of users, are left out). "
+        "The ranking metrics count the users who converted in the holdout.",
         "",
     ]
 

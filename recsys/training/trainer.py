@@ -220,7 +220,8 @@ class Trainer:
             policy_df = evaluate.policy_values(
                 model, win.logged, gate.k, gate.position_bias
             ).persist()
-            table = table.join(evaluate.policy_summary(policy_df), how="left")
+            summary = evaluate.policy_summary(policy_df, win.logged.population_df)
+            table = table.join(summary, how="left")
         reliability = None
         if win.logged is not None and model.serves_probability and split != TUNE:
             reliability = evaluate.reliability_of(model, win.logged)

@@ -103,3 +103,43 @@ def test_ips_and_dr_recover_a_known_policy_value(spark):
     assert summary["ips"] == pytest.approx(truth, abs=0.03)
     assert summary["dr"] == pytest.approx(truth, abs=0.03)
     assert summary["snips"] == pytest.approx(truth, abs=0.03)
+
+
+def test_post_stratified_reweights_the_logged_users_to_the_population(spark):
+    """The log over-represents free users (2 of 3 logged, 1 in 5 of the population): each
+    plan's mean counts by its population share; a plan with no logged user is left out and
+    reported as uncovered."""
+    per_user_df = spark.createDataFrame(
+        [
+            ("SE", "u1", "free", 0.2),
+            ("SE", "u2", "free", 0.4),
+            ("SE", "u3", "premium_individual", 0.0),
+            ("NO", "u4", "free", 0.1),
+        ],
+        "market string, user_id string, current_plan string, dr double",
+    )
+    population_df = spark.createDataFrame(
+        [
+            ("SE", "free", 100),
+            ("SE", "premium_individual", 300),
+            ("SE", "premium_student", 100),
+            ("NO", "free", 50),
+        ],
+        "market string, current_plan string, users long",
+    )
+    strata = ("market", "current_plan")
+    by_market = {
+        r["market"]: r
+        for r in policy_value.post_stratified(
+            per_user_df, population_df, strata, by=("market",)
+        ).collect()
+    }
+    se = by_market["SE"]
+    assert se["served"] == pytest.approx((100 * 0.3 + 300 * 0.0) / 400)
+    assert se["coverage"] == pytest.approx(400 / 500)
+    # free: variance 0.02 over 2 users; premium_individual: one user, no spread
+    assert se["served_se"] == pytest.approx((100**2 * 0.02 / 2) ** 0.5 / 400)
+    assert by_market["NO"]["served"] == pytest.approx(0.1)
+    pooled = policy_value.post_stratified(per_user_df, population_df, strata).first()
+    assert pooled["served"] == pytest.approx((100 * 0.3 + 50 * 0.1) / 450)
+    assert pooled["coverage"] == pytest.approx(450 / 550)

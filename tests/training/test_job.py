@@ -93,6 +93,9 @@ def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
         low, high = metrics["policy_value_ci_low"], metrics["policy_value_ci_high"]
         assert 0.0 < low <= metrics["policy_value"] <= high
         assert {"policy_value_ips", "policy_value_snips"} <= set(metrics)
+        # Re-weighted to every user's plan, the rate falls: the log over-represents free users.
+        assert 0.0 < metrics["policy_value_served"] < metrics["policy_value"]
+        assert 0.9 < metrics["policy_served_coverage"] <= 1.0
         assert {f"ndcg_at_3/{m}" for m in markets} <= set(metrics)
         assert "revenue_at_3/SE" in metrics and "revenue_at_3" not in metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
