@@ -189,6 +189,9 @@ def _train(folder: Path) -> dict:
                 "policy_value_ci_high",
                 "policy_value_ips",
                 "policy_value_snips",
+                "policy_value_served",
+                "policy_value_served_se",
+                "policy_served_coverage",
                 "ndcg_at_3",
                 "val_policy_value",
             )
@@ -366,12 +369,13 @@ def _per_view_lines(seeds: list[dict]) -> list[str]:
         "## Train's off-policy estimate against the test (objective propensity, round 1)",
         "",
         "Per user who opened the surface: train's policy value (DR on the holdout's logged "
-        "impressions, acceptances of the top-3 lists) and the test's conversions through the "
-        "list, with 95% intervals.",
+        "impressions, acceptances of the top-3 lists), the same re-weighted to the plans of "
+        "every user (`served`, the figure a test serving everyone measures) and the test's "
+        "conversions through the list, with 95% intervals.",
         "",
-        "| seed | served family: train DR | treatment: measured | popularity: train DR "
-        "| control: measured |",
-        "|---:|---|---|---|---|",
+        "| seed | served family: train DR | served | treatment: measured "
+        "| popularity: train DR | served | control: measured |",
+        "|---:|---|---|---|---|---|---|",
     ]
     for seed, view in rows:
         families = seed["train"]["families"]
@@ -383,12 +387,20 @@ def _per_view_lines(seeds: list[dict]) -> list[str]:
                 f"{f['policy_value_ci_high']:.4f}]"
             )
 
+        def reweighted(f: dict) -> str:
+            if f.get("policy_value_served") is None:
+                return "not recorded"
+            value, half = f["policy_value_served"], 1.96 * f["policy_value_served_se"]
+            return f"{value:.4f} [{value - half:.4f}, {value + half:.4f}]"
+
         def measured(arm: dict) -> str:
             return f"{arm['value']:.4f} [{arm['low']:.4f}, {arm['high']:.4f}]"
 
+        popularity = families["popularity"]
         lines.append(
-            f"| {seed['seed']} | {dr(served)} | {measured(view['treatment'])} | "
-            f"{dr(families['popularity'])} | {measured(view['control'])} |"
+            f"| {seed['seed']} | {dr(served)} | {reweighted(served)} | "
+            f"{measured(view['treatment'])} | {dr(popularity)} | {reweighted(popularity)} | "
+            f"{measured(view['control'])} |"
         )
     return lines
 
