@@ -28,6 +28,9 @@ from nbclient import NotebookClient
 from recsys.recommend import job as recommend_job
 from tests.conftest import ROOT
 
+# The notebooks read every table of the served world, each in a kernel of its own.
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = ROOT / "notebooks"
 KERNEL = "recsys-tests"
 MARKET = "SE"

@@ -129,6 +129,7 @@ def _comparable(df):
     )
 
 
+@pytest.mark.slow
 def test_the_served_fit_alone_learns_from_a_named_experiment(spark, experimented):
     """With the experiment named, the full split's examples gain its looked-at offers (those
     still open to the user at the snapshot), with the features at the snapshot; the train
@@ -162,6 +163,7 @@ def test_the_served_fit_alone_learns_from_a_named_experiment(spark, experimented
         supervision.unpersist()
 
 
+@pytest.mark.slow
 def test_an_experiment_without_logs_or_off_the_splits_is_refused(spark, experimented):
     _, config = experimented
     snapshot = config.interactions.snapshot()
@@ -190,6 +192,7 @@ def test_an_experiment_without_logs_or_off_the_splits_is_refused(spark, experime
         Supervision(spark, config, interactions_df, experiments=["late-test"]).for_split(FULL)
 
 
+@pytest.mark.slow
 def test_every_fit_also_learns_from_the_past_window_with_its_own_features(spark, experimented):
     """The past window's examples come with the features at its start, labelled inside it,
     and every fold of the search trials learns from them."""

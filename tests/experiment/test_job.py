@@ -18,6 +18,9 @@ from recsys.errors import RecsysError
 from recsys.experiment import job as experiment_job
 from recsys.experiment import report_tables
 
+# It reads the served world after recommend, simulate and analyze (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def analyzed(spark, experimented):

@@ -1,6 +1,9 @@
 """`recommend` end to end on a small world: the published lists honour their contract, a
 rerun gives the same rows, a publish killed before the view moves leaves the served snapshot
-whole, and rollback serves a kept snapshot again."""
+whole, and rollback serves a kept snapshot again.
+
+The tests on the served world (tests/conftest.py: a world generated, trained and served) are
+marked slow; the unit test of the unpriced-market message runs by default."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ def _sorted(df):
     return df.drop("generated_at").orderBy("market", "user_id", "rank")
 
 
+@pytest.mark.slow
 def test_every_user_gets_a_list_or_an_explicit_no_offer_row(spark, published):
     _, config, current, rows_df = published
     assert current.snapshot == SNAPSHOT
@@ -66,6 +70,7 @@ def test_every_user_gets_a_list_or_an_explicit_no_offer_row(spark, published):
     assert set(holdout.select("reason_code").distinct().toPandas()["reason_code"]) == {"holdout"}
 
 
+@pytest.mark.slow
 def test_no_listed_offer_is_one_the_audit_excludes(spark, published):
     _, config, _, rows_df = published
     audit_df = spark.table(config.table(S.ELIGIBILITY_AUDIT)).where(
@@ -78,6 +83,7 @@ def test_no_listed_offer_is_one_the_audit_excludes(spark, published):
     assert {"current_plan", "downgrade", "trial_used"} <= reasons
 
 
+@pytest.mark.slow
 def test_rows_carry_the_model_the_experiment_and_calibrated_values(spark, published):
     _, config, _, rows_df = published
     listed = rows_df.where(F.col("rank") > 0)
@@ -116,6 +122,7 @@ def test_rows_carry_the_model_the_experiment_and_calibrated_values(spark, publis
     assert reasons - {"popular_in_market", "fallback_popular"}, reasons
 
 
+@pytest.mark.slow
 def test_names_and_prices_are_in_the_market_language_and_currency(spark, published):
     _, config, _, rows_df = published
     markets = config.markets
@@ -135,6 +142,7 @@ def test_names_and_prices_are_in_the_market_language_and_currency(spark, publish
     assert jp["price_display"].startswith("￥") and "." not in jp["price_display"]
 
 
+@pytest.mark.slow
 def test_the_sql_command_shows_readable_japanese_rows(capsys, published):
     path, config, _, _ = published
     query = (
@@ -148,6 +156,7 @@ def test_the_sql_command_shows_readable_japanese_rows(capsys, published):
     assert any("プレミアム" in r["display_name"] for r in rows)
 
 
+@pytest.mark.slow
 def test_a_killed_publish_keeps_the_served_snapshot_then_a_rerun_publishes_the_same_rows(
     spark, published, monkeypatch
 ):
@@ -171,6 +180,7 @@ def test_a_killed_publish_keeps_the_served_snapshot_then_a_rerun_publishes_the_s
     assert_df_equality(_sorted(spark.table(view)), _sorted(rows_df))
 
 
+@pytest.mark.slow
 def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, published, capsys):
     path, config, _, _ = published
     served = publish.current(spark, config)
@@ -232,6 +242,7 @@ def test_rollback_serves_a_kept_snapshot_and_retention_drops_the_oldest(spark, p
     assert publish.snapshots(spark, keep_two) == [dt.date(2026, 11, 3), dt.date(2026, 11, 4)]
 
 
+@pytest.mark.slow
 def test_calibration_fits_each_scorer_on_a_hashed_sample_of_calibration_users(spark, served):
     _, config = served
     sampled = config.model_copy(

@@ -16,6 +16,9 @@ from recsys import tracking
 from recsys.errors import RecsysError
 from recsys.recommend.served import Served
 
+# It stages and scores the served world's registered version (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 def _with_model_dir(config, model_dir: str):
     return config.model_copy(

@@ -14,6 +14,9 @@ from recsys import schemas as S
 from recsys.errors import RecsysError
 from recsys.world import job as world_job
 
+# It reads the served world after recommend, simulate and analyze (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def simulated(spark, experimented):
