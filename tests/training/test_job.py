@@ -1,7 +1,11 @@
 """`train` end to end on a small generated world, tracked in a real MLflow store (SQLite):
 the run tree, per-market metrics, the registered version and its alias, and the report.
 A second run whose candidate is only a baseline is judged against the champion refitted on
-the same data, and is not promoted unless it beats it."""
+the same data, and is not promoted unless it beats it.
+
+The tests on the trained world are marked slow: its fixture generates a world and trains
+every family, and the resume tests train again. The unit tests of the resume fingerprint,
+the killed runs and the gate metric need no world and run by default."""
 
 from __future__ import annotations
 
@@ -60,6 +64,7 @@ def _runs(client, config):
     return client.search_runs([experiment.experiment_id], max_results=500)
 
 
+@pytest.mark.slow
 def test_one_parent_run_with_a_nested_run_per_family_and_per_trial(trained):
     config, client = trained
     runs = _runs(client, config)
@@ -80,6 +85,7 @@ def test_one_parent_run_with_a_nested_run_per_family_and_per_trial(trained):
     assert 0.3 < float(parents[0].data.params["search_share"]) < 0.7
 
 
+@pytest.mark.slow
 def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
     """Ranking metrics, and the policy value the gate decides on with its interval."""
     config, client = trained
@@ -102,6 +108,7 @@ def test_every_family_logs_pooled_and_per_market_metrics_and_a_model(trained):
         assert "metrics_by_market.json" in artifacts
 
 
+@pytest.mark.slow
 def test_the_candidate_is_registered_with_the_alias_that_matches_the_decision(trained):
     """Promoted, it is champion; if not, challenger, and (no champion existing) the best on
     the holdout among it and the baselines is interim: itself, or a baseline registered too."""
@@ -128,6 +135,7 @@ def test_the_candidate_is_registered_with_the_alias_that_matches_the_decision(tr
     ]
 
 
+@pytest.mark.slow
 def test_the_report_names_the_candidate_the_gate_and_the_markets(trained):
     config, _ = trained
     report = (Path(config.train.report_dir) / "train-2026-11-01.md").read_text()
@@ -148,6 +156,7 @@ def test_the_report_names_the_candidate_the_gate_and_the_markets(trained):
     assert (Path(config.train.report_dir) / "train-2026-11-01-policy_value.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_baseline_candidate_is_judged_against_the_champion(spark, trained):
     config, client = trained
     name = config.train.registered_model
@@ -194,6 +203,7 @@ def _aliases(client, name):
     return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
 
 
+@pytest.mark.slow
 def test_before_any_champion_the_best_on_the_holdout_is_named_interim(spark, trained):
     config, client = trained
     name = "recsys-interim-test"
@@ -241,6 +251,7 @@ def _users(df):
     return {r["user_id"] for r in df.select("user_id").distinct().collect()}
 
 
+@pytest.mark.slow
 def test_trials_fit_and_score_a_hashed_sample_of_users_at_scale(spark, trained):
     config, _ = trained
     trainer = Trainer(spark, config)
@@ -279,6 +290,7 @@ def test_trials_fit_and_score_a_hashed_sample_of_users_at_scale(spark, trained):
     trainer.interactions_df.unpersist()
 
 
+@pytest.mark.slow
 def test_a_snapshot_without_interactions_fails_with_the_step_to_run(spark, trained):
     config, _ = trained
     elsewhere = config.model_copy(
@@ -308,6 +320,7 @@ def _resumable(config, without):
     return config.model_copy(update={"train": config.train.model_copy(update=train)})
 
 
+@pytest.mark.slow
 def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished(
     spark, trained, monkeypatch
 ):
@@ -366,6 +379,7 @@ def test_an_interrupted_train_goes_on_without_refitting_the_families_it_finished
     assert latest.info.run_id != parent.info.run_id and latest.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained, monkeypatch):
     config, client = trained
     baselines_only = _resumable(
@@ -410,6 +424,7 @@ def test_a_candidate_interrupted_in_register_is_not_fitted_again(spark, trained,
     assert registered.tags["recsys.train_run_id"] == candidate.info.run_id
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_is_gone_stops_the_resume_with_the_way_out(spark, trained, tmp_path):
     config, client = trained
     run = next(r for r in _runs(client, config) if checkpoints.CHECKPOINT_TAG in r.data.tags)
@@ -451,6 +466,7 @@ def test_runs_an_interruption_left_running_are_marked_killed_with_their_trials(t
     assert status == ["KILLED", "FINISHED", "KILLED"]
 
 
+@pytest.mark.slow
 def test_the_conversion_model_learns_from_the_window_before_its_split(spark, trained):
     """Fitted on train, it learns from the validation window's logged impressions, labelled
     by acceptances before the split: nothing from the holdout it is judged on."""
