@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from mlflow import MlflowClient
 
 from recsys import tracking
@@ -36,6 +37,7 @@ def test_generate_world_then_query_every_market(capsys, conf_path, config):
     assert out.splitlines()[0].split(" | ") == ["n   ", "d   "]
 
 
+@pytest.mark.slow  # every step of the demo in turn, every family trained
 def test_pipeline_runs_every_step_and_serves_the_interim_model_before_any_champion(
     capsys, conf_path, config
 ):
