@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config = load_config(ROOT / "conf" / "local.yaml")
     spark = build_session(config, app_name="recsys bench conversion engines")
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     rows_df = read_table(spark, config, S.INTERACTIONS).where(
         F.col("snapshot_date") == F.lit(snapshot)
     )

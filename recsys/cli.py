@@ -255,7 +255,7 @@ def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> 
     converted = wide.convert(
         wide.read_table(csv, spec),
         spec,
-        snapshot=interactions.snapshot(),
+        snapshot=interactions.snapshot_date,
         holdout_days=interactions.holdout_days,
     )
     try:
@@ -271,7 +271,7 @@ def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> 
         f"{len(converted.events):,}",
         events,
         f"{roles.get(wide.HOLDOUT, 0):,}",
-        interactions.snapshot(),
+        interactions.snapshot_date,
         f"{roles.get(wide.VALIDATION, 0):,}",
     )
     _warn_unknown(config, converted)

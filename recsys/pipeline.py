@@ -278,6 +278,7 @@ def run_steps(
 
     started = time.perf_counter()
     total = total or len(steps)
+    log.info("snapshot %s (interactions.snapshot_date)", config.interactions.snapshot_date)
     with command_session(config, f"recsys {' + '.join(steps)}", log_file) as spark:
         for number, name in enumerate(steps, start=total - len(steps) + 1):
             label = name if total == 1 else f"{name} (step {number} of {total})"

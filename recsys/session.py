@@ -69,7 +69,7 @@ def size_shuffle_partitions(spark: SparkSession, config: Config, tables: Sequenc
     """
     partitions = shuffle_partitions(config)
     if config.spark.shuffle_partitions == "auto":
-        snapshot = config.interactions.snapshot()
+        snapshot = config.interactions.snapshot_date
         sizes = [table_bytes(spark, f"{config.catalog.database}.{t}", snapshot) for t in tables]
         total = sum(s for s in sizes if s is not None)
         partitions = max(partitions, math.ceil(total / BYTES_PER_PARTITION))

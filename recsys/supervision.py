@@ -185,7 +185,7 @@ class Supervision:
         popularity reads only the acceptances)."""
         self.spark, self.config = spark, config
         self.experiments = tuple(experiments)
-        self.snapshot = config.interactions.snapshot()
+        self.snapshot = config.interactions.snapshot_date
         on_snapshot = F.col("snapshot_date") == F.lit(self.snapshot)
         self.interactions_df = interactions_df
         self.state_df = read_table(spark, config, S.USER_STATE).where(on_snapshot)

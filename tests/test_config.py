@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from recsys.cli import main
-from recsys.config import load_config, with_ingest
+from recsys.config import load_config, loading, with_ingest
 from recsys.errors import ConfigError
+from recsys.pipeline import settings_of
 from recsys.schemas import BEHAVIOUR_TOKENS, EVENT_TYPES
 from tests.conftest import LOCAL_CONF, ROOT
 
@@ -216,3 +218,30 @@ def test_ingest_flags_win_over_the_config_and_paths_are_absolute(tmp_path):
     assert not load_config(LOCAL_CONF).ingest.is_set
     with pytest.raises(ConfigError, match="ingest: Value error, set both events and users"):
         with_ingest(load_config(LOCAL_CONF), events="e.csv")
+
+
+class _Clock(dt.datetime):
+    """A datetime whose now() is the instant the test sets: the clock load_config reads."""
+
+    instant = dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=dt.UTC)
+
+    @classmethod
+    def now(cls, tz=None):
+        return cls.instant.astimezone(tz)
+
+
+def test_a_null_snapshot_date_is_resolved_once_when_the_config_loads(monkeypatch):
+    """load_config turns a null snapshot_date into that day (UTC); every later read of the
+    loaded config, by any step, sees that day even once the clock has passed midnight."""
+    monkeypatch.setattr(loading, "dt", SimpleNamespace(datetime=_Clock, UTC=dt.UTC))
+    config = load_config(LOCAL_CONF, ["interactions.snapshot_date=null"])
+    assert config.interactions.snapshot_date == dt.date(2026, 11, 30)
+
+    monkeypatch.setattr(_Clock, "instant", dt.datetime(2026, 12, 1, 0, 0, 1, tzinfo=dt.UTC))
+    assert config.interactions.snapshot_date == dt.date(2026, 11, 30)
+    assert with_ingest(config).interactions.snapshot_date == dt.date(2026, 11, 30)
+    assert settings_of(config)["interactions.snapshot_date"] == "2026-11-30"  # --resume's record
+    # A run that starts now gets the new day; a given date is kept as it is.
+    later = load_config(LOCAL_CONF, ["interactions.snapshot_date=null"])
+    assert later.interactions.snapshot_date == dt.date(2026, 12, 1)
+    assert load_config(LOCAL_CONF).interactions.snapshot_date == dt.date(2026, 11, 1)

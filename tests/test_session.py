@@ -26,7 +26,7 @@ def test_auto_partitions_follow_the_size_of_the_tables_a_step_reads(
     spark, config, monkeypatch, restore_partitions
 ):
     publish_table(spark, config, spark.range(200_000).selectExpr("id", "id * 7 as x"), "sized")
-    size = table_bytes(spark, f"{config.catalog.database}.sized", config.interactions.snapshot())
+    size = table_bytes(spark, f"{config.catalog.database}.sized", config.interactions.snapshot_date)
     assert size is not None and size > 100_000  # the view's files, not a default estimate
     auto = _with(config, master="local[2]", shuffle_partitions="auto")
 
@@ -44,7 +44,7 @@ def test_auto_partitions_follow_the_size_of_the_tables_a_step_reads(
 
 
 def test_a_table_with_snapshots_is_sized_by_the_configured_snapshot_only(spark, config):
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     earlier = snapshot - dt.timedelta(days=1)
     for day, rows in ((earlier, 300_000), (snapshot, 30_000)):
         rows_df = spark.range(rows).withColumn("snapshot_date", F.lit(day))
@@ -58,4 +58,4 @@ def test_a_table_with_snapshots_is_sized_by_the_configured_snapshot_only(spark, 
 
 def test_a_missing_table_has_no_size(spark, config):
     missing = f"{config.catalog.database}.never_written"
-    assert table_bytes(spark, missing, config.interactions.snapshot()) is None
+    assert table_bytes(spark, missing, config.interactions.snapshot_date) is None

@@ -136,7 +136,7 @@ def test_the_served_fit_alone_learns_from_a_named_experiment(spark, experimented
     split, whose model the gate judges, is unchanged."""
     _, config = experimented
     experiment = config.recommend.experiment.id
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     interactions_df = read_table(spark, config, S.INTERACTIONS).where(
         F.col("snapshot_date") == F.lit(snapshot)
     )
@@ -166,7 +166,7 @@ def test_the_served_fit_alone_learns_from_a_named_experiment(spark, experimented
 @pytest.mark.slow
 def test_an_experiment_without_logs_or_off_the_splits_is_refused(spark, experimented):
     _, config = experimented
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     interactions_df = read_table(spark, config, S.INTERACTIONS).where(
         F.col("snapshot_date") == F.lit(snapshot)
     )
@@ -197,7 +197,7 @@ def test_every_fit_also_learns_from_the_past_window_with_its_own_features(spark,
     """The past window's examples come with the features at its start, labelled inside it,
     and every fold of the search trials learns from them."""
     _, config = experimented
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     interactions_df = read_table(spark, config, S.INTERACTIONS).where(
         F.col("snapshot_date") == F.lit(snapshot)
     )

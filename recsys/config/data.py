@@ -79,7 +79,9 @@ class InteractionsConfig(Section):
     """Building the user-item matrices (docs/interactions.md)."""
 
     snapshot_date: dt.date | None = Field(
-        default=None, description="Events strictly before this day (UTC) count; null: today."
+        default=None,
+        description="Events strictly before this day (UTC) count; null: the day (UTC) the "
+        "config is loaded. load_config fills it in, so every step of a run reads one day.",
     )
     holdout_days: Annotated[int, Field(ge=1, le=365)] = 21
     past_windows: Annotated[int, Field(ge=0, le=52)] = Field(
@@ -158,6 +160,3 @@ class InteractionsConfig(Section):
     def event_types(self) -> tuple[str, ...]:
         """The built-in event types, then the behaviour event types of own data."""
         return (*EVENT_TYPES, *self.behaviour_events)
-
-    def snapshot(self) -> dt.date:
-        return self.snapshot_date or dt.datetime.now(dt.UTC).date()

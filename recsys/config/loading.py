@@ -9,6 +9,7 @@ Unknown keys and out-of-range values raise :class:`ConfigError` naming the dotte
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from recsys.config.catalogue import check_catalogue
-from recsys.config.data import IngestConfig
+from recsys.config.data import IngestConfig, InteractionsConfig
 from recsys.config.root import Config
 from recsys.errors import ConfigError, describe_validation_error
 from recsys.markets import load_markets
@@ -28,6 +29,25 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
 
     Relative paths in ``catalog`` and the SQLite tracking URI are made absolute against the
     current directory, so every process of a run (and a later ``mlflow ui``) agrees on them.
+    A null ``interactions.snapshot_date`` becomes today's date (UTC) here, once: every step
+    of the run reads that one day, even when the run goes past midnight.
+
+    Parameters
+    ----------
+    path : str or Path
+        The config file; ``extends`` in it names a parent file next to it.
+    overrides : iterable of str
+        ``dotted.key=value`` pairs (``--set``), applied after the files, values read as YAML.
+
+    Returns
+    -------
+    Config
+        The validated config, with ``markets`` (the catalogue) and ``source`` (``path``) set.
+
+    Raises
+    ------
+    ConfigError
+        A missing or malformed file, or a bad value, naming the dotted key.
     """
     path = Path(path)
     raw = _read_with_parents(path, seen=())
@@ -66,6 +86,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         update={
             "catalog": catalog,
             "ingest": _absolute_ingest(config.ingest),
+            "interactions": _with_snapshot(config.interactions),
             "mlflow": mlflow,
             "train": train,
             "markets": markets,
@@ -142,6 +163,13 @@ def with_ingest(
         )
         raise ConfigError(f"invalid ingest settings (flags and config):\n{problems}") from None
     return config.model_copy(update={"ingest": _absolute_ingest(ingest)})
+
+
+def _with_snapshot(interactions: InteractionsConfig) -> InteractionsConfig:
+    if interactions.snapshot_date is not None:
+        return interactions
+    today = dt.datetime.now(dt.UTC).date()
+    return interactions.model_copy(update={"snapshot_date": today})
 
 
 def _absolute_ingest(ingest: IngestConfig) -> IngestConfig:

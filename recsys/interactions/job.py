@@ -81,7 +81,7 @@ def run(spark: SparkSession, config: Config) -> None:
     run's rejected rows go to ``events_quarantine_failed`` instead of ``events_quarantine``.
     """
     settings = config.interactions
-    snapshot = settings.snapshot()
+    snapshot = settings.snapshot_date
     split, cutoff = cutoffs(snapshot, settings.holdout_days)
     log.info(
         "snapshot %s: training on events before %s, holdout %s .. %s",
@@ -122,9 +122,16 @@ def run(spark: SparkSession, config: Config) -> None:
             if unknown:  # under the threshold the rows are only quarantined: say what they were
                 log.warning("%s", unknown)
         with step("build-interactions: matrices"):
-            _write_matrices(spark, config, validated.events_df, catalog_df, quarantine_df)
+            _write_matrices(
+                spark,
+                config,
+                validated.events_df,
+                catalog_df,
+                quarantine_df,
+                snapshot=snapshot,
+            )
         with step("build-interactions: user state"):
-            _write_user_state(spark, config, validated.events_df, catalog_df)
+            _write_user_state(spark, config, validated.events_df, catalog_df, snapshot=snapshot)
         with step("build-interactions: offer log"):
             publish_partition(
                 spark,
@@ -213,9 +220,10 @@ def _write_matrices(
     events_df: DataFrame,
     catalog_df: DataFrame,
     quarantine_df: DataFrame,
+    *,
+    snapshot: dt.date,
 ) -> None:
     """Publish interactions, their quarantine and their stats, once the shrink guard passes."""
-    snapshot = config.interactions.snapshot()
     rows_df = interaction_rows(events_df, config.interactions, snapshot=snapshot).persist(
         StorageLevel.MEMORY_AND_DISK
     )
@@ -271,14 +279,18 @@ def _write_matrices(
 
 
 def _write_user_state(
-    spark: SparkSession, config: Config, events_df: DataFrame, catalog_df: DataFrame
+    spark: SparkSession,
+    config: Config,
+    events_df: DataFrame,
+    catalog_df: DataFrame,
+    *,
+    snapshot: dt.date,
 ) -> None:
     """Each user's plan, add-ons, trial use and verification at every split's moment (the
     past windows', the tune split, the split and the snapshot), read from events before each:
     what offline evaluation needs to know what a user could have been shown then, without
     looking ahead."""
     settings = config.interactions
-    snapshot = settings.snapshot()
     at = moments(snapshot, settings.holdout_days, settings.past_windows)
     state_df = states_at(events_df, catalog_df, at)  # one pass for all of them
     publish_partition(

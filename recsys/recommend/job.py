@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, config: Config) -> None:
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     generated_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     tracking.setup(config)
     served = Served(spark, config, MlflowClient())

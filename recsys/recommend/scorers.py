@@ -108,7 +108,7 @@ def fit_calibration(
     """
     settings = config.recommend
     control_family = settings.experiment.control
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     state_df = read_table(spark, config, S.USER_STATE).where(
         (F.col("snapshot_date") == F.lit(snapshot)) & (F.col("split") == TUNE)
     )

@@ -172,7 +172,7 @@ def write(
 ) -> Summary:
     settings = config.train
     column = settings.gate.column
-    snapshot = config.interactions.snapshot()
+    snapshot = config.interactions.snapshot_date
     folder = Path(settings.report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"train-{snapshot}.md"

@@ -107,7 +107,7 @@ class FamilyResult:
 class Trainer:
     def __init__(self, spark: SparkSession, config: Config) -> None:
         self.spark, self.config, self.settings = spark, config, config.train
-        self.snapshot = config.interactions.snapshot()
+        self.snapshot = config.interactions.snapshot_date
         on_snapshot = F.col("snapshot_date") == F.lit(self.snapshot)
         self.interactions_df = (
             read_table(spark, config, S.INTERACTIONS).where(on_snapshot).persist()

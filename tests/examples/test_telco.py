@@ -197,9 +197,9 @@ def test_leave_one_out_ranks_the_hidden_addon_among_those_not_held(
     split, and the evaluation window with the configured eligibility rules."""
     converted = convert(real)
     settings = telco_config.interactions
-    split, _ = cutoffs(settings.snapshot(), settings.holdout_days)
+    split, _ = cutoffs(settings.snapshot_date, settings.holdout_days)
     source_df = events_df(spark, converted)
-    labels_df = interaction_rows(source_df, settings, snapshot=settings.snapshot()).where(
+    labels_df = interaction_rows(source_df, settings, snapshot=settings.snapshot_date).where(
         F.col("split") == HOLDOUT
     )
     state_df = state_at(source_df, telco_catalog_df, split)

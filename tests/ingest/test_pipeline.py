@@ -74,7 +74,7 @@ def test_the_files_come_back_as_the_generated_tables(spark, ingested):
 
 def test_build_interactions_runs_on_them_with_the_own_vocabulary(spark, ingested):
     own, users_df, _ = ingested
-    snapshot = F.col("snapshot_date") == F.lit(own.interactions.snapshot())
+    snapshot = F.col("snapshot_date") == F.lit(own.interactions.snapshot_date)
     quarantined = (
         read_table(spark, own, S.EVENTS_QUARANTINE)
         .where(snapshot)

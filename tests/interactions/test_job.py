@@ -51,7 +51,7 @@ def world_config(spark, config):
 
 
 def _snapshot(config):
-    return F.col("snapshot_date") == F.lit(config.interactions.snapshot())
+    return F.col("snapshot_date") == F.lit(config.interactions.snapshot_date)
 
 
 def _quarantined(spark, config):
@@ -90,7 +90,9 @@ def test_user_state_is_written_for_each_split_point(spark, world_config):
 
 
 def test_every_training_row_comes_from_an_event_before_the_split(spark, world_config):
-    split, _ = cutoffs(world_config.interactions.snapshot(), world_config.interactions.holdout_days)
+    split, _ = cutoffs(
+        world_config.interactions.snapshot_date, world_config.interactions.holdout_days
+    )
     weighted = [t for t, w in world_config.interactions.weights.items() if w > 0]
     before_df = (
         read_table(spark, world_config, S.EVENTS)
@@ -198,7 +200,7 @@ def test_interactions_that_shrink_past_the_share_fail_with_both_counts(spark, wo
     with pytest.raises(interactions_job.CollapseError) as failure:
         interactions_job.run(spark, _with_source(world_config, "a_tenth"))
     message = str(failure.value)
-    snapshot = world_config.interactions.snapshot()
+    snapshot = world_config.interactions.snapshot_date
     assert message.startswith(f"interactions of snapshot {snapshot} would have ")
     assert (
         f"fewer than the {before:,} of the version they replace (snapshot {snapshot}); more "

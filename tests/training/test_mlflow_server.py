@@ -156,7 +156,7 @@ def test_train_and_recommend_through_a_tracking_server(mlflow_server, tmp_path):
     assert {r.info.status for r in runs} == {"FINISHED"}
 
     parents = [r for r in runs if PARENT_TAG not in r.data.tags]
-    assert [r.info.run_name for r in parents] == [f"train {config.interactions.snapshot()}"]
+    assert [r.info.run_name for r in parents] == [f"train {config.interactions.snapshot_date}"]
     parent_id = parents[0].info.run_id
 
     family_runs = {r.info.run_name: r for r in runs if r.data.tags.get(PARENT_TAG) == parent_id}
