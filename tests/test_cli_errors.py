@@ -129,6 +129,7 @@ def test_a_misspelt_table_is_one_line_with_the_trace_in_the_log(capsys, conf_pat
     assert "at org.apache.spark" in logged  # the Java stack trace went to the file
 
 
+@pytest.mark.slow  # starts a second recsys process and its JVM
 def test_a_busy_metastore_is_one_line_naming_the_folder(spark, conf_path, config):
     # This test process's session holds the embedded Derby metastore; a second process on
     # the same one is refused by Derby.
@@ -160,6 +161,7 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.mark.slow  # starts a recsys process whose JVM it kills
 @pytest.mark.skipif(not Path("/proc").exists(), reason="finds the JVM through /proc")
 def test_a_dead_jvm_is_one_line_naming_the_memory_setting(tmp_path):
     conf = write_conf(tmp_path)
