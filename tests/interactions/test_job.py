@@ -74,7 +74,14 @@ def test_a_clean_world_quarantines_nothing(spark, world_config):
         .count()
         .collect()
     )
-    assert {r["split"] for r in splits} == {"tune", "validation", "train", "holdout", "full"}
+    assert {r["split"] for r in splits} == {
+        "past_1",
+        "tune",
+        "validation",
+        "train",
+        "holdout",
+        "full",
+    }
 
 
 def test_user_state_is_written_for_each_split_point(spark, world_config):
@@ -82,8 +89,8 @@ def test_user_state_is_written_for_each_split_point(spark, world_config):
     knows (history only grows)."""
     state_df = read_table(spark, world_config, S.USER_STATE).where(_snapshot(world_config))
     per_split = {r["split"]: r["count"] for r in state_df.groupBy("split").count().collect()}
-    assert set(per_split) == {"tune", "train", "full"}
-    assert per_split["tune"] <= per_split["train"] <= per_split["full"]
+    assert set(per_split) == {"past_1", "tune", "train", "full"}
+    assert per_split["past_1"] <= per_split["tune"] <= per_split["train"] <= per_split["full"]
     assert state_df.select("split", "market", "user_id").distinct().count() == sum(
         per_split.values()
     )
