@@ -18,6 +18,8 @@ from recsys.interactions.build import cutoffs
 from recsys.tables import publish_table, read_table
 from recsys.world import job as world_job
 
+pytestmark = pytest.mark.slow  # world_config generates a 4,000-user world and builds it
+
 INJECTED = {
     V.MISSING_USER_ID: 7,
     V.INVALID_ID: 2,
