@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     from recsys import schemas as S
     from recsys.config import load_config
     from recsys.eligibility import with_eligibility
-    from recsys.interactions.build import FULL
     from recsys.models.baselines import Popularity
     from recsys.ranking import top_k
     from recsys.session import build_session
     from recsys.supervision import Supervision
     from recsys.tables import read_table
+    from recsys.vocabulary import FULL
 
     config = load_config(ROOT / "conf" / "local.yaml")
     spark = build_session(config, app_name="recsys bench conversion engines")

@@ -199,11 +199,11 @@ def measure(conf: Path, rounds: int) -> dict:
     from recsys import schemas as S
     from recsys.config import load_config
     from recsys.eligibility import STATE_COLUMNS, with_eligibility
-    from recsys.interactions.build import FULL
     from recsys.models.baselines import offer_log_share
     from recsys.models.spark_als import SparkALS
     from recsys.session import build_session
     from recsys.tables import read_table
+    from recsys.vocabulary import FULL
 
     config = load_config(conf)
     spark_session = build_session(config, app_name="bench recommend")

@@ -35,10 +35,11 @@ def measure(conf: Path, rounds: int, counts: list[int]) -> dict:
     from recsys.models.spark_als import als_factor_rdds, block_diagonal, fit_als_model
     from recsys.session import build_session
     from recsys.tables import read_table
+    from recsys.vocabulary import TRAIN
 
     config = load_config(conf)
     spark = build_session(config, app_name="bench spark_als_blocks")
-    train_df = read_table(spark, config, S.INTERACTIONS).where(F.col("split") == "train")
+    train_df = read_table(spark, config, S.INTERACTIONS).where(F.col("split") == TRAIN)
     sizes = market_sizes(train_df)
     rows_df, _ = block_diagonal(train_df, sizes)
     rows_df = rows_df.select("user", "item", "confidence").persist()

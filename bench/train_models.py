@@ -91,10 +91,11 @@ def measure(conf: Path, rounds: int) -> dict:
     from recsys.models.baselines import baseline_params
     from recsys.session import build_session
     from recsys.tables import read_table
+    from recsys.vocabulary import TRAIN
 
     config = load_config(conf)
     spark = build_session(config, app_name="bench train_models")
-    train_df = read_table(spark, config, S.INTERACTIONS).where(F.col("split") == "train").persist()
+    train_df = read_table(spark, config, S.INTERACTIONS).where(F.col("split") == TRAIN).persist()
     train_df.count()  # materialise the cache, so fits read it
     shape = train_df.agg(
         F.count(F.lit(1)).alias("nnz"),

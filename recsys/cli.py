@@ -33,6 +33,7 @@ from recsys.recommend import publish, versions
 from recsys.runs import command_session, state_dir
 from recsys.sql import run_sql
 from recsys.tokens import covering_patterns, matches
+from recsys.vocabulary import HOLDOUT, VALIDATION
 
 if TYPE_CHECKING:
     from recsys.ingest import wide
@@ -270,9 +271,9 @@ def _convert_wide(config: Config, csv: str, spec_path: str, out: str | None) -> 
         users,
         f"{len(converted.events):,}",
         events,
-        f"{roles.get(wide.HOLDOUT, 0):,}",
+        f"{roles.get(HOLDOUT, 0):,}",
         interactions.snapshot_date,
-        f"{roles.get(wide.VALIDATION, 0):,}",
+        f"{roles.get(VALIDATION, 0):,}",
     )
     _warn_unknown(config, converted)
     return 0

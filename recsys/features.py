@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.interactions.validate import max_value_of
+from recsys.vocabulary import KEYS
 
-KEYS = ("market", "user_id")
 USER_FEATURE_COLUMNS = (
     "market",
     "user_id",

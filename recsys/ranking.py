@@ -5,10 +5,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from recsys.vocabulary import KEYS
 
-def top_k(
-    scores_df: DataFrame, k: int | None, *, keys: tuple[str, ...] = ("market", "user_id")
-) -> DataFrame:
+
+def top_k(scores_df: DataFrame, k: int | None, *, keys: tuple[str, ...] = KEYS) -> DataFrame:
     """The ``k`` best offers per user, deterministically.
 
     Parameters

@@ -121,6 +121,7 @@ CATALOG_SCHEMA = T.StructType(
 # probability of the impression (null for acceptances); `accepted_ts` the first acceptance of
 # the same offer by the user within `interactions.attribution_days` of the impression (an
 # acceptance's own time on acceptance rows).
+ACCEPTANCE = "acceptance"  # the offer_log's event type of a trial start or a conversion
 OFFER_LOG_SCHEMA = T.StructType(
     [
         T.StructField("market", T.StringType(), False),
@@ -157,10 +158,8 @@ WORLD_TRUTH_SCHEMA = T.StructType(
 # A user is served either ranks 1..k of offers, or one row of rank 0 with no offer: the holdout
 # arm, or a user with nothing eligible (reason_code says which). The offer columns are null
 # exactly on those rows, the price columns also on an offer without a price (a market of own
-# data without prices); every other column is never null.
+# data without prices); every other column is never null. Reason codes: recsys.vocabulary.
 NO_OFFER_RANK = 0
-HOLDOUT_REASON = "holdout"
-NO_ELIGIBLE_OFFER = "no_eligible_offer"
 OFFER_COLUMNS = (
     "offer_id",
     "plan_id",

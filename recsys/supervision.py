@@ -55,9 +55,10 @@ from recsys.features import (
     user_features,
     with_pair_features,
 )
-from recsys.interactions.build import ACCEPTANCE, FULL, TRAIN, TUNE, moments, past_split
+from recsys.interactions.build import moments
 from recsys.interactions.job import read_source
 from recsys.tables import read_table
+from recsys.vocabulary import FULL, TRAIN, TUNE, past_split
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class Supervision:
             examples_df = examples_df.unionByName(part)
         moment = F.lit(self.moments[split])
         acceptances_df = (
-            self.log_df.where((F.col("event_type") == ACCEPTANCE) & (F.col("event_ts") < moment))
+            self.log_df.where((F.col("event_type") == S.ACCEPTANCE) & (F.col("event_ts") < moment))
             .groupBy("market", "offer_id")
             .agg(F.count(F.lit(1)).alias("acceptances"))
         )
@@ -409,7 +410,7 @@ class Supervision:
             )
         else:
             taken_df = (
-                self.log_df.where((F.col("event_type") == ACCEPTANCE) & inside)
+                self.log_df.where((F.col("event_type") == S.ACCEPTANCE) & inside)
                 .select("market", "user_id", "offer_id", F.lit(1.0).alias("label"))
                 .distinct()
             )

@@ -3,15 +3,17 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
+from typing import get_args
 
 import pytest
 import yaml
 
 from recsys.cli import main
-from recsys.config import load_config, loading, with_ingest
+from recsys.config import Arm, load_config, loading, with_ingest
 from recsys.errors import ConfigError
 from recsys.pipeline import settings_of
 from recsys.schemas import BEHAVIOUR_TOKENS, EVENT_TYPES
+from recsys.vocabulary import ARMS
 from tests.conftest import LOCAL_CONF, ROOT
 
 
@@ -40,6 +42,10 @@ def test_overrides_are_typed_yaml_scalars():
     assert config.world.users == 50_000
     assert config.world.end_date == dt.date(2026, 6, 30)
     assert config.spark.hive is False
+
+
+def test_the_arms_a_config_shares_out_are_the_arms_recommend_assigns():
+    assert get_args(Arm) == ARMS
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from recsys.features import (
     user_features,
     with_pair_features,
 )
-from recsys.interactions.build import FULL, TRAIN, TUNE, cutoffs, interaction_rows
+from recsys.interactions.build import cutoffs, interaction_rows
+from recsys.vocabulary import FULL, TRAIN, TUNE
 
 SNAPSHOT = dt.date(2026, 11, 1)
 EVENTS = (

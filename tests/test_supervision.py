@@ -12,7 +12,6 @@ from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.errors import RecsysError
-from recsys.interactions.build import FULL, TRAIN, TUNE
 from recsys.supervision import (
     CANDIDATES,
     IMPRESSIONS,
@@ -22,6 +21,7 @@ from recsys.supervision import (
     rows_source,
 )
 from recsys.tables import publish_partition, read_table
+from recsys.vocabulary import FULL, TRAIN, TUNE
 
 BEGIN, END = dt.datetime(2026, 9, 20), dt.datetime(2026, 10, 11)
 

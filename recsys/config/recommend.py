@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from recsys.config.section import Section, token_entries
+from recsys.vocabulary import CONTROL, HOLDOUT_ARM, TREATMENT
 
 
 class ValueConfig(Section):
@@ -43,6 +44,8 @@ class EligibilityRules(Section):
     )
 
 
+# recsys.vocabulary.ARMS, spelled out: a Literal type takes literals (tests/test_config.py
+# checks that the two agree).
 Arm = Literal["treatment", "control", "holdout"]
 
 
@@ -53,7 +56,7 @@ class ExperimentConfig(Section):
         default="plan-offers", pattern=r"^[\w.-]+$", description="Names the test; salts the hash."
     )
     shares: dict[Arm, Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=lambda: {"treatment": 0.45, "control": 0.45, "holdout": 0.10}
+        default_factory=lambda: {TREATMENT: 0.45, CONTROL: 0.45, HOLDOUT_ARM: 0.10}
     )
     control: Literal["popularity", "ladder"] = "popularity"
     epsilon: Annotated[float, Field(ge=0, le=1)] = Field(

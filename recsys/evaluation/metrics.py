@@ -27,6 +27,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys.rand import Rng
+from recsys.vocabulary import KEYS
 
 METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr", "revenue")
 MRR = "mrr"  # the plain MRR column of per_user_metrics_at: no cut-off
@@ -53,7 +54,7 @@ def per_user_metrics(
     labels_df: DataFrame,
     k: int,
     *,
-    keys: tuple[str, ...] = ("market", "user_id"),
+    keys: tuple[str, ...] = KEYS,
     value_col: str | None = None,
 ) -> DataFrame:
     """Ranking metrics of each labelled user's list at one cut-off.
@@ -87,7 +88,7 @@ def per_user_metrics_at(
     labels_df: DataFrame,
     ks: list[int],
     *,
-    keys: tuple[str, ...] = ("market", "user_id"),
+    keys: tuple[str, ...] = KEYS,
     value_col: str | None = None,
 ) -> DataFrame:
     """:func:`per_user_metrics` at every k of ``ks`` in one pass: ``keys``, then the

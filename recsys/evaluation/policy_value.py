@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-KEYS = ("market", "user_id")
+from recsys.vocabulary import KEYS
+
 LOGGED_COLUMNS = ("market", "user_id", "offer_id", "propensity", "label")
 REWARD_COLUMNS = ("market", "user_id", "offer_id", "reward")
 PER_USER_COLUMNS = ("market", "user_id", "impressions", "ips", "dr", "ratio", "ratio_norm")

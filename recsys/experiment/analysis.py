@@ -21,8 +21,7 @@ from recsys.columns import literal_map
 from recsys.config import AnalyzeConfig
 from recsys.errors import RecsysError
 from recsys.experiment import decision, stats
-from recsys.recommend.assign import CONTROL, HOLDOUT, TREATMENT
-from recsys.recommend.lists import EXPLORATION_REASON
+from recsys.vocabulary import ARMS, CONTROL, EXPLORATION_REASON, HOLDOUT_ARM, TREATMENT
 
 # metric -> (outcome column, CUPED covariate): the same quantity before the window where
 # there is one (money), else the user's behaviour volume, which predicts buying.
@@ -35,8 +34,8 @@ METRICS = {
 }
 COMPARISONS = {
     "treatment_vs_control": (TREATMENT, CONTROL),
-    "treatment_vs_holdout": (TREATMENT, HOLDOUT),
-    "control_vs_holdout": (CONTROL, HOLDOUT),
+    "treatment_vs_holdout": (TREATMENT, HOLDOUT_ARM),
+    "control_vs_holdout": (CONTROL, HOLDOUT_ARM),
 }
 HEADLINE = "treatment_vs_control"
 SUMS = ("sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy")
@@ -154,7 +153,7 @@ def results(
     for scope in scopes:
         counts = {
             arm: moments[(scope, arm, "conversion")].n
-            for arm in (TREATMENT, CONTROL, HOLDOUT)
+            for arm in ARMS
             if (scope, arm, "conversion") in moments
         }
         srm[scope] = stats.srm_p_value(counts, shares)

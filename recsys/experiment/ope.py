@@ -22,8 +22,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recsys.recommend.assign import TREATMENT
-from recsys.recommend.lists import EXPLORATION_REASON
+from recsys.vocabulary import EXPLORATION_REASON, KEYS, TREATMENT
 
 
 def slice_rows(
@@ -32,32 +31,31 @@ def slice_rows(
     """One row per shown slot of the treatment's exploration slice: the shown offer's match
     with the target policy, the slice's chance ``q`` of it, its ``p_convert``, the target's
     ``p_convert`` at that rank and ``y`` (a conversion attributed to this rank)."""
-    keys = ["market", "user_id"]
     shown_df = exposures_df.where(
         (F.col("arm") == TREATMENT)
         & (F.col("reason_code") == EXPLORATION_REASON)
         & (F.col("rank") > 0)
-    ).select(*keys, "rank", "offer_id", "propensity")
+    ).select(*KEYS, "rank", "offer_id", "propensity")
     shown_candidate_df = candidates_df.select(
-        *keys, "offer_id", "target_rank", "p_convert", "epsilon"
+        *KEYS, "offer_id", "target_rank", "p_convert", "epsilon"
     )
     target_df = candidates_df.select(
-        *keys,
+        *KEYS,
         F.col("target_rank").alias("rank"),
         F.col("p_convert").alias("target_p_convert"),
     )
     match = (F.col("target_rank") == F.col("rank")).cast("double")
     epsilon = F.col("epsilon")
     return (
-        shown_df.join(shown_candidate_df, on=[*keys, "offer_id"], how="inner")
-        .join(target_df, on=[*keys, "rank"], how="left")
+        shown_df.join(shown_candidate_df, on=[*KEYS, "offer_id"], how="inner")
+        .join(target_df, on=[*KEYS, "rank"], how="left")
         .join(
             outcomes_df.select("user_id", "converted_rank"),
             on="user_id",
             how="left",
         )
         .select(
-            *keys,
+            *KEYS,
             "rank",
             match.alias("match"),
             ((F.col("propensity") - (1 - epsilon) * match) / epsilon).alias("q"),

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from recsys import schemas as S
 from recsys.experiment import ope, stats
-from recsys.recommend.assign import CONTROL, HOLDOUT, TREATMENT
+from recsys.vocabulary import CONTROL, HOLDOUT_ARM, TREATMENT
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def policy_values(
     groups = {
         TREATMENT: arm == TREATMENT,
         CONTROL: arm == CONTROL,
-        HOLDOUT: arm == HOLDOUT,
+        HOLDOUT_ARM: arm == HOLDOUT_ARM,
         GREEDY: (arm == TREATMENT) & ~F.col("is_exploring") & F.col("has_list"),
     }
     cases: dict[tuple[str, str, str], tuple[Column, str]] = {
@@ -100,8 +100,8 @@ def policy_values(
     for policy, member in groups.items():
         cases[(policy, "conversion", "truth")] = (member, "expected_conversion")
         cases[(policy, "revenue", "truth")] = (member, "expected_revenue_ref")
-    cases[(ORACLE, "conversion", "truth")] = (arm != HOLDOUT, "oracle_conversion")
-    cases[(ORACLE, "revenue", "truth")] = (arm != HOLDOUT, "oracle_revenue_ref")
+    cases[(ORACLE, "conversion", "truth")] = (arm != HOLDOUT_ARM, "oracle_conversion")
+    cases[(ORACLE, "revenue", "truth")] = (arm != HOLDOUT_ARM, "oracle_revenue_ref")
     found = moments_of(users_df, cases)
     simulated = found[(TREATMENT, "conversion", "truth")].n > 0  # real logs have no truth
     for policy in groups:

@@ -20,6 +20,7 @@ import pandas as pd
 from recsys import schemas as S
 from recsys.config import AnalyzeConfig
 from recsys.experiment.analysis import HEADLINE, REFERENCE_UNIT
+from recsys.experiment.policy_values import ORACLE
 from recsys.experiment.report_tables import (
     DECISIONS,
     NEAR_ZERO,
@@ -36,6 +37,7 @@ from recsys.experiment.report_tables import (
     value_row,
     values_table,
 )
+from recsys.vocabulary import CONTROL, TREATMENT
 
 RULE = (
     "Ship only if the success metric ({metric}) improves significantly over control "
@@ -188,9 +190,7 @@ def _oracle_share(values: pd.DataFrame) -> list[str]:
     expected values (no sampling noise in the outcome draws)."""
     lines = []
     for metric in ("conversion", "revenue"):
-        t, c, o = (
-            value_row(values, p, metric, "truth") for p in ("treatment", "control", "oracle")
-        )
+        t, c, o = (value_row(values, p, metric, "truth") for p in (TREATMENT, CONTROL, ORACLE))
         if t is None or c is None or o is None or o.value == c.value:
             continue
         share = (t.value - c.value) / (o.value - c.value)

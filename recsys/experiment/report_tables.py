@@ -11,6 +11,7 @@ import pandas as pd
 
 from recsys.config import AnalyzeConfig
 from recsys.experiment.analysis import HEADLINE
+from recsys.vocabulary import ARMS, CONTROL, TREATMENT
 
 DECISIONS = {
     "ship": "SHIP",
@@ -122,7 +123,7 @@ def arms_table(pooled: pd.DataFrame) -> pd.DataFrame:
                 entry[column] = mean_text(r, mean)
                 if column == "conversion rate":
                     entry["conversions"] = f"{round(mean * n):,}"
-    order = [a for a in ("treatment", "control", "holdout") if a in arms]
+    order = [a for a in ARMS if a in arms]
     columns = ["arm", "users", "conversions", "conversion rate", "revenue per user"]
     return pd.DataFrame([arms[a] for a in order])[columns]
 
@@ -194,8 +195,8 @@ def guardrails_table(pooled: pd.DataFrame, adjustment: str) -> pd.DataFrame:
         rows.append(
             {
                 "guardrail": r.metric,
-                "treatment": pct(r.mean_a),
-                "control": pct(r.mean_b),
+                TREATMENT: pct(r.mean_a),
+                CONTROL: pct(r.mean_b),
                 "difference (95% CI)": lift_text(r),
                 "margin": points(r.margin),
                 "verdict": r.verdict.replace("_", " "),

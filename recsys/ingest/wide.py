@@ -40,12 +40,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from recsys import schemas as S
 from recsys.errors import RecsysError, validated_yaml
 from recsys.interactions.build import cutoffs
+from recsys.vocabulary import HOLDOUT, VALIDATION
 
 log = logging.getLogger(__name__)
 
 PROFILE = "profile"  # the behaviour event type of a customer's attributes
 HISTORY_DAYS = 28  # the made-up history lies in the HISTORY_DAYS before the validation window
-HOLDOUT, VALIDATION, HISTORY = "holdout", "validation", "history"
+# A row's role: made-up history, or a held-out product in the window of the split of that name.
+HISTORY = "history"
 _TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 _EXAMPLES = 3  # customers an error names
 

@@ -35,21 +35,13 @@ from recsys.config import InteractionsConfig
 from recsys.interactions.confidence import with_confidence
 from recsys.interactions.index import contiguous_index
 from recsys.interactions.validate import with_is_offer
-
-TUNE, VALIDATION, TRAIN, HOLDOUT, FULL = "tune", "validation", "train", "holdout", "full"
-ACCEPTANCE = "acceptance"  # the offer_log's event type of a trial start or a conversion
-SPLITS = (TUNE, VALIDATION, TRAIN, HOLDOUT, FULL)
+from recsys.vocabulary import FULL, HOLDOUT, TRAIN, TUNE, VALIDATION, past_split
 
 
 def cutoffs(snapshot: dt.date, holdout_days: int) -> tuple[dt.datetime, dt.datetime]:
     """(split, cutoff): UTC midnights; events at or after ``cutoff`` are in the future."""
     cutoff = dt.datetime.combine(snapshot, dt.time(), tzinfo=dt.UTC)
     return cutoff - dt.timedelta(days=holdout_days), cutoff
-
-
-def past_split(n: int) -> str:
-    """The name of the split that starts ``n`` windows before the tune split."""
-    return f"past_{n}"
 
 
 def moments(snapshot: dt.date, holdout_days: int, past_windows: int = 0) -> dict[str, dt.datetime]:
@@ -83,7 +75,8 @@ def _ts(moment: dt.datetime) -> Column:
 def interaction_rows(
     events_df: DataFrame, settings: InteractionsConfig, *, snapshot: dt.date
 ) -> DataFrame:
-    """(market, user_id, item_id, confidence, split) for the row sets of :data:`SPLITS`.
+    """(market, user_id, item_id, confidence, split) for the row sets of every split
+    (:data:`recsys.vocabulary.SPLITS`).
 
     ``events_df``: valid events (the output of validation).
     """
@@ -149,7 +142,7 @@ def offer_log_rows(
         "market",
         "user_id",
         F.col("item_id").alias("offer_id"),
-        F.lit(ACCEPTANCE).alias("event_type"),
+        F.lit(S.ACCEPTANCE).alias("event_type"),
         "event_ts",
         F.lit(None).cast("double").alias("propensity"),
     )

@@ -17,8 +17,6 @@ from recsys.config import Config
 from recsys.eligibility import states_at
 from recsys.errors import RecsysError
 from recsys.interactions.build import (
-    HOLDOUT,
-    TRAIN,
     cutoffs,
     interaction_rows,
     matrix_stats,
@@ -30,6 +28,7 @@ from recsys.interactions.validate import UNKNOWN_ITEM, Validated, validate_event
 from recsys.progress import step
 from recsys.tables import drop_table, publish_partition, publish_table, read_table
 from recsys.tokens import covering_patterns
+from recsys.vocabulary import HOLDOUT, TRAIN
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from recsys.config import GateConfig
 from recsys.errors import RecsysError
 from recsys.evaluation.metrics import metric_column
 from recsys.models import BASELINES, FAMILIES
-from recsys.training.evaluate import ALL
+from recsys.vocabulary import ALL
 
 TRAIN_STEP = "train"
 

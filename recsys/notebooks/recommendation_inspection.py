@@ -19,11 +19,17 @@ from pyspark.sql import functions as F
 from recsys import schemas as S
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.recommend.assign import ARMS, HOLDOUT
-from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK_REASON
 from recsys.tables import read_table
+from recsys.vocabulary import (
+    ALL,
+    ARMS,
+    EXPLORATION_REASON,
+    FALLBACK_REASON,
+    HOLDOUT_ARM,
+    HOLDOUT_REASON,
+    NO_ELIGIBLE_OFFER,
+)
 
-ALL_ARMS = "all"
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 ELIGIBLE = "eligible"
 
@@ -115,8 +121,8 @@ def coverage(lists_df: DataFrame, users_df: DataFrame) -> DataFrame:
     reason = F.col("reason_code")
     per_user_df = lists_df.groupBy("user_id", "arm").agg(
         F.max(F.col("rank") > 0).alias("has_list"),
-        F.max(reason == S.HOLDOUT_REASON).alias("is_holdout"),
-        F.max(reason == S.NO_ELIGIBLE_OFFER).alias("has_no_eligible_offer"),
+        F.max(reason == HOLDOUT_REASON).alias("is_holdout"),
+        F.max(reason == NO_ELIGIBLE_OFFER).alias("has_no_eligible_offer"),
         F.max(reason == FALLBACK_REASON).alias("has_fallback"),
         F.max(reason == EXPLORATION_REASON).alias("is_exploring"),
     )
@@ -138,7 +144,7 @@ def coverage(lists_df: DataFrame, users_df: DataFrame) -> DataFrame:
     )
     total_df = (
         per_user_df.agg(*sums)
-        .withColumn("arm", F.lit(ALL_ARMS))
+        .withColumn("arm", F.lit(ALL))
         .crossJoin(unserved_df.agg(F.count(F.lit(1)).alias("not_served")))
     )
     return (
@@ -262,7 +268,7 @@ def plot_plan_mix(mix: pd.DataFrame, market: str) -> Figure:
 def plot_reasons(reasons: pd.DataFrame, market: str) -> Figure:
     """The share of each reason code on the rows of the arms that are shown lists (the
     holdout's rows all say ``holdout``), as horizontal bars per arm."""
-    arms = [a for a in _arms_in(reasons) if a != HOLDOUT]
+    arms = [a for a in _arms_in(reasons) if a != HOLDOUT_ARM]
     shown = reasons[reasons["arm"].isin(arms)]
     table = (
         shown.pivot(index="reason_code", columns="arm", values="share")

@@ -12,9 +12,7 @@ from pyspark.sql import functions as F
 
 from recsys.columns import literal_map, unit
 from recsys.config import ExperimentConfig
-
-TREATMENT, CONTROL, HOLDOUT = "treatment", "control", "holdout"
-ARMS = (TREATMENT, CONTROL, HOLDOUT)
+from recsys.vocabulary import ARMS, HOLDOUT_ARM
 
 
 def arm_of(experiment: ExperimentConfig, user_id: Column | str = "user_id") -> Column:
@@ -26,7 +24,7 @@ def arm_of(experiment: ExperimentConfig, user_id: Column | str = "user_id") -> C
         bound += experiment.share(name)
         when = draw < F.lit(bound)
         arm = F.when(when, F.lit(name)) if arm is None else arm.when(when, F.lit(name))
-    return arm.otherwise(F.lit(HOLDOUT))
+    return arm.otherwise(F.lit(HOLDOUT_ARM))
 
 
 def epsilon_of(experiment: ExperimentConfig) -> Column:

@@ -34,7 +34,6 @@ from recsys.columns import unit
 from recsys.config import Config, RecommendConfig
 from recsys.eligibility import STATE_COLUMNS, with_eligibility
 from recsys.errors import RecsysError
-from recsys.interactions.build import FULL
 from recsys.models import Recommender
 from recsys.progress import step
 from recsys.recommend import calibrate, lists, publish, scorers, validate
@@ -46,6 +45,7 @@ from recsys.recommend.served import Served
 from recsys.recommend.summary import headline, log_summary, snapshot_summary
 from recsys.supervision import Supervision
 from recsys.tables import publish_partition, read_table
+from recsys.vocabulary import FULL
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,18 @@ from recsys.columns import literal_map
 from recsys.config import Config
 from recsys.models import Recommender
 from recsys.models.base import EXPLAIN_KEYS
-from recsys.recommend.assign import CONTROL, HOLDOUT, TREATMENT
+from recsys.vocabulary import (
+    CONTROL,
+    EXPLORATION_REASON,
+    FALLBACK_REASON,
+    HOLDOUT_ARM,
+    HOLDOUT_REASON,
+    NO_ELIGIBLE_OFFER,
+    TREATMENT,
+)
 
 MODEL = "model"  # the scorer name of the served model; baselines go by their family
 FALLBACK = "popularity"
-FALLBACK_REASON = "fallback_popular"
-EXPLORATION_REASON = "exploration"
 
 
 def scored_candidates(
@@ -36,7 +42,7 @@ def scored_candidates(
     eligible_df = (
         verdicts_df.where(F.col("eligible"))
         .join(
-            users_df.where(F.col("arm") != HOLDOUT).select(
+            users_df.where(F.col("arm") != HOLDOUT_ARM).select(
                 "market", "user_id", "current_plan", "arm"
             ),
             on=["market", "user_id"],
@@ -143,8 +149,8 @@ def contract_rows(
         F.lit(S.NO_OFFER_RANK).alias("rank"),
         literal_map(locales)[F.col("market")].alias("locale"),
         literal_map(currencies)[F.col("market")].alias("currency"),
-        F.when(F.col("arm") == HOLDOUT, F.lit(S.HOLDOUT_REASON))
-        .otherwise(F.lit(S.NO_ELIGIBLE_OFFER))
+        F.when(F.col("arm") == HOLDOUT_ARM, F.lit(HOLDOUT_REASON))
+        .otherwise(F.lit(NO_ELIGIBLE_OFFER))
         .alias("reason_code"),
         "arm",
         F.lit(1.0).alias("propensity"),

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys.columns import unit
-from recsys.recommend.assign import TREATMENT
+from recsys.vocabulary import TREATMENT
 
 # What ranked_lists reads: one row per (served user, eligible offer).
 CANDIDATE_COLUMNS = (

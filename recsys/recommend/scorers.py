@@ -14,7 +14,6 @@ from recsys import schemas as S
 from recsys.columns import unit
 from recsys.config import Config
 from recsys.eligibility import with_eligibility
-from recsys.interactions.build import TUNE, VALIDATION
 from recsys.models import FAMILIES, Recommender
 from recsys.models.baselines import Popularity, baseline_params
 from recsys.recommend import calibrate
@@ -22,6 +21,7 @@ from recsys.recommend.lists import FALLBACK, MODEL
 from recsys.recommend.served import Served
 from recsys.supervision import Supervised, Supervision
 from recsys.tables import read_table
+from recsys.vocabulary import TUNE, VALIDATION
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys import tracking
-from recsys.recommend.lists import EXPLORATION_REASON, FALLBACK_REASON
+from recsys.vocabulary import EXPLORATION_REASON, FALLBACK_REASON
 
 
 def snapshot_summary(snapshot_df: DataFrame) -> pd.DataFrame:

@@ -19,8 +19,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
+from recsys.vocabulary import HOLDOUT_ARM, HOLDOUT_REASON, KEYS, NO_ELIGIBLE_OFFER
 
-KEYS = ["market", "user_id"]
 _EXAMPLES = 3
 
 
@@ -64,8 +64,8 @@ def coverage(
     )
     joined_df = (
         users_df.select(*KEYS, "arm", F.lit(True).alias("in_run"))
-        .join(per_user_df, on=KEYS, how="full")
-        .join(eligible_df, on=KEYS, how="left")
+        .join(per_user_df, on=list(KEYS), how="full")
+        .join(eligible_df, on=list(KEYS), how="left")
         .withColumn("eligible_offers", F.coalesce("eligible_offers", F.lit(0)))
     )
     expected = F.least(F.lit(k), F.col("eligible_offers"))
@@ -74,14 +74,14 @@ def coverage(
         & (F.col("last") == F.col("rows"))
         & (F.col("ranks") == F.col("rows"))
         & (F.col("rows") == expected)
-        & (F.col("arm") != "holdout")
+        & (F.col("arm") != HOLDOUT_ARM)
     )
     is_no_offer = (F.col("rows") == 1) & (
-        ((F.col("no_offer_reason") == S.HOLDOUT_REASON) & (F.col("arm") == "holdout"))
+        ((F.col("no_offer_reason") == HOLDOUT_REASON) & (F.col("arm") == HOLDOUT_ARM))
         | (
-            (F.col("no_offer_reason") == S.NO_ELIGIBLE_OFFER)
+            (F.col("no_offer_reason") == NO_ELIGIBLE_OFFER)
             & (F.col("eligible_offers") == 0)
-            & (F.col("arm") != "holdout")
+            & (F.col("arm") != HOLDOUT_ARM)
         )
     )
     # Null comparisons (a user without a rank-0 row has no reason) must count as "no".

@@ -23,9 +23,8 @@ from recsys.evaluation.metrics import metric_column, per_user_metrics_at
 from recsys.evaluation.reliability import Reliability, reliability
 from recsys.models.base import Recommender
 from recsys.ranking import top_k
+from recsys.vocabulary import ALL, KEYS
 
-KEYS = ("market", "user_id")
-ALL = "all"  # the market label of pooled figures
 # Who the logging policy showed offers to differs from whom lists serve by the plan held.
 STRATA = ("market", "current_plan")
 RANKING_METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr")

@@ -24,9 +24,9 @@ from recsys import tracking
 from recsys.config import GateConfig, TrainConfig
 from recsys.errors import RecsysError
 from recsys.evaluation.metrics import MRR, bootstrap_ci
-from recsys.interactions.build import TRAIN
 from recsys.models import BASELINES, FAMILIES
-from recsys.training.evaluate import KEYS, Window
+from recsys.training.evaluate import Window
+from recsys.vocabulary import KEYS, TRAIN
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -33,7 +33,7 @@ from pyspark.sql import SparkSession
 from recsys import tracking
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.interactions.build import HOLDOUT, TRAIN, TUNE, cutoffs
+from recsys.interactions.build import cutoffs
 from recsys.models import BASELINES, FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.progress import step
@@ -50,6 +50,7 @@ from recsys.training.gate import against_families, compare_on_holdout
 from recsys.training.intervals import gate_interval, holdout_intervals
 from recsys.training.register import name_interim, register_candidate
 from recsys.training.trainer import FamilyResult, Search, Trainer
+from recsys.vocabulary import ALL, HOLDOUT, TRAIN, TUNE
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def _train_family(
                     mlflow.set_tags({"recsys.family": family, "recsys.trial": str(number)})
                     tracking.log_params(params)
                     tracking.log_metrics(
-                        tracking.metrics_from(result.table, pooled=evaluate.ALL, prefix="val_")
+                        tracking.metrics_from(result.table, pooled=ALL, prefix="val_")
                     )
                     mlflow.log_metric("fit_seconds", result.fit_seconds)
             model.unpersist()
@@ -239,8 +240,8 @@ def _train_family(
         )
         tracking.log_metrics(
             {
-                **tracking.metrics_from(final.table, pooled=evaluate.ALL),
-                **tracking.metrics_from(chosen.table, pooled=evaluate.ALL, prefix="val_"),
+                **tracking.metrics_from(final.table, pooled=ALL),
+                **tracking.metrics_from(chosen.table, pooled=ALL, prefix="val_"),
                 f"{column}_ci_low": low,
                 f"{column}_ci_high": high,
                 "fit_seconds": final.fit_seconds,

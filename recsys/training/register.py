@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import mlflow
 
 from recsys import tracking
-from recsys.interactions.build import FULL
 from recsys.models import BASELINES, FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.training import gate
+from recsys.vocabulary import FULL
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -20,8 +20,8 @@ import pandas as pd
 from recsys.config import Config, TrainConfig
 from recsys.evaluation.metrics import MRR, metric_column
 from recsys.evaluation.policy_value import POLICY_VALUE
-from recsys.training.evaluate import ALL
 from recsys.training.gate import Decision
+from recsys.vocabulary import ALL
 
 if TYPE_CHECKING:
     from recsys.training.trainer import FamilyResult

@@ -26,7 +26,6 @@ from recsys.config import Config
 from recsys.errors import RecsysError
 from recsys.evaluation.policy_value import POLICY_VALUE
 from recsys.evaluation.reliability import Reliability
-from recsys.interactions.build import FULL, HOLDOUT, TRAIN, TUNE, VALIDATION
 from recsys.models import BASELINES, FAMILIES, Recommender
 from recsys.models.baselines import baseline_params
 from recsys.models.conversion import Conversion
@@ -34,6 +33,7 @@ from recsys.supervision import IMPRESSIONS, Supervision
 from recsys.tables import read_table
 from recsys.training import evaluate
 from recsys.training.search import trials
+from recsys.vocabulary import ALL, FULL, HOLDOUT, TRAIN, TUNE, VALIDATION
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Evaluated:
     reliability: Reliability | None = None
 
     def pooled(self, column: str) -> float:
-        return float(self.table.loc[evaluate.ALL, column])
+        return float(self.table.loc[ALL, column])
 
     def per_user(self, column: str) -> DataFrame | None:
         """The per-user frame that holds ``column``."""

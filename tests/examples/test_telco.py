@@ -18,11 +18,12 @@ from recsys.eligibility import ADDON_NEEDS_PLAN, state_at, with_eligibility
 from recsys.ingest import job as ingest_job
 from recsys.ingest import wide
 from recsys.interactions import job as interactions_job
-from recsys.interactions.build import HOLDOUT, cutoffs, interaction_rows
+from recsys.interactions.build import cutoffs, interaction_rows
 from recsys.markets import load_markets
 from recsys.tokens import matches
 from recsys.training import evaluate
 from recsys.training import job as train_job
+from recsys.vocabulary import HOLDOUT
 from tests.conftest import database_conf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,7 +174,7 @@ def test_exactly_one_hidden_addon_per_customer_lies_in_the_holdout_window(real):
     # Which one is hidden depends on the seed alone: same seed, same files.
     again = convert(real.sample(frac=1, random_state=3))
     assert set(zip(in_holdout["user_id"], in_holdout["item_id"], strict=True)) == {
-        (r.user_id, r.item_id) for r in again.events.itertuples() if r.role == wide.HOLDOUT
+        (r.user_id, r.item_id) for r in again.events.itertuples() if r.role == HOLDOUT
     }
 
 
@@ -204,7 +205,7 @@ def test_leave_one_out_ranks_the_hidden_addon_among_those_not_held(
     )
     state_df = state_at(source_df, telco_catalog_df, split)
     win = evaluate.window(state_df, labels_df, telco_catalog_df, telco_config.recommend.eligibility)
-    hidden = converted.events[converted.events["role"] == wide.HOLDOUT]
+    hidden = converted.events[converted.events["role"] == HOLDOUT]
     hidden = dict(zip(hidden["user_id"], hidden["item_id"], strict=True))
     labels = {r["user_id"]: r["item_id"] for r in win.labels_df.collect()}
     assert labels == hidden

@@ -18,7 +18,8 @@ from recsys.columns import unit
 from recsys.config import AnalyzeConfig, ExperimentConfig
 from recsys.errors import RecsysError
 from recsys.experiment import analysis, stats
-from recsys.recommend.assign import CONTROL, TREATMENT, arm_of
+from recsys.recommend.assign import arm_of
+from recsys.vocabulary import CONTROL, TREATMENT
 
 SHARES = {"treatment": 0.45, "control": 0.45, "holdout": 0.10}
 SETTINGS = AnalyzeConfig()

@@ -21,6 +21,7 @@ from recsys.ingest import wide
 from recsys.interactions import job as interactions_job
 from recsys.recommend import job as recommend_job
 from recsys.training import job as train_job
+from recsys.vocabulary import HOLDOUT, VALIDATION
 
 SNAPSHOT, HOLDOUT_DAYS = dt.date(2026, 11, 1), 28
 PRODUCTS = ("travel", "pet", "car", "home", "life")
@@ -111,7 +112,7 @@ def test_products_become_conversions_and_profile_cells_become_tokens():
     ]
     # One held product per customer in the holdout window, one more in the validation window.
     roles = converted.events.groupby("role")["user_id"].nunique()
-    assert roles[wide.HOLDOUT] == roles[wide.VALIDATION] == len(table)
+    assert roles[HOLDOUT] == roles[VALIDATION] == len(table)
 
 
 @pytest.mark.parametrize(

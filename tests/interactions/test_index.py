@@ -7,13 +7,13 @@ from pyspark.sql import types as T
 
 from recsys.interactions.index import contiguous_index
 
-KEYS = T.StructType([T.StructField("market", T.StringType()), T.StructField("k", T.StringType())])
-OUT = T.StructType([*KEYS.fields, T.StructField("idx", T.IntegerType())])
+INPUT = T.StructType([T.StructField("market", T.StringType()), T.StructField("k", T.StringType())])
+OUT = T.StructType([*INPUT.fields, T.StructField("idx", T.IntegerType())])
 
 
 def test_small_case_ranks_keys_within_each_market(spark):
     keys_df = spark.createDataFrame(
-        [("SE", "b"), ("SE", "a"), ("DE", "z"), ("SE", "b"), ("SE", "c"), ("DE", "y")], KEYS
+        [("SE", "b"), ("SE", "a"), ("DE", "z"), ("SE", "b"), ("SE", "c"), ("DE", "y")], INPUT
     )
     expected = spark.createDataFrame(
         [("DE", "y", 0), ("DE", "z", 1), ("SE", "a", 0), ("SE", "b", 1), ("SE", "c", 2)], OUT
@@ -29,7 +29,7 @@ def test_many_partitions_match_a_python_reference(spark):
     for market in "ABC":
         keys = sorted({k for m, k in rows if m == market})
         reference += [(market, k, i) for i, k in enumerate(keys)]
-    got = contiguous_index(spark.createDataFrame(rows, KEYS), key="k", index="idx", partitions=7)
+    got = contiguous_index(spark.createDataFrame(rows, INPUT), key="k", index="idx", partitions=7)
     assert_df_equality(
         got, spark.createDataFrame(reference, OUT), ignore_row_order=True, ignore_nullable=True
     )

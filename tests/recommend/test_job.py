@@ -20,13 +20,13 @@ from recsys import tracking
 from recsys.cli import main
 from recsys.eligibility import with_eligibility
 from recsys.errors import RecsysError
-from recsys.interactions.build import TUNE
 from recsys.recommend import job as recommend_job
 from recsys.recommend import publish, scorers, versions
 from recsys.recommend.lists import FALLBACK, MODEL
 from recsys.recommend.offers import price_display
 from recsys.recommend.served import Served
 from recsys.supervision import Supervision
+from recsys.vocabulary import TUNE
 
 SNAPSHOT = dt.date(2026, 11, 1)
 

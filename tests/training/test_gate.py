@@ -17,8 +17,8 @@ from recsys.models import FAMILIES
 from recsys.models.pyfunc import log_pyfunc
 from recsys.training import gate
 from recsys.training.candidate import choose_candidate
-from recsys.training.evaluate import ALL
 from recsys.training.trainer import Evaluated, FamilyResult
+from recsys.vocabulary import ALL
 
 GATE = GateConfig(metric="ndcg", k=3, replicates=200)
 USERS = 400

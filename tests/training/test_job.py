@@ -23,12 +23,13 @@ from pyspark.sql import functions as F
 from recsys import tracking
 from recsys.errors import RecsysError
 from recsys.interactions import job as interactions_job
-from recsys.interactions.build import TRAIN, TUNE, VALIDATION, cutoffs
+from recsys.interactions.build import cutoffs
 from recsys.models import BASELINES, FAMILIES
 from recsys.training import checkpoints
 from recsys.training import job as train_job
 from recsys.training import register as train_register
 from recsys.training.trainer import Trainer, with_gate_metric
+from recsys.vocabulary import TRAIN, TUNE, VALIDATION
 from recsys.world import job as world_job
 
 
