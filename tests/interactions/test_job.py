@@ -15,6 +15,7 @@ from recsys.config import SourceConfig
 from recsys.interactions import job as interactions_job
 from recsys.interactions import validate as V
 from recsys.interactions.build import cutoffs
+from recsys.interactions.guards import FAILED_QUARANTINE, BadInputError, CollapseError
 from recsys.tables import publish_table, read_table
 from recsys.world import job as world_job
 
@@ -167,13 +168,13 @@ def test_past_the_threshold_the_job_fails_and_keeps_the_previous_snapshot(spark,
     bad_df = _bad_rows(events_df, n_bad, market="SE").withColumn("value", F.lit(-1.0))
     publish_table(spark, world_config, events_df.unionByName(bad_df), "events_bad_se")
 
-    with pytest.raises(interactions_job.BadInputError) as failure:
+    with pytest.raises(BadInputError) as failure:
         interactions_job.run(spark, _with_source(world_config, "events_bad_se"))
     message = str(failure.value)
     assert f"SE: {n_bad / (se_rows + n_bad):.1%} of {se_rows + n_bad:,} rows" in message
     assert f"negative_value {n_bad:,}" in message
     assert "nothing was written to interactions" in message
-    failed = world_config.table(interactions_job.FAILED_QUARANTINE)
+    failed = world_config.table(FAILED_QUARANTINE)
     assert f"this run's rejected rows are in {failed}" in message
 
     after = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config))
@@ -192,7 +193,7 @@ def test_past_the_threshold_the_job_fails_and_keeps_the_previous_snapshot(spark,
 def test_a_source_without_rows_fails_and_keeps_the_previous_snapshot(spark, world_config):
     before = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config)).count()
     publish_table(spark, world_config, read_table(spark, world_config, S.EVENTS).limit(0), "none")
-    with pytest.raises(interactions_job.CollapseError) as failure:
+    with pytest.raises(CollapseError) as failure:
         interactions_job.run(spark, _with_source(world_config, "none"))
     assert str(failure.value).startswith(
         f"the events source, table {world_config.table('none')} (interactions.source.table), "
@@ -206,7 +207,7 @@ def test_interactions_that_shrink_past_the_share_fail_with_both_counts(spark, wo
     before = read_table(spark, world_config, S.INTERACTIONS).where(_snapshot(world_config)).count()
     events_df = read_table(spark, world_config, S.EVENTS)
     publish_table(spark, world_config, events_df.where(F.hash("user_id") % 10 == 0), "a_tenth")
-    with pytest.raises(interactions_job.CollapseError) as failure:
+    with pytest.raises(CollapseError) as failure:
         interactions_job.run(spark, _with_source(world_config, "a_tenth"))
     message = str(failure.value)
     snapshot = world_config.interactions.snapshot_date
@@ -284,7 +285,7 @@ def test_unknown_tokens_are_named_with_the_key_to_set_and_a_pattern_lets_them_in
     moods_config = _with_source(world_config, "events_moods")
     strict = moods_config.interactions.model_copy(update={"max_bad_share": 0.0})
 
-    with pytest.raises(interactions_job.BadInputError) as failure:
+    with pytest.raises(BadInputError) as failure:
         interactions_job.run(spark, moods_config.model_copy(update={"interactions": strict}))
     message = str(failure.value)
     assert (
