@@ -17,13 +17,8 @@ Each fit also learns from the ``interactions.past_windows`` windows before the t
 (``past_1`` the latest), each with the features at its own start: more labelled examples of
 the same kind, none of them later than the split the model scores.
 
-Examples come from logged impressions where the ``offer_log`` has them (the legacy policy
-showed the offer with a logged propensity; the label is whether the user took it within
-``interactions.attribution_days``, before the window's end), and from plan-page views
-(``is_organic``: the user opened the offer unprompted), which reach offers the logging policy
-never showed to some users. Without impressions (own data
-such as the Telco example) every offer a user was eligible for at the window's start is an
-example, labelled by whether the user converted to it in the window.
+A window's examples are logged impressions and plan-page views, or, without impressions,
+every offer users were eligible for; :mod:`recsys.labelling` says how each is labelled.
 
 The served fit (``full``) also learns from the experiments named in
 ``train.models.conversion.experiments``: each offer a user of the test looked at, labelled by
@@ -41,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys import schemas as S
@@ -57,91 +52,13 @@ from recsys.features import (
 )
 from recsys.interactions.build import moments
 from recsys.interactions.job import read_source
+from recsys.labelling import IMPRESSIONS, experiment_log, fold_of, labelled_log, rows_source
 from recsys.tables import read_table
 from recsys.vocabulary import FULL, TRAIN, TUNE, past_split
 
 log = logging.getLogger(__name__)
 
-IMPRESSIONS, CANDIDATES = "impressions", "candidates"
 EXAMPLE_COLUMNS = ("market", "user_id", "offer_id", "label", "propensity", "is_organic", "fold")
-FOLDS = 2  # cross-fitting of the search trials
-
-
-def fold_of(user_id: Column) -> Column:
-    """The cross-fitting fold of a user, 0 .. FOLDS - 1, by hash."""
-    return F.abs(F.xxhash64(F.lit("conversion/fold"), user_id) % FOLDS).cast("int")
-
-
-def rows_source(wanted: str, *, has_impressions: bool, snapshot: dt.date) -> str:
-    """What the examples are: ``train.models.conversion.rows`` (auto, impressions or
-    candidates) resolved against whether the offer_log has impressions."""
-    if wanted == IMPRESSIONS and not has_impressions:
-        raise RecsysError(
-            "train.models.conversion.rows: impressions, but offer_log has no "
-            f"offer_impression rows for snapshot {snapshot}; set it to auto or candidates"
-        )
-    if wanted == "auto":
-        return IMPRESSIONS if has_impressions else CANDIDATES
-    return wanted
-
-
-def labelled_log(log_df: DataFrame, begin: dt.datetime, end: dt.datetime) -> DataFrame:
-    """The ``offer_log``'s impressions and plan-page views in ``[begin, end)``, labelled.
-
-    Returns (market, user_id, offer_id, label, propensity, is_organic): ``label`` is 1.0 when
-    the user took the offer within the attribution days and before ``end`` (no label reads
-    past the window), ``is_organic`` marks a page view. An impression whose propensity is
-    missing or not above 0 cannot have been logged by the policy that showed the offer: it
-    carries no weight a model could use, is never divided by, and is left out.
-    """
-    is_view = F.col("event_type") == S.PLAN_PAGE_VIEW
-    shown = (F.col("event_type") == S.OFFER_IMPRESSION) & (F.col("propensity") > 0)
-    inside = (F.col("event_ts") >= F.lit(begin)) & (F.col("event_ts") < F.lit(end))
-    label = F.col("accepted_ts").isNotNull() & (F.col("accepted_ts") < F.lit(end))
-    return log_df.where((shown | is_view) & inside).select(
-        "market",
-        "user_id",
-        "offer_id",
-        label.cast("double").alias("label"),
-        "propensity",
-        is_view.alias("is_organic"),
-    )
-
-
-def experiment_log(exposures_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
-    """An experiment's looked-at offers, labelled by its outcomes.
-
-    Parameters
-    ----------
-    exposures_df, outcomes_df
-        Rows of ``experiment_exposures`` and ``experiment_outcomes``
-        (:data:`recsys.schemas.EXPERIMENT_EXPOSURES_SCHEMA`, ``..._OUTCOMES_SCHEMA``).
-
-    Returns
-    -------
-    DataFrame
-        (experiment_id, snapshot_date, market, user_id, offer_id, label, propensity): one row
-        per offer a user looked at (``is_examined``) with a logged propensity above 0;
-        ``label`` is 1.0 when the user converted to that offer in the window. Users without
-        an outcome row are left out: nothing says what they did.
-    """
-    looked = F.col("offer_id").isNotNull() & F.col("is_examined") & (F.col("propensity") > 0)
-    taken_df = outcomes_df.select("experiment_id", "user_id", "converted_offer")
-    return (
-        exposures_df.where(looked)
-        .join(taken_df, on=["experiment_id", "user_id"], how="inner")
-        .select(
-            "experiment_id",
-            "snapshot_date",
-            "market",
-            "user_id",
-            "offer_id",
-            F.coalesce(F.col("converted_offer") == F.col("offer_id"), F.lit(False))
-            .cast("double")
-            .alias("label"),
-            "propensity",
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -153,8 +70,8 @@ class Supervised:
     -1 for a past window's examples, which every fold learns from.
     ``users_df``: user features at the split the model scores (what it is fitted "on").
     ``offers_df`` / ``tiers_df``: offer features and plan tiers. ``acceptances_df``: (market,
-    offer_id, acceptances) before that split. ``source``: :data:`IMPRESSIONS` or
-    :data:`CANDIDATES`.
+    offer_id, acceptances) before that split. ``source``: :data:`~recsys.labelling.IMPRESSIONS`
+    or :data:`~recsys.labelling.CANDIDATES`.
     """
 
     examples_df: DataFrame

@@ -12,14 +12,8 @@ from pyspark.sql import types as T
 
 from recsys import schemas as S
 from recsys.errors import RecsysError
-from recsys.supervision import (
-    CANDIDATES,
-    IMPRESSIONS,
-    Supervision,
-    experiment_log,
-    labelled_log,
-    rows_source,
-)
+from recsys.labelling import CANDIDATES, IMPRESSIONS, experiment_log, labelled_log, rows_source
+from recsys.supervision import Supervision
 from recsys.tables import publish_partition, read_table
 from recsys.vocabulary import FULL, TRAIN, TUNE
 

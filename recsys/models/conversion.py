@@ -26,8 +26,9 @@ from pyspark.sql import functions as F
 
 from recsys.errors import RecsysError
 from recsys.features import with_pair_features
+from recsys.labelling import FOLDS, fold_of
 from recsys.models.base import EXPLAIN_KEYS, Recommender
-from recsys.supervision import FOLDS, Supervised, fold_of
+from recsys.supervision import Supervised
 from recsys.tokens import matches
 
 log = logging.getLogger(__name__)

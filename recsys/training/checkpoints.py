@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from recsys import tracking
 from recsys.config import Config
 from recsys.errors import RecsysError
-from recsys.supervision import IMPRESSIONS
+from recsys.labelling import IMPRESSIONS
 from recsys.training.trainer import Evaluated, FamilyResult, Trainer, as_uri
 
 log = logging.getLogger(__name__)

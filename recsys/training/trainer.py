@@ -26,10 +26,11 @@ from recsys.config import Config
 from recsys.errors import RecsysError
 from recsys.evaluation.policy_value import POLICY_VALUE
 from recsys.evaluation.reliability import Reliability
+from recsys.labelling import IMPRESSIONS
 from recsys.models import BASELINES, FAMILIES, Recommender
 from recsys.models.baselines import baseline_params
 from recsys.models.conversion import Conversion
-from recsys.supervision import IMPRESSIONS, Supervision
+from recsys.supervision import Supervision
 from recsys.tables import read_table
 from recsys.training import evaluate
 from recsys.training.search import trials
