@@ -39,6 +39,9 @@ def test_same_seed_same_world_whatever_the_partitioning(spark, config):
     # 2,000 users: one partition per core (2) against four of 500 users.
     two = _small_world(spark, config, users_per_partition=2_000)
     four = _small_world(spark, config, users_per_partition=500)
+    # Each world is generated once for its three tables, not once per table.
+    two.state_df.persist()
+    four.state_df.persist()
     assert two.users_df.rdd.getNumPartitions() == 2
     assert four.users_df.rdd.getNumPartitions() == 4
     assert_df_equality(two.users_df, four.users_df, ignore_row_order=True)
@@ -49,6 +52,8 @@ def test_same_seed_same_world_whatever_the_partitioning(spark, config):
         return truth_df.withColumn("p_accept", F.array_sort(F.map_entries("p_accept")))
 
     assert_df_equality(sortable(two.truth_df), sortable(four.truth_df), ignore_row_order=True)
+    two.state_df.unpersist()
+    four.state_df.unpersist()
 
 
 def test_another_seed_is_another_world(spark, config):
