@@ -107,6 +107,7 @@ def test_state_at_the_snapshot_matches_the_generated_users(spark, config):
     """The generator's end state and the state read back from its events agree."""
     world_cfg = config.world.model_copy(update={"users": 3_000})
     world = generate_world(spark, world_cfg, config.markets)
+    world.state_df.persist()  # users and events derive from it: generate the world once
     end = dt.datetime.combine(world_cfg.end_date, dt.time(), tzinfo=dt.UTC)
     derived_df = E.state_at(world.events_df, catalog_df(spark, config.markets), end)
     columns = ["market", "user_id", "current_plan", "active_addons", "is_student_verified"]
@@ -121,6 +122,7 @@ def test_state_at_the_snapshot_matches_the_generated_users(spark, config):
         ignore_nullable=True,
     )
     assert derived_df.count() == users_df.count()
+    world.state_df.unpersist()
 
 
 def test_config_rules_exclude_small_households_and_withheld_offers(spark, config):
