@@ -31,7 +31,8 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-# Integration tests that start their own processes (spark-submit); slower.
+# The slow suite (docs/development.md): end-to-end runs on a generated and trained world,
+# the whole pipeline, the notebooks, and tests that start their own processes.
 test-slow: setup
 	$(BIN)/pytest -m slow
 
