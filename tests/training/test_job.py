@@ -469,8 +469,9 @@ def test_runs_an_interruption_left_running_are_marked_killed_with_their_trials(t
 
 @pytest.mark.slow
 def test_the_conversion_model_learns_from_the_window_before_its_split(spark, trained):
-    """Fitted on train, it learns from the validation window's logged impressions, labelled
-    by acceptances before the split: nothing from the holdout it is judged on."""
+    """Fitted on train, it learns from the validation window's logged impressions (and the
+    past window's), labelled by acceptances before the split: nothing from the holdout it is
+    judged on."""
     config, _ = trained
     trainer = Trainer(spark, config)
     supervised = trainer.supervision.for_split(TRAIN)
@@ -478,7 +479,10 @@ def test_the_conversion_model_learns_from_the_window_before_its_split(spark, tra
     assert trainer.supervision.for_split(TUNE).cross_fit
     columns = ["market", "user_id", "offer_id", "propensity", "label"]
     # Beside the impressions, the plan-page views (no propensity) that organic_views adds.
-    examples_df = supervised.examples_df.where(~F.col("is_organic")).select(*columns)
+    # fold -1: the past window's examples, checked in tests/test_supervision.py.
+    window_df = supervised.examples_df.where(F.col("fold") != -1)
+    assert supervised.examples_df.where(F.col("fold") == -1).count() > 0
+    examples_df = window_df.where(~F.col("is_organic")).select(*columns)
     logged_df = trainer.supervision.logged(TUNE).select(*columns)
     assert examples_df.count() > 1_000
     assert examples_df.exceptAll(logged_df).count() == 0
