@@ -123,19 +123,24 @@ class Supervision:
         self._cache: dict[str, Supervised] = {}
 
     def _check_past_splits(self) -> None:
-        """Refuse past windows that build-interactions did not write."""
+        """Refuse past windows that build-interactions did not write.
+
+        interaction_stats has a row for every split the build wrote, empty ones included,
+        so a past window before any user's first event is not mistaken for a missing one.
+        """
         if not self.pasts:
             return
-        written = {
-            r["split"] for r in self.state_df.select("split").distinct().collect()
-        }  # a handful of split names
+        stats_df = read_table(self.spark, self.config, S.INTERACTION_STATS).where(
+            F.col("snapshot_date") == F.lit(self.snapshot)
+        )
+        written = {r["split"] for r in stats_df.select("split").distinct().collect()}
         missing = [p for p in reversed(self.pasts) if p not in written]  # past_1 first
         if missing:
             raise RecsysError(
-                f"interactions.past_windows={len(self.pasts)}, but user_state for snapshot "
-                f"{self.snapshot} lacks split {', '.join(missing)}: build-interactions ran "
-                "with fewer past windows. Rerun build-interactions with this setting, or set "
-                "interactions.past_windows to what it was built with"
+                f"interactions.past_windows={len(self.pasts)}, but interaction_stats for "
+                f"snapshot {self.snapshot} lacks split {', '.join(missing)}: "
+                "build-interactions ran with fewer past windows. Rerun build-interactions "
+                "with this setting, or set interactions.past_windows to what it was built with"
             )
 
     def describe(self) -> str:

@@ -202,18 +202,20 @@ def with_indices(
     )
 
 
-def matrix_stats(interactions_df: DataFrame) -> DataFrame:
+def matrix_stats(interactions_df: DataFrame, splits: Sequence[str] = ()) -> DataFrame:
     """Per (split, market): users, items, nnz, density, share of users with an offer row.
 
     ``items`` counts the market's items in the snapshot index, so density is comparable
-    between splits.
+    between splits. Every split of ``splits`` gets a row per market, with zero users where
+    no user has a row in it (a past window before any user's first event): the stats record
+    which splits the build wrote, which readers check their settings against.
     """
     items_df = interactions_df.groupBy("market").agg(F.countDistinct("item_id").alias("items"))
     # Per user first: two distinct counts over the rows would make Spark expand every row.
     users_df = interactions_df.groupBy("split", "market", "user_id").agg(
         F.count(F.lit(1)).alias("nnz"), F.max(F.col("is_offer").cast("int")).alias("has_offer")
     )
-    return (
+    stats_df = (
         users_df.groupBy("split", "market")
         .agg(
             F.count(F.lit(1)).alias("users"),
@@ -231,3 +233,20 @@ def matrix_stats(interactions_df: DataFrame) -> DataFrame:
             (F.col("offer_users") / F.col("users")).alias("offer_user_share"),
         )
     )
+    if not splits:
+        return stats_df
+    wanted_df = interactions_df.sparkSession.createDataFrame([(s,) for s in splits], "split string")
+    empty_df = (
+        wanted_df.crossJoin(items_df)
+        .join(stats_df, on=["split", "market"], how="left_anti")
+        .select(
+            "split",
+            "market",
+            F.lit(0).cast("long").alias("users"),
+            "items",
+            F.lit(0).cast("long").alias("nnz"),
+            F.lit(0.0).alias("density"),
+            F.lit(0.0).alias("offer_user_share"),
+        )
+    )
+    return stats_df.unionByName(empty_df)

@@ -25,7 +25,7 @@ from recsys.interactions.guards import FAILED_QUARANTINE, check_shrink, check_va
 from recsys.interactions.validate import validate_events
 from recsys.progress import step
 from recsys.tables import drop_table, publish_partition, read_table
-from recsys.vocabulary import HOLDOUT, TRAIN
+from recsys.vocabulary import HOLDOUT, TRAIN, VALIDATION
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,15 @@ def _write_matrices(
         )
         if drop_table(spark, config, FAILED_QUARANTINE):
             log.info("dropped %s: this run succeeded", config.table(FAILED_QUARANTINE))
-        stats_df = matrix_stats(interactions_df).withColumn("snapshot_date", F.lit(snapshot))
+        settings = config.interactions
+        written = [
+            *moments(snapshot, settings.holdout_days, settings.past_windows),
+            VALIDATION,
+            HOLDOUT,
+        ]
+        stats_df = matrix_stats(interactions_df, written).withColumn(
+            "snapshot_date", F.lit(snapshot)
+        )
         publish_partition(
             spark,
             config,

@@ -176,6 +176,19 @@ def test_matrix_stats(rows_df):
     assert stats["holdout"]["users"] == 1
 
 
+def test_matrix_stats_record_a_split_the_build_wrote_without_rows(rows_df):
+    """A past window before any user's first event is in the stats with zero users, so
+    train can tell it from a window the build never wrote."""
+    markets = {r["market"] for r in rows_df.select("market").distinct().collect()}
+    stats_df = matrix_stats(rows_df, ["past_1", "train", "holdout"])
+    empty = stats_df.where(F.col("split") == "past_1").collect()
+    assert {r["market"] for r in empty} == markets
+    assert {(r["users"], r["nnz"], r["density"]) for r in empty} == {(0, 0, 0.0)}
+    assert stats_df.where(F.col("split") == "train").collect() == (
+        matrix_stats(rows_df).where(F.col("split") == "train").collect()
+    )
+
+
 def test_offer_log_attributes_an_acceptance_to_the_impressions_before_it(spark):
     """An impression is accepted when the same offer is taken within attribution_days after
     it: not another offer, not before it, not after the horizon. Acceptances are rows too."""
