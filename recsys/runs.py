@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +58,12 @@ def command_session(config: Config, app_name: str, log_file: Path | None) -> Ite
     spark = build_session(config, app_name=app_name, jvm_log=log_file)
     try:
         yield spark
-    finally:
-        # A dead JVM cannot be stopped; trying would raise over the error that killed it.
-        if owned and not jvm_is_dead():
-            spark.stop()
+    except BaseException:
+        # A dead or dying JVM cannot be stopped; trying must not raise over the error that
+        # ended the run.
+        if owned and not jvm_is_dead(grace_s=0):
+            with suppress(Exception):
+                spark.stop()
+        raise
+    if owned:
+        spark.stop()

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -153,22 +154,33 @@ def build_session(
     return spark
 
 
-def jvm_is_dead() -> bool:
+def jvm_is_dead(grace_s: float = 10.0) -> bool:
     """Whether the JVM this process started has exited (False when there is none, or when
-    another process started it, as spark-submit does)."""
-    from pyspark import SparkContext
+    another process started it, as spark-submit does).
 
-    process = getattr(SparkContext._gateway, "proc", None)
-    return process is not None and process.poll() is not None
+    Parameters
+    ----------
+    grace_s : float
+        How long to wait for it to finish exiting. A killed JVM closes its sockets before
+        the kernel has released its heap and reaped it, so the broken connection that
+        prompts the question can come first; on a loaded machine, seconds first.
+    """
+    return jvm_exit_status(grace_s) is not None
 
 
-def jvm_exit_status() -> int | None:
+def jvm_exit_status(grace_s: float = 10.0) -> int | None:
     """The exit status of the JVM this process started, once it has exited (negative: the
-    signal that ended it, as :mod:`subprocess` reports it)."""
+    signal that ended it, as :mod:`subprocess` reports it); None while it runs after
+    ``grace_s`` seconds, or when this process did not start it."""
     from pyspark import SparkContext
 
     process = getattr(SparkContext._gateway, "proc", None)
-    return None if process is None else process.poll()
+    if process is None:
+        return None
+    try:
+        return process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 @contextmanager
