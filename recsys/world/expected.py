@@ -71,6 +71,10 @@ def oracle_slots(
 ) -> Column:
     """The oracle's top-k: the offers open to the user by true p (or p x charge), best first.
 
+    By p it is the list that converts most under the cascade of :func:`expected_conversion`.
+    By p x charge it is a strong list for revenue, not always the best: a dearer, less likely
+    offer first can earn more, since a user who takes an offer looks no further.
+
     Parameters
     ----------
     p_accept : Column
