@@ -117,6 +117,13 @@ def build_session(
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        # The UI's status store keeps every retained query's plan in the driver's heap, and
+        # a train run's plans run to thousands of nodes: Spark's default of 1,000 queries
+        # leaves a 4g driver no room to build a broadcast join after a few train runs in one
+        # process (a notebook, the test suite).
+        "spark.sql.ui.retainedExecutions": "100",
+        "spark.ui.retainedJobs": "200",
+        "spark.ui.retainedStages": "200",
         "spark.driver.extraJavaOptions": _java_options(config),
     }
     if spark_cfg.driver_memory and not launched_by_submit:
