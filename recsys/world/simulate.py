@@ -200,7 +200,9 @@ def simulate(
     converted_offer = F.coalesce(
         first_taken["offer_id"], F.when(organic_taken, organic_offer["key"])
     )
-    visit_ts = window_start + F.floor(rng.uniform("visit_at") * window)
+    # A minute before the end at the latest: a conversion through the list lands a minute
+    # after the visit, and inside the window.
+    visit_ts = window_start + F.floor(rng.uniform("visit_at") * (window - 60))
     converted_ts = F.when(first_taken.isNotNull(), visit_ts + 60).when(
         organic_taken, window_start + F.floor(rng.uniform("organic_at") * window)
     )
