@@ -132,10 +132,26 @@ def candidates_df(spark):
 FAMILY_NAMES = sorted(FAMILIES)
 
 
+@pytest.fixture(scope="module")
+def fitted(config, interactions_df, supervised):
+    """Family -> a model fitted once with seed 3, for the tests that only read it."""
+    models = {}
+
+    def fit(family: str):
+        if family not in models:
+            models[family] = FAMILIES[family](_params(config, family), seed=3).fit(
+                interactions_df, supervised
+            )
+        return models[family]
+
+    yield fit
+    for model in models.values():
+        model.unpersist()
+
+
 @pytest.mark.parametrize("family", FAMILY_NAMES)
-def test_scores_exactly_the_candidates(family, config, interactions_df, supervised, candidates_df):
-    model = FAMILIES[family](_params(config, family), seed=3).fit(interactions_df, supervised)
-    scores_df = model.score(candidates_df)
+def test_scores_exactly_the_candidates(family, fitted, candidates_df):
+    scores_df = fitted(family).score(candidates_df)
     assert scores_df.columns == ["market", "user_id", "offer_id", "score"]
     keys = ["market", "user_id", "offer_id"]
     assert_df_equality(
@@ -165,10 +181,8 @@ def test_fitting_twice_with_a_seed_gives_the_same_scores(
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
-def test_save_and_load_give_identical_scores(
-    family, config, spark, interactions_df, supervised, candidates_df, tmp_path
-):
-    model = FAMILIES[family](_params(config, family), seed=3).fit(interactions_df, supervised)
+def test_save_and_load_give_identical_scores(family, spark, fitted, candidates_df, tmp_path):
+    model = fitted(family)
     model.save(tmp_path.as_uri())
     loaded = load_model(spark, tmp_path.as_uri())
     assert type(loaded) is type(model)
