@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ from recsys.config import Config
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 
 def state_dir(config: Config) -> Path:
@@ -62,8 +65,10 @@ def command_session(config: Config, app_name: str, log_file: Path | None) -> Ite
         # A dead or dying JVM cannot be stopped; trying must not raise over the error that
         # ended the run.
         if owned and not jvm_is_dead(grace_s=0):
-            with suppress(Exception):
+            try:
                 spark.stop()
+            except Exception:
+                log.warning("Spark did not stop cleanly after the failure", exc_info=True)
         raise
     if owned:
         spark.stop()
