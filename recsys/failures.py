@@ -54,9 +54,11 @@ def report(exc: BaseException, config: Config, command: str, log_file: Path) -> 
         print(f"recsys: error: {exc} {where}", file=sys.stderr)
         return 2
     # Py4J says the connection broke; later calls find nothing listening. Either way, when
-    # the JVM process has exited, that is the news, not the socket error.
+    # the JVM process has exited, that is the news, not the socket error. A Java exception
+    # came from a JVM that answered, so it is not waited on.
+    answered = isinstance(exc, Py4JJavaError)
     if isinstance(exc, Py4JNetworkError) or (
-        isinstance(exc, Py4JError | ConnectionError) and jvm_is_dead()
+        isinstance(exc, Py4JError | ConnectionError) and not answered and jvm_is_dead()
     ):
         print(f"recsys: error: {_dead_jvm(config, command)} {where}", file=sys.stderr)
         return 1

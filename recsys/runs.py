@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recsys import progress
 from recsys.config import Config
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-log = logging.getLogger(__name__)
 
 
 def state_dir(config: Config) -> Path:
@@ -67,8 +65,8 @@ def command_session(config: Config, app_name: str, log_file: Path | None) -> Ite
         if owned and not jvm_is_dead(grace_s=0):
             try:
                 spark.stop()
-            except Exception:
-                log.warning("Spark did not stop cleanly after the failure", exc_info=True)
+            except Exception as error:  # to the log file: stderr's one line is the failure's
+                progress.trace("Spark did not stop cleanly after the failure", error)
         raise
     if owned:
         spark.stop()
