@@ -10,6 +10,7 @@ yields: its trials, the best of them on validation, and that trial's refit on th
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class Trainer:
         )
         self.config = with_gate_metric(config, self.supervision.source)
         self.settings = self.config.train
+        self._fits: dict[tuple[str, str, str], Recommender] = {}  # see fitted
 
     # -- data --------------------------------------------------------------------------
     def rows(self, split: str) -> DataFrame:
@@ -155,9 +157,7 @@ class Trainer:
         window before (cross-fitted on the first window, which has none before it), so that
         it never learns from the outcomes it helps to judge."""
         params = self.settings.models.conversion.params.model_dump()
-        return Conversion(params, seed=self.settings.seed).fit(
-            self.rows(split), self.supervision.for_split(split)
-        )
+        return self.fitted(Conversion.family, params, self.rows(split), split=split)
 
     def check_inputs(self) -> dict[str, int]:
         counts = self.totals("nnz")
@@ -198,6 +198,24 @@ class Trainer:
         market_params = getattr(spec, "markets", {})
         return FAMILIES[family](params, seed=self.settings.seed, market_params=market_params)
 
+    def fitted(
+        self, family: str, params: dict[str, Any], rows_df: DataFrame, *, split: str
+    ) -> Recommender:
+        """``family`` with ``params`` fitted on ``rows_df`` (rows of ``split``).
+
+        A supervised family learns from its split's labelled examples alone, so a fit with
+        the same parameters on the same split is made once and reused: the direct model of
+        a window's doubly-robust value is the conversion family's default trial there, and
+        its holdout refit when the defaults win the search.
+        """
+        if not FAMILIES[family].supervised:
+            return self.new_model(family, params).fit(rows_df)
+        key = (family, json.dumps(params, sort_keys=True), split)
+        if key not in self._fits:
+            model = self.new_model(family, params)
+            self._fits[key] = model.fit(rows_df, self.supervision.for_split(split))
+        return self._fits[key]
+
     def fit_and_score(
         self,
         family: str,
@@ -209,9 +227,9 @@ class Trainer:
     ) -> tuple[Recommender, Evaluated]:
         """Fit ``family`` on ``rows_df`` (rows of ``split``) and score it on ``win``."""
         started = time.perf_counter()
-        supervised = self.supervision.for_split(split) if FAMILIES[family].supervised else None
-        model = self.new_model(family, params).fit(rows_df, supervised)
-        per_user_df, lists_df = evaluate.per_user(model, win, self.settings.ks)
+        model = self.fitted(family, params, rows_df, split=split)
+        scores_df = evaluate.scores(model, win)
+        per_user_df, lists_df = evaluate.per_user(model, win, self.settings.ks, scores_df)
         per_user_df = per_user_df.persist()
         table = evaluate.summary(per_user_df, lists_df, win, self.settings.ks)
         lists_df.unpersist()
@@ -219,13 +237,14 @@ class Trainer:
         if win.logged is not None:
             gate = self.settings.gate
             policy_df = evaluate.policy_values(
-                model, win.logged, gate.k, gate.position_bias
+                model, win.logged, gate.k, gate.position_bias, scores_df
             ).persist()
             summary = evaluate.policy_summary(policy_df, win.logged.population_df)
             table = table.join(summary, how="left")
         reliability = None
         if win.logged is not None and model.serves_probability and split != TUNE:
-            reliability = evaluate.reliability_of(model, win.logged)
+            reliability = evaluate.reliability_of(model, win.logged, scores_df)
+        scores_df.unpersist()  # the per-user frames above are cached and counted
         seconds = time.perf_counter() - started
         return model, Evaluated(
             family,

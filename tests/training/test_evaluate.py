@@ -159,3 +159,60 @@ def test_an_offer_without_a_price_stays_a_label_and_earns_no_revenue(spark):
     )
     per_user = per_user_metrics_at(lists_df, win.labels_df, [1], value_col="price").first()
     assert (per_user["hit_rate_at_1"], per_user["revenue_at_1"]) == (1.0, 0.0)
+
+
+def test_scoring_a_window_once_changes_no_figure(spark, se_catalog_df):
+    state_df = spark.createDataFrame(
+        [
+            ("SE", "u1", "free", [], False, False),
+            ("SE", "u2", "premium_individual", [], False, True),
+            ("SE", "u3", "free", [], False, True),
+        ],
+        STATE,
+    )
+    outcomes_df = spark.createDataFrame(
+        [("SE", "u1", "trial_individual_1m"), ("SE", "u2", "premium_family")],
+        "market string, user_id string, item_id string",
+    )
+    # u3 is logged but not labelled; premium_student was shown to u1, who may not take it.
+    impressions_df = spark.createDataFrame(
+        [
+            ("SE", "u1", "premium_student", 0.2, 0.0),
+            ("SE", "u1", "trial_individual_1m", 0.5, 1.0),
+            ("SE", "u3", "premium_individual", 0.4, 0.0),
+            ("SE", "u3", "premium_family", 0.3, 1.0),
+        ],
+        "market string, user_id string, offer_id string, propensity double, label double",
+    )
+    interactions_df = spark.createDataFrame(
+        [
+            ("SE", 0, 0, "x", "trial_individual_1m", True, 5.0),
+            ("SE", 1, 1, "y", "premium_family", True, 3.0),
+            ("SE", 2, 2, "z", "premium_individual", True, 1.0),
+        ],
+        "market string, user_idx long, item_idx long, user_id string, item_id string, "
+        "is_offer boolean, confidence double",
+    )
+    model = FAMILIES["popularity"]({}, seed=1).fit(interactions_df)
+    logged = evaluate.logged(state_df, impressions_df, se_catalog_df, model)
+    win = evaluate.window(state_df, outcomes_df, se_catalog_df)
+    win = evaluate.Window(win.candidates_df, win.labels_df, win.offers_df, logged)
+    scores_df = evaluate.scores(model, win)
+    # Every candidate of a labelled or logged user, and every shown offer, scored once.
+    assert scores_df.count() == win.pairs().count() == win.pairs().distinct().count()
+    assert scores_df.where(F.col("offer_id") == "premium_student").count() == 1
+
+    once, lists_once = evaluate.per_user(model, win, [1, 3], scores_df)
+    apart, lists_apart = evaluate.per_user(model, win, [1, 3])
+    same = {"ignore_row_order": True, "ignore_nullable": True}
+    assert_df_equality(once, apart, ignore_column_order=True, **same)
+    assert_df_equality(lists_once, lists_apart, **same)
+    assert_df_equality(
+        evaluate.policy_values(model, logged, 3, [1.0, 0.6, 0.4], scores_df),
+        evaluate.policy_values(model, logged, 3, [1.0, 0.6, 0.4]),
+        **same,
+    )
+    with_scores = evaluate.reliability_of(model, logged, scores_df)
+    alone = evaluate.reliability_of(model, logged)
+    assert (with_scores.log_loss, with_scores.brier) == (alone.log_loss, alone.brier)
+    assert with_scores.by_decile.equals(alone.by_decile)
