@@ -46,14 +46,6 @@ class Window:
     # users and the direct model of the doubly-robust estimate; None without impressions.
     logged: Logged | None = None
 
-    def pairs(self) -> DataFrame:
-        """Every (user, offer) pair an evaluation on this window scores: the candidates of its
-        labelled users and, with a log, those of its logged users and the offers they were
-        shown, each once, so a model scores them in one pass (:func:`scores`)."""
-        if self.logged is None:
-            return self.candidates_df
-        return self.candidates_df.unionByName(self.logged.pairs_df).distinct()
-
     def persist(self) -> Window:
         level = StorageLevel.MEMORY_AND_DISK
         return Window(
@@ -79,8 +71,6 @@ class Logged:
     rewards_df: DataFrame  # policy_value.REWARD_COLUMNS: the direct model of DR
     # (market, current_plan, users) of every user at the window's start: whom lists serve
     population_df: DataFrame
-    # (market, user_id, offer_id, current_plan): the candidates and the shown offers
-    pairs_df: DataFrame
 
     def persist(self) -> Logged:
         level = StorageLevel.MEMORY_AND_DISK
@@ -90,14 +80,8 @@ class Logged:
         for df in self._frames():
             df.unpersist()
 
-    def _frames(self) -> tuple[DataFrame, ...]:
-        return (
-            self.impressions_df,
-            self.candidates_df,
-            self.rewards_df,
-            self.population_df,
-            self.pairs_df,
-        )
+    def _frames(self) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+        return (self.impressions_df, self.candidates_df, self.rewards_df, self.population_df)
 
 
 def window(
@@ -176,36 +160,16 @@ def logged(
     rewards_df = reward_model.score(pairs_df).select(
         *KEYS, "offer_id", (1 / (1 + F.exp(-F.col("score")))).alias("reward")
     )
-    return Logged(impressions_df, candidates_df, rewards_df, population_df, pairs_df)
-
-
-def scores(model: Recommender, win: Window) -> DataFrame:
-    """``model``'s scores of every pair of ``win`` (:meth:`Window.pairs`), persisted: what
-    :func:`per_user`, :func:`policy_values` and :func:`reliability_of` read, so a model
-    whose scoring is costly (the conversion model's features and trees) scores once."""
-    return model.score(win.pairs()).persist(StorageLevel.MEMORY_AND_DISK)
-
-
-def _scored(model: Recommender, pairs_df: DataFrame, scores_df: DataFrame | None) -> DataFrame:
-    """``model``'s scores of ``pairs_df``: taken from ``scores_df`` (:func:`scores`) when
-    given, a model's score of a pair being the same whatever else it scores."""
-    if scores_df is None:
-        return model.score(pairs_df)
-    pairs = [*KEYS, "offer_id"]
-    return scores_df.join(pairs_df.select(*pairs).distinct(), on=pairs, how="left_semi")
+    return Logged(impressions_df, candidates_df, rewards_df, population_df)
 
 
 def policy_values(
-    model: Recommender,
-    logged: Logged,
-    k: int,
-    position_bias: list[float],
-    scores_df: DataFrame | None = None,
+    model: Recommender, logged: Logged, k: int, position_bias: list[float]
 ) -> DataFrame:
     """Per user with logged impressions, the off-policy value of ``model``'s top-``k`` lists
     (:func:`recsys.evaluation.policy_value.per_user`), with the doubly-robust estimate as
-    ``policy_value``. ``scores_df``: the model's :func:`scores` of the window, if made."""
-    lists_df = top_k(_scored(model, logged.candidates_df, scores_df), k).select(
+    ``policy_value``."""
+    lists_df = top_k(model.score(logged.candidates_df), k).select(
         *KEYS, F.col("offer_id").alias("item_id"), "rank"
     )
     return (
@@ -222,17 +186,12 @@ def policy_values(
     )
 
 
-def reliability_of(
-    model: Recommender, logged: Logged, scores_df: DataFrame | None = None
-) -> Reliability:
+def reliability_of(model: Recommender, logged: Logged) -> Reliability:
     """Predicted against observed acceptance of a probability model (``serves_probability``)
-    on a window's logged impressions (:func:`recsys.evaluation.reliability.reliability`).
-    ``scores_df``: the model's :func:`scores` of the window, if made."""
+    on a window's logged impressions (:func:`recsys.evaluation.reliability.reliability`)."""
     plans_df = logged.candidates_df.select(*KEYS, "current_plan").distinct()
     shown_df = logged.impressions_df.join(plans_df, on=list(KEYS), how="inner")
-    scored_df = _scored(
-        model, shown_df.select(*KEYS, "offer_id", "current_plan").distinct(), scores_df
-    )
+    scored_df = model.score(shown_df.select(*KEYS, "offer_id", "current_plan").distinct())
     return reliability(
         shown_df.join(scored_df, on=[*KEYS, "offer_id"], how="inner").select(
             "market", (1 / (1 + F.exp(-F.col("score")))).alias("p"), F.col("label").alias("y")
@@ -269,18 +228,15 @@ def policy_summary(policy_df: DataFrame, population_df: DataFrame) -> pd.DataFra
     )
 
 
-def per_user(
-    model: Recommender, win: Window, ks: list[int], scores_df: DataFrame | None = None
-) -> tuple[DataFrame, DataFrame]:
-    """(per-user metrics, top lists) of ``model`` on ``win`` (``scores_df``: its
-    :func:`scores` of the window, if made).
+def per_user(model: Recommender, win: Window, ks: list[int]) -> tuple[DataFrame, DataFrame]:
+    """(per-user metrics, top lists) of ``model`` on ``win``.
 
     Per-user: keys and ``<metric>_at_<k>`` for every metric and k, plus ``revenue_at_<k>``
     (the price of the hits, in the market's currency) and the plain ``mrr`` over the whole
     ranking of the user's candidates. Lists: keys, offer_id, rank, every candidate ranked.
     """
     lists_df = (
-        top_k(_scored(model, win.candidates_df, scores_df), None)
+        top_k(model.score(win.candidates_df), None)
         .select(*KEYS, F.col("offer_id").alias("item_id"), "rank")
         .persist(StorageLevel.MEMORY_AND_DISK)
     )

@@ -228,8 +228,7 @@ class Trainer:
         """Fit ``family`` on ``rows_df`` (rows of ``split``) and score it on ``win``."""
         started = time.perf_counter()
         model = self.fitted(family, params, rows_df, split=split)
-        scores_df = evaluate.scores(model, win)
-        per_user_df, lists_df = evaluate.per_user(model, win, self.settings.ks, scores_df)
+        per_user_df, lists_df = evaluate.per_user(model, win, self.settings.ks)
         per_user_df = per_user_df.persist()
         table = evaluate.summary(per_user_df, lists_df, win, self.settings.ks)
         lists_df.unpersist()
@@ -237,14 +236,13 @@ class Trainer:
         if win.logged is not None:
             gate = self.settings.gate
             policy_df = evaluate.policy_values(
-                model, win.logged, gate.k, gate.position_bias, scores_df
+                model, win.logged, gate.k, gate.position_bias
             ).persist()
             summary = evaluate.policy_summary(policy_df, win.logged.population_df)
             table = table.join(summary, how="left")
         reliability = None
         if win.logged is not None and model.serves_probability and split != TUNE:
-            reliability = evaluate.reliability_of(model, win.logged, scores_df)
-        scores_df.unpersist()  # the per-user frames above are cached and counted
+            reliability = evaluate.reliability_of(model, win.logged)
         seconds = time.perf_counter() - started
         return model, Evaluated(
             family,
