@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 _MASK = (1 << 53) - 1
 _SCALE = float(1 << 53)
+# Spark's XXH64 (org.apache.spark.sql.catalyst.expressions.XXH64).
+_PRIME64_1 = np.uint64(0x9E3779B185EBCA87)
+_PRIME64_2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_PRIME64_3 = np.uint64(0x165667B19E3779F9)
+_PRIME64_5 = np.uint64(0x27D4EB2F165667C5)
 
 
 class Rng:
@@ -27,6 +33,11 @@ class Rng:
         """U(0, 1), never exactly 0 or 1."""
         bits = F.xxhash64(F.lit(self.seed), F.lit(tag), self.key, *extra).bitwiseAND(_MASK)
         return (bits + F.lit(0.5)) / F.lit(_SCALE)
+
+    def stem(self, tag: str) -> Column:
+        """The row's hash of (seed, tag, key), from which :func:`uniforms` draws on the driver
+        what :meth:`uniform` draws in Spark with one more integer key."""
+        return F.xxhash64(F.lit(self.seed), F.lit(tag), self.key)
 
     def normal(self, tag: str, *extra: Column) -> Column:
         """N(0, 1) by Box-Muller."""
@@ -78,3 +89,37 @@ class Rng:
             for k, w in log_weights.items()
         ]
         return F.array_max(F.array(*scored))["k"]
+
+
+def uniforms(stems: np.ndarray, count: int) -> np.ndarray:
+    """``Rng(seed, key).uniform(tag, F.lit(j))`` for j in 0..count-1, on the driver.
+
+    Spark's ``xxhash64`` hashes its arguments in turn, each seeded with the hash so far, so
+    the draw for integer ``j`` is XXH64's hash of that one int seeded with the row's
+    :meth:`Rng.stem`. Repeating that step in NumPy draws the same numbers, bit for bit,
+    without a row per draw in Spark.
+
+    Parameters
+    ----------
+    stems
+        One :meth:`Rng.stem` per row (int64).
+    count
+        How many draws per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        (rows, count) floats in (0, 1).
+    """
+    seed = stems.astype(np.int64).view(np.uint64)[:, None]
+    j = np.arange(count, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):  # XXH64 is arithmetic modulo 2**64
+        h = seed + _PRIME64_5 + np.uint64(4)
+        h = h ^ j * _PRIME64_1
+        h = ((h << np.uint64(23)) | (h >> np.uint64(41))) * _PRIME64_2 + _PRIME64_3
+        h ^= h >> np.uint64(33)
+        h *= _PRIME64_2
+        h ^= h >> np.uint64(29)
+        h *= _PRIME64_3
+        h ^= h >> np.uint64(32)
+    return ((h & np.uint64(_MASK)).astype(np.float64) + 0.5) / _SCALE

@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import functions as F
 from scipy import stats
 
-from recsys.rand import Rng
+from recsys.rand import Rng, uniforms
 
 N = 20_000
 
@@ -28,6 +28,22 @@ def test_uniform_is_uniform_and_keyed_by_seed_and_tag(ids_df):
     assert stats.kstest(rows["a"], "uniform").pvalue > 1e-4
     assert abs(np.corrcoef(rows["a"], rows["b"])[0, 1]) < 0.05
     assert abs(np.corrcoef(rows["a"], rows["a8"])[0, 1]) < 0.05
+
+
+@pytest.mark.parametrize("typed", ["long", "string"])
+def test_uniforms_on_the_driver_are_the_draws_spark_makes_bit_for_bit(ids_df, typed):
+    """A long and a string key, as users are keyed by either."""
+    key = F.col("id") if typed == "long" else F.concat(F.lit("u"), F.col("id").cast("string"))
+    rng = Rng(11, F.col("key"))
+    rows = (
+        ids_df.limit(2_000)
+        .select(key.alias("key"), F.posexplode(F.sequence(F.lit(0), F.lit(49))).alias("at", "j"))
+        .select("at", rng.stem("bootstrap").alias("stem"), rng.uniform("bootstrap", F.col("j")))
+        .toDF("at", "stem", "u")
+        .toPandas()
+    )
+    drawn = uniforms(rows["stem"].to_numpy(), 50)
+    assert (drawn[np.arange(len(rows)), rows["at"].to_numpy()] == rows["u"].to_numpy()).all()
 
 
 def test_normal_matches_standard_normal(ids_df):

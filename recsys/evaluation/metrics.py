@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys.rand import Rng
+from recsys.rand import Rng, uniforms
 from recsys.vocabulary import KEYS
 
 METRICS = ("precision", "recall", "hit_rate", "ndcg", "map", "mrr", "revenue")
@@ -170,40 +171,27 @@ def bootstrap_ci(
 ) -> pd.DataFrame:
     """Mean of ``column`` with a Poisson-bootstrap percentile interval, per ``by`` group.
 
-    Each row gets a Poisson(1) weight per replicate, drawn by hashing (seed, key, replicate),
-    so all replicates of all groups are computed by Spark in one pass and only groups x
-    replicates numbers are aggregated. Returns a pandas frame: ``by`` columns, ``mean``,
-    ``low``, ``high``, ``n``. For a paired comparison pass the per-user difference of two
-    models.
+    Each row gets a Poisson(1) weight per replicate, drawn from the hash of (seed, key,
+    replicate) (:func:`_weights`), so a row weighs the same in every bootstrap with that
+    seed, whatever else is grouped or stacked with it: for a paired comparison pass the
+    per-user difference of two models. Spark hashes each row's key once and collects the
+    rows; the replicates are drawn and averaged on the driver. The rows are per-user figures
+    of one evaluation window, a few hundred thousand at 10M users.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``by`` columns, ``mean``, ``low``, ``high``, ``n``: one row per group, or one row
+        over all rows when ``by`` is empty (``n`` 0 and no figures when there are none).
     """
-    tail = (1 - level) / 2
-    weighted_df = values_df.select(
-        *by,
-        F.col(column).cast("double").alias("_x"),
-        F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("_replicate"),
-        F.col(key),
-    ).select(
-        *by,
-        "_x",
-        "_replicate",
-        _poisson_one(Rng(seed, F.col(key)), F.col("_replicate")).alias("_w"),
-    )
-    # A small group can draw all-zero weights in a replicate: that replicate has no mean
-    # (null, skipped by the percentiles) rather than a division by zero.
-    replicate_df = weighted_df.groupBy(*by, "_replicate").agg(
-        F.try_divide(F.sum(F.col("_x") * F.col("_w")), F.sum("_w")).alias("_m")
-    )
-    interval_df = replicate_df.groupBy(*by).agg(
-        F.percentile("_m", F.lit(tail)).alias("low"),
-        F.percentile("_m", F.lit(1 - tail)).alias("high"),
-    )
-    point_df = values_df.groupBy(*by).agg(F.avg(column).alias("mean"), F.count(F.lit(1)).alias("n"))
+    rows = _collect(values_df, [column], by=by, key=key, seed=seed)
     if not by:
-        interval_df = interval_df.withColumn("_all", F.lit(1))
-        point_df = point_df.withColumn("_all", F.lit(1))
-    on = list(by) or ["_all"]
-    result = point_df.join(interval_df, on=on, how="left").select(*by, "mean", "low", "high", "n")
-    return result.toPandas()
+        return _interval(rows, [column], replicates, level).reset_index(drop=True)
+    table = []
+    for name, group in rows.groupby(list(by), sort=False, dropna=False):
+        labels = dict(zip(by, name, strict=True))
+        table.append({**labels, **_interval(group, [column], replicates, level).iloc[0]})
+    return pd.DataFrame(table, columns=[*by, "mean", "low", "high", "n"]).astype({"n": "int64"})
 
 
 def bootstrap_cis(
@@ -215,7 +203,7 @@ def bootstrap_cis(
     seed: int = 7,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """:func:`bootstrap_ci` of several columns in one pass over the rows.
+    """:func:`bootstrap_ci` of several columns, each row's weights drawn once for all.
 
     Returns
     -------
@@ -223,25 +211,8 @@ def bootstrap_cis(
         Indexed by column name: ``mean``, ``low``, ``high``, ``n``. A row's bootstrap weights
         are the same for every column, as if each were bootstrapped on its own.
     """
-    stacked = F.explode(
-        F.array(
-            *(
-                F.struct(F.lit(c).alias("_metric"), F.col(c).cast("double").alias("_value"))
-                for c in columns
-            )
-        )
-    )
-    long_df = values_df.select(F.col(key), stacked.alias("_s")).select(key, "_s.*")
-    table = bootstrap_ci(
-        long_df,
-        "_value",
-        by=("_metric",),
-        key=key,
-        replicates=replicates,
-        seed=seed,
-        level=level,
-    )
-    return table.set_index("_metric").rename_axis(None).reindex(columns)
+    rows = _collect(values_df, columns, by=(), key=key, seed=seed)
+    return _interval(rows, columns, replicates, level)
 
 
 def bootstrap_mean_ci(
@@ -260,13 +231,64 @@ def bootstrap_mean_ci(
     return float(row["mean"]), float(row["low"]), float(row["high"])
 
 
-def _poisson_one(rng: Rng, replicate: Column) -> Column:
-    """Poisson(1) by inverse CDF, keyed by the row and the replicate number."""
-    u = rng.uniform("bootstrap", replicate)
-    cdf, term, count = 0.0, math.exp(-1.0), None
+def _poisson_one_cdf() -> np.ndarray:
+    """Poisson(1)'s distribution function at 0..11: a weight is how many of these its
+    uniform exceeds (inverse CDF; the mass above 11 is below 1e-9)."""
+    cdf, term, steps = 0.0, math.exp(-1.0), []
     for n in range(12):
         cdf += term
-        step = (u > F.lit(cdf)).cast("int")
-        count = step if count is None else count + step
+        steps.append(cdf)
         term /= n + 1
-    return count
+    return np.array(steps)
+
+
+_POISSON_ONE_CDF = _poisson_one_cdf()
+_CHUNK_ROWS = 16_384  # rows whose replicate weights are held at once: 26 MiB at 200 replicates
+
+
+def _collect(
+    values_df: DataFrame, columns: list[str], *, by: tuple[str, ...], key: str, seed: int
+) -> pd.DataFrame:
+    """The rows' ``by`` labels, figures (as doubles) and the hash their weights are drawn from."""
+    return values_df.select(
+        *by,
+        *(F.col(c).cast("double").alias(c) for c in columns),
+        Rng(seed, F.col(key)).stem("bootstrap").alias("_stem"),
+    ).toPandas()
+
+
+def _interval(
+    rows: pd.DataFrame, columns: list[str], replicates: int, level: float
+) -> pd.DataFrame:
+    """Mean, percentile interval and count of each column over ``rows`` (see bootstrap_ci).
+
+    A missing figure adds nothing to a replicate's sum but its row still counts in the
+    weights, and the mean skips it. A replicate whose weights are all zero (a small group can
+    draw that) has no mean and is left out of the percentiles.
+    """
+    figures = rows[columns].to_numpy(dtype=np.float64)
+    stems = rows["_stem"].to_numpy()
+    sums = np.zeros((len(columns), replicates))
+    weights = np.zeros(replicates)
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        w = _weights(stems[start : start + _CHUNK_ROWS], replicates)
+        sums += np.nan_to_num(figures[start : start + _CHUNK_ROWS]).T @ w
+        weights += w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(weights > 0, sums / weights, np.nan)
+    tail = (1 - level) / 2
+    table = {}
+    for n, column in enumerate(columns):
+        present = figures[:, n][~np.isnan(figures[:, n])]
+        drawn = means[n][~np.isnan(means[n])]
+        mean = present.mean() if len(present) else np.nan
+        low, high = np.nan, np.nan
+        if len(present) and len(drawn):
+            low, high = np.percentile(drawn, [100 * tail, 100 * (1 - tail)])
+        table[column] = {"mean": mean, "low": low, "high": high, "n": len(rows)}
+    return pd.DataFrame.from_dict(table, orient="index").astype({"n": "int64"})
+
+
+def _weights(stems: np.ndarray, replicates: int) -> np.ndarray:
+    """Each row's Poisson(1) weight in every replicate: (rows, replicates) doubles."""
+    return np.searchsorted(_POISSON_ONE_CDF, uniforms(stems, replicates)).astype(np.float64)

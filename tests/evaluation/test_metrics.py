@@ -7,6 +7,7 @@ import random
 
 import pytest
 from chispa import assert_approx_df_equality
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys.evaluation.metrics import (
@@ -20,6 +21,7 @@ from recsys.evaluation.metrics import (
     per_user_metrics_at,
     summarize,
 )
+from recsys.rand import Rng
 
 RECS = "market string, user_id string, item_id string, rank int"
 LABELS = "market string, user_id string, item_id string, price double"
@@ -157,3 +159,47 @@ def test_intervals_of_several_columns_in_one_pass_match_one_at_a_time(spark):
         alone = bootstrap_ci(values, column, replicates=100, seed=5).iloc[0]
         for figure in ("mean", "low", "high", "n"):
             assert together.loc[column, figure] == pytest.approx(alone[figure], rel=1e-9)
+
+
+def _spark_bootstrap(values_df, column, by, replicates, seed, level):
+    """The bootstrap done wholly in Spark, a row per (user, replicate): the reference for
+    the driver's draws. Weights are Poisson(1) by inverse CDF of ``Rng.uniform``."""
+    u = Rng(seed, F.col("user_id")).uniform("bootstrap", F.col("_r"))
+    cdf, term, weight = 0.0, math.exp(-1.0), F.lit(0)
+    for n in range(12):
+        cdf += term
+        weight = weight + (u > F.lit(cdf)).cast("int")
+        term /= n + 1
+    replicate = F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("_r")
+    means = (
+        values_df.select(*by, "user_id", column, replicate)
+        .withColumn("_w", weight)
+        .groupBy(*by, "_r")
+        .agg(F.try_divide(F.sum(F.col(column) * F.col("_w")), F.sum("_w")).alias("_m"))
+    )
+    tail = (1 - level) / 2
+    interval = means.groupBy(*by).agg(
+        F.percentile("_m", F.lit(tail)).alias("low"),
+        F.percentile("_m", F.lit(1 - tail)).alias("high"),
+    )
+    point = values_df.groupBy(*by).agg(F.avg(column).alias("mean"), F.count(F.lit(1)).alias("n"))
+    joined = point.join(interval, on=list(by), how="left") if by else point.crossJoin(interval)
+    return joined.select(*by, "mean", "low", "high", "n").toPandas()
+
+
+@pytest.mark.parametrize("by", [(), ("market",)])
+def test_the_bootstrap_on_the_driver_gives_the_intervals_spark_alone_gives(spark, by):
+    """Same weights, bit for bit, as a bootstrap that draws every (user, replicate) in Spark:
+    a missing figure, and a market of two users whose replicates can all weigh zero."""
+    rng = random.Random(9)
+    rows = [
+        ("SE" if i % 3 else "DE", f"u{i}", None if i % 97 == 0 else rng.random())
+        for i in range(3000)
+    ] + [("IS", "v1", 0.25), ("IS", "v2", 0.75)]
+    values = spark.createDataFrame(rows, "market string, user_id string, x double")
+    got = bootstrap_ci(values, "x", by=by, replicates=150, seed=4, level=0.9)
+    want = _spark_bootstrap(values, "x", by, 150, 4, 0.9)
+    got, want = (t.sort_values(list(by)).reset_index(drop=True) for t in (got, want))
+    assert got["n"].tolist() == want["n"].tolist()
+    for figure in ("mean", "low", "high"):
+        assert got[figure].to_numpy() == pytest.approx(want[figure].to_numpy(), rel=1e-12)
