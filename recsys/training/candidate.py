@@ -39,23 +39,20 @@ def choose_candidate(
     because = f"best on validation, {column} {best.chosen.pooled(column):.4f}"
     if best.chosen.per_user(column) is None:
         return best, because + " (carried over from a resumed run: no interval to compare)"
+    simpler = {
+        other.family: other.chosen.per_user(column)
+        for other in (results[f] for f in families[: families.index(best.family)])
+        if other.chosen.per_user(column) is not None
+    }
+    if not simpler:
+        return best, because
+    table = gate.compare(best.chosen.per_user(column), simpler, settings.gate, seed=settings.seed)
     leads = []
-    for other in (results[f] for f in families[: families.index(best.family)]):
-        if other.chosen.per_user(column) is None:
-            continue
-        lead = gate.pooled(
-            gate.compare(
-                best.chosen.per_user(column),
-                other.chosen.per_user(column),
-                other.family,
-                settings.gate,
-                seed=settings.seed,
-            )
-        )
+    for lead in gate.pooled(table):  # simplest first
         if lead.low <= 0:
-            return other, (
+            return results[lead.opponent], (
                 f"ties on validation with {best.family}, the best there, and is simpler: "
                 f"{best.family} {lead.describe(column)}, an interval that does not exclude zero"
             )
         leads.append(lead.describe(column))
-    return best, because + ("; " + "; ".join(leads) if leads else "")
+    return best, because + "; " + "; ".join(leads)

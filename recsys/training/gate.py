@@ -11,8 +11,10 @@ every family on the report's metrics."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,7 +33,7 @@ from recsys.vocabulary import KEYS, TRAIN
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from recsys.training.trainer import Evaluated, FamilyResult, Trainer
+    from recsys.training.trainer import FamilyResult, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -79,33 +81,83 @@ def paired_differences(candidate_df: DataFrame, opponent_df: DataFrame, column: 
 
 def compare(
     candidate_df: DataFrame,
-    opponent_df: DataFrame,
-    opponent: str,
+    opponents: Mapping[str, DataFrame],
     gate: GateConfig,
     *,
     seed: int,
     by: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """Paired bootstrap of candidate - opponent, pooled or per ``by`` group."""
-    diffs_df = paired_differences(candidate_df, opponent_df, gate.column)
+    """Paired bootstrap of the candidate minus each opponent, in one pass over all of them.
+
+    Parameters
+    ----------
+    candidate_df, opponents
+        Per-user frames holding ``gate.column``; ``opponents`` by the label each comparison
+        is reported under.
+    gate
+        The column, the number of replicates and the interval's level.
+    seed
+        Seeds the bootstrap weights. They are hashed from (seed, user, replicate), so a user
+        weighs the same in every comparison and each opponent's interval is the one a
+        bootstrap of that opponent alone would give.
+    by
+        Groups to compare within (``("market",)``); pooled over all users when empty.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per opponent (and ``by`` group), in the order of ``opponents``: ``opponent``,
+        the ``by`` columns, ``mean``, ``low``, ``high``, ``n`` and ``base``, the opponent's
+        own mean, which a relative gain is of.
+    """
+    diffs_df = _stacked(
+        {
+            label: paired_differences(candidate_df, opponent_df, gate.column)
+            for label, opponent_df in opponents.items()
+        }
+    )
     table = bootstrap_ci(
-        diffs_df, "diff", by=by, replicates=gate.replicates, seed=seed, level=gate.level
+        diffs_df,
+        "diff",
+        by=("opponent", *by),
+        replicates=gate.replicates,
+        seed=seed,
+        level=gate.level,
     )
-    base = opponent_df.groupBy(*by).agg(F.avg(gate.column).alias("base")).toPandas()
-    table = table.merge(base, on=list(by)) if by else table.assign(base=base["base"].iloc[0])
-    return table.assign(opponent=opponent)
+    base_df = _stacked(
+        {label: opponent_df.select(*by, gate.column) for label, opponent_df in opponents.items()}
+    )
+    base = base_df.groupBy("opponent", *by).agg(F.avg(gate.column).alias("base")).toPandas()
+    table = table.merge(base, on=["opponent", *by])
+    labels = list(opponents)
+    if not by:
+        # An opponent without users keeps its row, with no interval: it fails the gate
+        # instead of dropping out of it.
+        return table.set_index("opponent").reindex(labels).fillna({"n": 0}).reset_index()
+    return table.sort_values(
+        ["opponent", *by], key=lambda c: c.map(labels.index) if c.name == "opponent" else c
+    ).reset_index(drop=True)
 
 
-def pooled(table: pd.DataFrame) -> Comparison:
-    row = table.iloc[0]
-    return Comparison(
-        str(row["opponent"]),
-        float(row["mean"]),
-        float(row["low"]),
-        float(row["high"]),
-        int(row["n"]),
-        float(row["base"]) if pd.notna(row["base"]) else 0.0,
-    )
+def _stacked(frames: Mapping[str, DataFrame]) -> DataFrame:
+    """The frames one under another, each row labelled with its frame's key as ``opponent``."""
+    labelled = [df.withColumn("opponent", F.lit(label)) for label, df in frames.items()]
+    return functools.reduce(DataFrame.unionByName, labelled)
+
+
+def pooled(table: pd.DataFrame) -> list[Comparison]:
+    """The comparisons of a :func:`compare` table without groups, one per opponent."""
+    return [
+        Comparison(
+            str(row.opponent),
+            float(row.mean),
+            float(row.low),
+            float(row.high),
+            int(row.n),
+            float(row.base) if pd.notna(row.base) else 0.0,
+        )
+        for row in table.itertuples()
+    ]
 
 
 def decide(
@@ -178,15 +230,17 @@ def compare_on_holdout(
     best: FamilyResult,
     results: dict[str, FamilyResult],
     holdout: Window,
-) -> tuple[list[pd.DataFrame], pd.DataFrame | None, str | None]:
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
     """Paired comparisons of the candidate on the holdout: against every other baseline and
-    the current champion (pooled), and against popularity per market (for the report); and
-    the champion the candidate refreshes, if it has the champion's family and parameters."""
+    the current champion (pooled, one :func:`compare` table, None when there is nothing to
+    compare against), and against popularity per market (for the report); and the champion
+    the candidate refreshes, if it has the champion's family and parameters."""
     settings = trainer.settings
-    comparisons, refreshes = [], None
+    column = settings.gate.column
+    opponents, refreshes, refitted = {}, None, None
     for family in BASELINES:
         if family in results and family != best.family:
-            comparisons.append(_paired(best, results[family].holdout, family, settings))
+            opponents[family] = results[family].holdout.per_user(column)
     current = tracking.champion(client, settings.registered_model)
     if current is not None:
         family = current.tags.get("recsys.family")
@@ -201,19 +255,28 @@ def compare_on_holdout(
             # Its holdout figures are the candidate's own: nothing to compare.
             refreshes = label
         elif same is not None and same.chosen.params == params:
-            comparisons.append(_paired(best, same.holdout, label, settings))
+            opponents[label] = same.holdout.per_user(column)
         else:
             log.info("refitting %s with its parameters on this snapshot's train split", label)
-            model, champion = trainer.fit_and_score(
+            model, refitted = trainer.fit_and_score(
                 family, params, trainer.rows(TRAIN), holdout, split=TRAIN
             )
             model.unpersist()
-            comparisons.append(_paired(best, champion, label, settings))
-            champion.unpersist()
+            opponents[label] = refitted.per_user(column)
+    candidate_df = best.holdout.per_user(column)
+    comparisons = (
+        compare(candidate_df, opponents, settings.gate, seed=settings.seed) if opponents else None
+    )
+    if refitted is not None:
+        refitted.unpersist()
     by_market = None
     if "popularity" in results and best.family != "popularity":
-        by_market = _paired(
-            best, results["popularity"].holdout, "popularity", settings, by=("market",)
+        by_market = compare(
+            candidate_df,
+            {"popularity": results["popularity"].holdout.per_user(column)},
+            settings.gate,
+            seed=settings.seed,
+            by=("market",),
         )
     return comparisons, by_market, refreshes
 
@@ -248,23 +311,4 @@ def against_families(
         replicates=settings.gate.replicates,
         seed=settings.seed,
         level=settings.gate.level,
-    )
-
-
-def _paired(
-    best: FamilyResult,
-    opponent: Evaluated,
-    label: str,
-    settings: TrainConfig,
-    by: tuple[str, ...] = (),
-) -> pd.DataFrame:
-    """The candidate's paired bootstrap against ``opponent`` on the holdout (per ``by``)."""
-    column = settings.gate.column
-    return compare(
-        best.holdout.per_user(column),
-        opponent.per_user(column),
-        label,
-        settings.gate,
-        seed=settings.seed,
-        by=by,
     )

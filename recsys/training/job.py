@@ -27,11 +27,12 @@ import datetime as dt
 import logging
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
 from recsys import tracking
-from recsys.config import Config
+from recsys.config import Config, TrainConfig
 from recsys.errors import RecsysError
 from recsys.interactions.build import cutoffs
 from recsys.models import BASELINES, FAMILIES
@@ -47,7 +48,7 @@ from recsys.training.checkpoints import (
     save_checkpoint,
 )
 from recsys.training.gate import against_families, compare_on_holdout
-from recsys.training.intervals import gate_interval, holdout_intervals
+from recsys.training.intervals import holdout_intervals
 from recsys.training.register import name_interim, register_candidate
 from recsys.training.trainer import FamilyResult, Search, Trainer
 from recsys.vocabulary import ALL, HOLDOUT, TRAIN, TUNE
@@ -126,7 +127,9 @@ def run(spark: SparkSession, config: Config) -> None:
                 trainer, client, best, results, holdout
             )
             decision = gate.decide(
-                [gate.pooled(c) for c in comparisons], settings.gate, refreshes=refreshes
+                gate.pooled(comparisons) if comparisons is not None else [],
+                settings.gate,
+                refreshes=refreshes,
             )
             against = against_families(best, results, settings)
         with step("train: register"):
@@ -156,7 +159,7 @@ def run(spark: SparkSession, config: Config) -> None:
             trainer.supervision.describe() if "conversion" in results else "",
             against,
             chosen_because,
-            {f: holdout_intervals(r.holdout, settings) for f, r in results.items()},
+            {f: _intervals(r, settings) for f, r in results.items()},
         )
         mlflow.set_tags(
             {
@@ -229,7 +232,8 @@ def _train_family(
         model, final = trainer.fit_and_score(
             family, chosen.params, trainer.rows(TRAIN), holdout, split=TRAIN
         )
-        mean, low, high = gate_interval(final, settings)
+        intervals = holdout_intervals(final, settings)
+        mean, low, high = (float(intervals.loc[column, k]) for k in ("mean", "low", "high"))
         tracking.log_params(
             {
                 **{f"param_{k}": v for k, v in chosen.params.items()},
@@ -257,7 +261,9 @@ def _train_family(
         saved = trainer.save(model, run.info.run_id, "model")
         log_pyfunc("model", saved)
         model.unpersist()
-        result = FamilyResult(family, tried, chosen, final, (mean, low, high), run.info.run_id)
+        result = FamilyResult(
+            family, tried, chosen, final, (mean, low, high), run.info.run_id, intervals
+        )
         save_checkpoint(trainer, result)
         log.info(
             "  %s on holdout: %s %.4f (95%% CI %.4f .. %.4f), fit + score %.1fs",
@@ -269,3 +275,11 @@ def _train_family(
             final.fit_seconds,
         )
     return result
+
+
+def _intervals(result: FamilyResult, settings: TrainConfig) -> pd.DataFrame:
+    """The family's holdout intervals: computed when it was trained, or now for a family
+    carried over from an interrupted run."""
+    if result.intervals is not None:
+        return result.intervals
+    return holdout_intervals(result.holdout, settings)

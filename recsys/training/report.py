@@ -160,7 +160,7 @@ def write(
     run_id: str,
     results: dict[str, FamilyResult],
     best: FamilyResult,
-    comparisons: list[pd.DataFrame],
+    comparisons: pd.DataFrame | None,
     by_market: pd.DataFrame | None,
     decision: Decision,
     version: str,
@@ -256,8 +256,8 @@ def write(
     path.write_text("\n".join(lines), encoding="utf-8")
     mlflow.log_artifact(str(path))
     mlflow.log_artifact(str(chart))
-    if comparisons:
-        mlflow.log_table(pd.concat(comparisons, ignore_index=True), "gate_comparisons.json")
+    if comparisons is not None:
+        mlflow.log_table(comparisons, "gate_comparisons.json")
     if intervals:
         table = pd.concat(intervals, names=["family", "figure"]).reset_index()
         mlflow.log_table(table, "holdout_intervals.json")

@@ -104,6 +104,7 @@ class FamilyResult:
     holdout: Evaluated  # its refit on train, on the holdout
     interval: tuple[float, float, float] = (0.0, 0.0, 0.0)
     run_id: str = ""
+    intervals: pd.DataFrame | None = None  # holdout_intervals of ``holdout``, once computed
 
 
 class Trainer:

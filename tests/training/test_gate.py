@@ -36,12 +36,11 @@ def _per_user(spark, shift: float):
 def _decide(spark, candidate_shift: float, opponent_shift: float) -> gate.Decision:
     table = gate.compare(
         _per_user(spark, candidate_shift),
-        _per_user(spark, opponent_shift),
-        "champion",
+        {"champion": _per_user(spark, opponent_shift)},
         GATE,
         seed=1,
     )
-    return gate.decide([gate.pooled(table)], GATE)
+    return gate.decide(gate.pooled(table), GATE)
 
 
 def test_a_clearly_better_candidate_passes_and_a_worse_one_does_not(spark):
@@ -74,10 +73,14 @@ def test_a_refresh_of_the_champion_is_promoted_only_while_it_beats_the_baselines
     assert alone.reasons == (
         f"refreshes {champion}: same family and parameters, fitted on this snapshot",
     )
-    ahead = gate.compare(_per_user(spark, 0.05), _per_user(spark, 0.0), "popularity", GATE, seed=1)
-    assert gate.decide([gate.pooled(ahead)], GATE, refreshes=champion).promote
-    behind = gate.compare(_per_user(spark, 0.0), _per_user(spark, 0.05), "popularity", GATE, seed=1)
-    decision = gate.decide([gate.pooled(behind)], GATE, refreshes=champion)
+    ahead = gate.compare(
+        _per_user(spark, 0.05), {"popularity": _per_user(spark, 0.0)}, GATE, seed=1
+    )
+    assert gate.decide(gate.pooled(ahead), GATE, refreshes=champion).promote
+    behind = gate.compare(
+        _per_user(spark, 0.0), {"popularity": _per_user(spark, 0.05)}, GATE, seed=1
+    )
+    decision = gate.decide(gate.pooled(behind), GATE, refreshes=champion)
     assert not decision.promote
     assert decision.reasons[0].startswith(f"refreshes {champion}")
     assert decision.reasons[1].startswith("not better than popularity")
@@ -85,15 +88,17 @@ def test_a_refresh_of_the_champion_is_promoted_only_while_it_beats_the_baselines
 
 def test_the_margin_is_respected(spark):
     strict = GateConfig(metric="ndcg", k=3, replicates=200, margin=0.1)
-    table = gate.compare(_per_user(spark, 0.05), _per_user(spark, 0.0), "ladder", strict, seed=1)
-    assert not gate.decide([gate.pooled(table)], strict).promote
+    table = gate.compare(_per_user(spark, 0.05), {"ladder": _per_user(spark, 0.0)}, strict, seed=1)
+    assert not gate.decide(gate.pooled(table), strict).promote
 
 
 def test_a_real_but_tiny_gain_is_not_worth_a_switch(spark):
     """+0.003 on every user: the interval is above zero, but below 1% of the opponent's
     figure (about 0.5), the default least relative gain."""
-    table = gate.compare(_per_user(spark, 0.003), _per_user(spark, 0.0), "popularity", GATE, seed=1)
-    comparison = gate.pooled(table)
+    table = gate.compare(
+        _per_user(spark, 0.003), {"popularity": _per_user(spark, 0.0)}, GATE, seed=1
+    )
+    (comparison,) = gate.pooled(table)
     assert comparison.low > 0
     decision = gate.decide([comparison], GATE)
     assert not decision.promote
@@ -103,9 +108,33 @@ def test_a_real_but_tiny_gain_is_not_worth_a_switch(spark):
 
 
 def test_the_paired_difference_is_computed_over_the_same_users(spark):
-    table = gate.compare(_per_user(spark, 0.0), _per_user(spark, 0.0), "self", GATE, seed=1)
+    table = gate.compare(_per_user(spark, 0.0), {"self": _per_user(spark, 0.0)}, GATE, seed=1)
     row = table.iloc[0]
     assert (row["mean"], row["low"], row["high"], row["n"]) == (0.0, 0.0, 0.0, USERS)
+
+
+@pytest.mark.parametrize("by", [(), ("market",)])
+def test_one_pass_over_several_opponents_gives_each_its_own_interval(spark, by):
+    """The gate and the candidate's choice compare with every opponent in one bootstrap: each
+    row is the one a bootstrap of that opponent alone gives, in the order asked."""
+    candidate = _per_user(spark, 0.02)
+    opponents = {"ladder": _per_user(spark, 0.03), "popularity": _per_user(spark, -0.01)}
+    together = gate.compare(candidate, opponents, GATE, seed=5, by=by)
+    alone = pd.concat(
+        [gate.compare(candidate, {k: v}, GATE, seed=5, by=by) for k, v in opponents.items()],
+        ignore_index=True,
+    )
+    assert together["opponent"].drop_duplicates().tolist() == ["ladder", "popularity"]
+    pd.testing.assert_frame_equal(together, alone, check_exact=False, rtol=1e-12)
+    assert (together.groupby("opponent")["low"].nunique() == (2 if by else 1)).all()
+
+
+def test_an_opponent_without_users_fails_the_gate_instead_of_dropping_out(spark):
+    nobody = _per_user(spark, 0.0).limit(0)
+    table = gate.compare(nobody, {"popularity": nobody}, GATE, seed=1)
+    (comparison,) = gate.pooled(table)
+    assert (comparison.opponent, comparison.users) == ("popularity", 0)
+    assert not gate.decide([comparison], GATE).promote
 
 
 @pytest.fixture
