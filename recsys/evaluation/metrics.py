@@ -243,7 +243,9 @@ def _poisson_one_cdf() -> np.ndarray:
 
 
 _POISSON_ONE_CDF = _poisson_one_cdf()
-_CHUNK_ROWS = 16_384  # rows whose replicate weights are held at once: 26 MiB at 200 replicates
+# Replicate weights held at once (32 MiB an array), so memory does not grow with the rows or
+# with train.gate.replicates (up to 10,000).
+_CHUNK_CELLS = 1 << 22
 
 
 def _collect(
@@ -270,9 +272,10 @@ def _interval(
     stems = rows["_stem"].to_numpy()
     sums = np.zeros((len(columns), replicates))
     weights = np.zeros(replicates)
-    for start in range(0, len(rows), _CHUNK_ROWS):
-        w = _weights(stems[start : start + _CHUNK_ROWS], replicates)
-        sums += np.nan_to_num(figures[start : start + _CHUNK_ROWS]).T @ w
+    chunk = max(1, _CHUNK_CELLS // replicates)
+    for start in range(0, len(rows), chunk):
+        w = _weights(stems[start : start + chunk], replicates)
+        sums += np.nan_to_num(figures[start : start + chunk]).T @ w
         weights += w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(weights > 0, sums / weights, np.nan)

@@ -10,6 +10,7 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recsys.evaluation import metrics
 from recsys.evaluation.metrics import (
     METRICS,
     MRR,
@@ -188,9 +189,11 @@ def _spark_bootstrap(values_df, column, by, replicates, seed, level):
 
 
 @pytest.mark.parametrize("by", [(), ("market",)])
-def test_the_bootstrap_on_the_driver_gives_the_intervals_spark_alone_gives(spark, by):
+def test_the_bootstrap_on_the_driver_gives_the_intervals_spark_alone_gives(spark, by, monkeypatch):
     """Same weights, bit for bit, as a bootstrap that draws every (user, replicate) in Spark:
-    a missing figure, and a market of two users whose replicates can all weigh zero."""
+    a missing figure, and a market of two users whose replicates can all weigh zero. The
+    driver draws 6 users' weights at a time here, so the blocks add up across boundaries."""
+    monkeypatch.setattr(metrics, "_CHUNK_CELLS", 1_000)
     rng = random.Random(9)
     rows = [
         ("SE" if i % 3 else "DE", f"u{i}", None if i % 97 == 0 else rng.random())
