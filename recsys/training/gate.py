@@ -301,11 +301,8 @@ def against_families(
         for other in others
         for metric in metrics
     ]
-    diffs_df = parts[0]
-    for part in parts[1:]:
-        diffs_df = diffs_df.unionByName(part)
     return bootstrap_ci(
-        diffs_df,
+        functools.reduce(DataFrame.unionByName, parts),
         "diff",
         by=("opponent", "metric"),
         replicates=settings.gate.replicates,
