@@ -156,30 +156,45 @@ def with_eligibility(
     )
 
 
-def state_at(events_df: DataFrame, catalog_df: DataFrame, moment: dt.datetime) -> DataFrame:
-    """Each user's subscription state just before ``moment``, from events alone.
+def state_at(
+    events_df: DataFrame,
+    catalog_df: DataFrame,
+    moment: dt.datetime,
+    users_df: DataFrame | None = None,
+) -> DataFrame:
+    """Each user's subscription state just before ``moment``, from events.
 
     The plan is the plan of the latest renewal, conversion or trial start of a plan or
     promotion before ``moment`` (free after a later cancellation, or with none); add-ons are
     those taken or renewed before it that the plan held can carry (``requires_plans``); a
     cancellation back to free thus ends those that need a paid plan; a trial is used once a
-    trial started; verification once a ``student_verified`` event was seen. Nothing at or
-    after ``moment`` is read, so the state at a split point cannot leak the holdout.
-    Grain: user, with :data:`STATE_COLUMNS`.
+    trial started, or from the start when ``users_df`` says the user used one and the events
+    hold no trial start (the trial is older than the history); verification once a
+    ``student_verified`` event was seen. No event at or after ``moment`` is read, so the
+    state at a split point cannot leak the holdout. Grain: user, with :data:`STATE_COLUMNS`.
     """
-    return states_at(events_df, catalog_df, {"at": moment}).drop("split")
+    return states_at(events_df, catalog_df, {"at": moment}, users_df).drop("split")
 
 
 _PLAN_EVENTS = (S.RENEWAL, S.CONVERSION, S.TRIAL_START, S.CANCELLATION)
 
 
 def states_at(
-    events_df: DataFrame, catalog_df: DataFrame, moments: dict[str, dt.datetime]
+    events_df: DataFrame,
+    catalog_df: DataFrame,
+    moments: dict[str, dt.datetime],
+    users_df: DataFrame | None = None,
 ) -> DataFrame:
     """:func:`state_at` at several moments in one pass over the events: one aggregation per
     user computes every moment's state from the events before it. Grain: (user, ``split``),
     ``split`` being the name of the moment; a user appears at a moment only with an event
     before it.
+
+    ``users_df`` (``user_id``, ``has_used_trial``: the ``users`` table, the state at the
+    snapshot) says who used a trial before the events begin: a user it marks with no trial
+    start in the events took theirs earlier, so the trial counts as used at every moment. The
+    events cannot show it, and without it a user who may never take a trial again is
+    eligible for one at every split: evaluation would rank offers the user cannot take.
     """
     offers_df = catalog_df.select(
         "market", F.col("offer_id").alias("item_id"), "plan_id", "kind", "requires_plans"
@@ -206,12 +221,23 @@ def states_at(
             ).alias(f"{name}__addons"),
         ]
     last = max(moments.values())
+    aggregates.append(F.max(event_type == S.TRIAL_START).alias("_any_trial"))
     per_user_df = (
         events_df.where(ts < F.lit(last))
         .join(F.broadcast(offers_df), on=["market", "item_id"], how="left")
         .groupBy("market", "user_id")
         .agg(*aggregates)
     )
+    trial_before_events = F.lit(False)
+    if users_df is not None:
+        per_user_df = per_user_df.join(
+            users_df.select("user_id", F.col("has_used_trial").alias("_trial_at_snapshot")),
+            on="user_id",
+            how="left",
+        )
+        trial_before_events = F.coalesce(F.col("_trial_at_snapshot"), F.lit(False)) & ~F.col(
+            "_any_trial"
+        )
     states = []
     for name in moments:
         current_plan = F.coalesce(F.col(f"{name}__plan"), F.lit(FREE))
@@ -225,7 +251,7 @@ def states_at(
                         "active_addons"
                     ),
                     F.col(f"{name}__verified").alias("is_student_verified"),
-                    F.col(f"{name}__trial").alias("has_used_trial"),
+                    (F.col(f"{name}__trial") | trial_before_events).alias("has_used_trial"),
                     F.lit(name).alias("split"),
                 ),
             )

@@ -103,16 +103,67 @@ def test_state_at_a_moment_reads_only_events_before_it(spark, config):
     assert_df_equality(got, expected_df, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_a_trial_older_than_the_events_comes_from_the_users_table(spark, config):
+    """The users table (the state at the snapshot) marks a trial used; the events show it
+    only when it started inside them, and then only from its start."""
+
+    def at(day):
+        return dt.datetime(2026, 10, day)
+
+    events = [
+        ("earlier", "listen", "genre:pop", at(1)),  # trial before the events: none logged
+        ("inside", "listen", "genre:pop", at(1)),
+        ("inside", "trial_start", "trial_individual_1m", at(20)),
+        ("never", "listen", "genre:pop", at(1)),
+    ]
+    events_df = spark.createDataFrame(
+        [(u, "SE", t, i, ts, 1.0) for u, t, i, ts in events], S.EVENTS_SCHEMA
+    )
+    users_df = spark.createDataFrame(
+        [("earlier", True), ("inside", True), ("never", False)],
+        "user_id string, has_used_trial boolean",
+    )
+    moments = {
+        "before": dt.datetime(2026, 10, 11, tzinfo=dt.UTC),
+        "after": dt.datetime(2026, 10, 25, tzinfo=dt.UTC),
+    }
+    catalog = catalog_df(spark, config.markets)
+
+    def used(users):
+        return {
+            (r["user_id"], r["split"]): r["has_used_trial"]
+            for r in E.states_at(events_df, catalog, moments, users).collect()
+        }
+
+    assert used(users_df) == {
+        ("earlier", "before"): True,
+        ("earlier", "after"): True,
+        ("inside", "before"): False,
+        ("inside", "after"): True,
+        ("never", "before"): False,
+        ("never", "after"): False,
+    }
+    # Without a users table only the events speak.
+    assert not used(None)[("earlier", "after")]
+
+
 def test_state_at_the_snapshot_matches_the_generated_users(spark, config):
-    """The generator's end state and the state read back from its events agree."""
+    """The generator's end state and the state read back from its events and users agree."""
     world_cfg = config.world.model_copy(update={"users": 3_000})
     world = generate_world(spark, world_cfg, config.markets)
     world.state_df.persist()  # users and events derive from it: generate the world once
     end = dt.datetime.combine(world_cfg.end_date, dt.time(), tzinfo=dt.UTC)
-    derived_df = E.state_at(world.events_df, catalog_df(spark, config.markets), end)
-    columns = ["market", "user_id", "current_plan", "active_addons", "is_student_verified"]
+    derived_df = E.state_at(world.events_df, catalog_df(spark, config.markets), end, world.users_df)
+    columns = [
+        "market",
+        "user_id",
+        "current_plan",
+        "active_addons",
+        "is_student_verified",
+        "has_used_trial",
+    ]
     users_df = world.users_df.select(
-        *columns[:3], F.array_sort("active_addons").alias("active_addons"), columns[4]
+        *columns[:3], F.array_sort("active_addons").alias("active_addons"), *columns[4:]
     )
     # Users without any event in the window are absent from derived state: treat as free.
     assert_df_equality(

@@ -69,6 +69,7 @@ def run(spark: SparkSession, config: Config) -> None:
     catalog_df = read_table(spark, config, S.CATALOG)
     # Own data and the synthetic world have a users table; a bare events source may not.
     has_users = spark.catalog.tableExists(config.table(S.USERS))
+    users_df = read_table(spark, config, S.USERS) if has_users else None
     validated = validate_events(
         read_source(spark, config),
         catalog_df,
@@ -76,7 +77,7 @@ def run(spark: SparkSession, config: Config) -> None:
         max_values=settings.max_values,
         event_types=settings.event_types,
         behaviour_tokens=settings.behaviour_tokens,
-        users_df=read_table(spark, config, S.USERS) if has_users else None,
+        users_df=users_df,
         min_ts=F.lit(_utc(settings.min_event_ts)),
         max_id_length=settings.max_id_length,
     ).persist()
@@ -94,7 +95,9 @@ def run(spark: SparkSession, config: Config) -> None:
                 snapshot=snapshot,
             )
         with step("build-interactions: user state"):
-            _write_user_state(spark, config, validated.events_df, catalog_df, snapshot=snapshot)
+            _write_user_state(
+                spark, config, validated.events_df, catalog_df, users_df, snapshot=snapshot
+            )
         with step("build-interactions: offer log"):
             publish_partition(
                 spark,
@@ -186,16 +189,17 @@ def _write_user_state(
     config: Config,
     events_df: DataFrame,
     catalog_df: DataFrame,
+    users_df: DataFrame | None,
     *,
     snapshot: dt.date,
 ) -> None:
     """Each user's plan, add-ons, trial use and verification at every split's moment (the
-    past windows', the tune split, the split and the snapshot), read from events before each:
-    what offline evaluation needs to know what a user could have been shown then, without
-    looking ahead."""
+    past windows', the tune split, the split and the snapshot), read from events before each
+    (and a trial older than the events from ``users_df``): what offline evaluation needs to
+    know what a user could have been shown then, without looking ahead."""
     settings = config.interactions
     at = moments(snapshot, settings.holdout_days, settings.past_windows)
-    state_df = states_at(events_df, catalog_df, at)  # one pass for all of them
+    state_df = states_at(events_df, catalog_df, at, users_df)  # one pass for all of them
     publish_partition(
         spark,
         config,
