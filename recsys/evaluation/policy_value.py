@@ -2,18 +2,24 @@
 
 A logging policy (the legacy one, or an experiment's exploration) showed user u offer o with
 a logged propensity p, and the user took it (y = 1) or not. A target policy shows u its own
-list L_u; under a position-based model the user looks at rank r with probability b_r, so the
-list is worth ``V(u) = sum_r b_r P(accept L_u[r])`` acceptances per surface view. Each
-logged impression estimates it, with ``w = b_rank(o)`` when the list holds o, else 0:
+list L_u. Under a cascade (the surface's model, and the simulator's) the user looks at rank r
+with probability b_r, takes a looked-at offer with its own probability, and takes at most one:
+the list converts with probability ``V(u) = 1 - prod_r (1 - b_r P(accept L_u[r]))``. Each
+logged impression of an offer at rank r of the list informs the r-th term:
 
-- IPS (inverse propensity): ``w / p * y``;
+- IPS (inverse propensity): ``w / p * y`` with ``w = b_rank(o)`` when the list holds o, else
+  0: it estimates ``sum_r b_r P(accept L_u[r])``, every look counted as if the user could take
+  several offers, which stands above V by the chance of two takes;
 - SNIPS (self-normalised): the IPS sum over the sum of ``w / p`` scaled by ``sum_r b_r``, which
-  trades a little bias for much less variance;
-- DR (doubly robust): ``sum_r b_r m(u, L_u[r]) + w / p * (y - m(u, o))``, with a direct model m
-  of acceptance (``rewards_df``: a conversion model fitted on an earlier window); unbiased
-  when either the propensities or m are right, and the only one of the three that credits
-  offers the logging policy never showed to such users (through m, so only as far as m
-  generalises).
+  trades a little bias for much less variance (the same estimand as IPS);
+- DR (doubly robust): ``V(m) + d / p * (y - m(u, o))``, with a direct model m of acceptance
+  (``rewards_df``: a conversion model fitted on an earlier window), ``V(m)`` the cascade value
+  of the list under m and ``d = b_r prod_{s != r} (1 - b_s m(u, L_u[s]))`` the change of V
+  per unit of the r-th offer's probability (the one-step correction of the plug-in value).
+  It is unbiased when m is right, and off by a term of second order in m's error when only the
+  propensities are right: small at conversion rates of a few percent. It is the only one of
+  the three that estimates V itself and that credits offers the logging policy never showed to
+  such users (through m, so only as far as m generalises).
 
 A user's value is the mean over their impressions; a policy's, the mean over users, so a
 paired bootstrap over users compares two policies on the same logged views.
@@ -38,6 +44,7 @@ LOGGED_COLUMNS = ("market", "user_id", "offer_id", "propensity", "label")
 REWARD_COLUMNS = ("market", "user_id", "offer_id", "reward")
 PER_USER_COLUMNS = ("market", "user_id", "impressions", "ips", "dr", "ratio", "ratio_norm")
 ESTIMATORS = ("ips", "snips", "dr")
+_SURE = 1 - 1e-12  # b_r m below 1, so that the log of a slot's miss stays finite
 # The gate's column and the report's: DR, the estimator the gate decides on.
 POLICY_VALUE = "policy_value"
 
@@ -79,8 +86,9 @@ def per_user(
     Returns
     -------
     DataFrame
-        ``ips`` and ``dr``: the user's mean per impression; ``ratio`` the mean of ``w / p`` and
-        ``ratio_norm`` that of ``w / p / sum_r b_r`` (SNIPS's denominator).
+        ``ips`` and ``dr``: the user's mean per impression (the module's formulas); ``ratio``
+        the mean of ``w / p`` and ``ratio_norm`` that of ``w / p / sum_r b_r`` (SNIPS's
+        denominator).
     """
     bias = F.element_at(
         F.array(*[F.lit(float(b)) for b in position_bias]),
@@ -88,35 +96,37 @@ def per_user(
     )
     users_df = candidates_df.select(*KEYS).distinct()
     fallback = float(rewards_df.agg(F.avg("reward")).first()[0] or 0.0)
-    top_df = (
+    top_df = _with_reward(
         lists_df.where(F.col("rank") <= k)
         .select(*KEYS, F.col("item_id").alias("offer_id"), "rank", bias.alias("bias"))
-        .join(users_df, on=list(KEYS), how="inner")
+        .join(users_df, on=list(KEYS), how="inner"),
+        rewards_df,
+        fallback,
+    ).withColumn("_miss", F.log1p(-F.least(F.col("bias") * F.col("reward"), F.lit(_SURE))))
+    # log of the chance that no slot converts under m, summed in logs over the user's slots
+    direct_df = top_df.groupBy(*KEYS).agg(
+        F.sum("_miss").alias("_none"), F.sum("bias").alias("total_bias")
     )
-    direct_df = (
-        _with_reward(top_df, rewards_df, fallback)
-        .groupBy(*KEYS)
-        .agg(
-            F.sum(F.col("bias") * F.col("reward")).alias("direct"),
-            F.sum("bias").alias("total_bias"),
-        )
+    slots_df = top_df.join(direct_df, on=list(KEYS), how="inner").select(
+        *KEYS,
+        "offer_id",
+        "bias",
+        (F.col("bias") * F.exp(F.col("_none") - F.col("_miss"))).alias("slope"),
     )
     impressions_df = _with_reward(
         logged_df.join(users_df, on=list(KEYS), how="inner"), rewards_df, fallback
     )
     ratio = F.coalesce(F.col("bias"), F.lit(0.0)) / F.col("propensity")
+    slope = F.coalesce(F.col("slope"), F.lit(0.0)) / F.col("propensity")
+    direct = F.coalesce(1 - F.exp(F.col("_none")), F.lit(0.0))
     total_bias = F.coalesce(F.col("total_bias"), F.lit(0.0))
     return (
-        impressions_df.join(
-            top_df.select(*KEYS, "offer_id", "bias"), on=[*KEYS, "offer_id"], how="left"
-        )
+        impressions_df.join(slots_df, on=[*KEYS, "offer_id"], how="left")
         .join(direct_df, on=list(KEYS), how="left")
         .select(
             *KEYS,
             (ratio * F.col("label")).alias("_ips"),
-            (
-                F.coalesce(F.col("direct"), F.lit(0.0)) + ratio * (F.col("label") - F.col("reward"))
-            ).alias("_dr"),
+            (direct + slope * (F.col("label") - F.col("reward"))).alias("_dr"),
             ratio.alias("_ratio"),
             F.when(total_bias > 0, ratio / total_bias).otherwise(F.lit(0.0)).alias("_norm"),
         )

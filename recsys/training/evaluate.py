@@ -69,7 +69,7 @@ class Logged:
     impressions_df: DataFrame  # policy_value.LOGGED_COLUMNS
     candidates_df: DataFrame  # (market, user_id, offer_id, current_plan) of their users
     rewards_df: DataFrame  # policy_value.REWARD_COLUMNS: the direct model of DR
-    # (market, current_plan, users) of every user at the window's start: whom lists serve
+    # (market, current_plan, users) of every user at the snapshot: whom the lists will serve
     population_df: DataFrame
 
     def persist(self) -> Logged:
@@ -130,6 +130,7 @@ def logged(
     impressions_df: DataFrame,
     catalog_df: DataFrame,
     reward_model: Recommender,
+    served_df: DataFrame,
     rules: EligibilityRules | None = None,
 ) -> Logged:
     """The logged impressions of a window, the candidates of their users at its start, and
@@ -138,9 +139,11 @@ def logged(
     ``state_df``: ``user_state`` at the window's start. ``impressions_df``:
     :data:`~recsys.evaluation.policy_value.LOGGED_COLUMNS`. ``reward_model``: a fitted model
     whose score is the logit of P(accept) (``serves_probability``), fitted on data from
-    before the window or cross-fitted on it.
+    before the window or cross-fitted on it. ``served_df``: ``user_state`` at the snapshot,
+    the users the lists will serve, whose mix of plans ``policy_value_served`` takes: more of
+    them hold a paid plan than at the window's start, as the window's conversions moved them.
     """
-    population_df = state_df.groupBy(*STRATA).agg(F.count(F.lit(1)).alias("users"))
+    population_df = served_df.groupBy(*STRATA).agg(F.count(F.lit(1)).alias("users"))
     state_df = state_df.join(
         impressions_df.select(*KEYS).distinct(), on=list(KEYS), how="left_semi"
     )

@@ -95,19 +95,20 @@ def _policy_note(results: dict[str, FamilyResult], config: Config) -> list[str]:
         return []
     k, bias = config.train.gate.k, config.train.gate.position_bias
     return [
-        f"`{POLICY_VALUE}` is the off-policy value of each model's top-{k} lists: acceptances "
+        f"`{POLICY_VALUE}` is the off-policy value of each model's top-{k} lists: conversions "
         f"per surface view if the list were shown (a user looks at rank r with probability "
-        f"{', '.join(map(str, bias))}), replayed on the holdout's "
+        f"{', '.join(map(str, bias))} and takes at most one offer), replayed on the holdout's "
         f"{int(table.loc[ALL, 'policy_impressions']):,} logged impressions of "
         f"{int(table.loc[ALL, 'policy_users']):,} users. `{POLICY_VALUE}` is the doubly-robust "
         "estimate (the probabilities of a conversion model fitted on the window before, "
         "corrected by the logged outcomes), which also credits offers the logging policy "
         "never showed to such users, as far as that model generalises; `_ips` weights each "
         "logged acceptance by the list's chance of showing that offer over the logged "
-        "propensity (no credit for unshown offers); "
+        "propensity (no credit for unshown offers, and every look counted as if a user could "
+        "take several offers); "
         "`_snips` is IPS normalised by its weights. The logging policy showed offers to some "
         "users more than others, so the logged users are not the users a list serves: "
-        f"`_served` re-weights the DR values to the plans held by all users at the split, per "
+        f"`_served` re-weights the DR values to the plans held by all users at the snapshot, per "
         "market (the rate a test that serves everyone measures; strata with no logged user, "
         f"{1 - table.loc[ALL].get('policy_served_coverage', 1.0):.1%} of users, are left out). "
         "The ranking metrics count the users who converted in the holdout.",

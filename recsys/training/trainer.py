@@ -147,7 +147,12 @@ class Trainer:
             if users is not None:
                 impressions_df = impressions_df.where(users)
             logged = evaluate.logged(
-                state_df, impressions_df, self.catalog_df, self.reward_model(state_split), rules
+                state_df,
+                impressions_df,
+                self.catalog_df,
+                self.reward_model(state_split),
+                self.state_df.where(F.col("split") == FULL),
+                rules,
             )
             win = dataclasses.replace(win, logged=logged)
         return win.persist()

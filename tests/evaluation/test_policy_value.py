@@ -19,17 +19,23 @@ def _reference(lists, logged, rewards, k):
     def m(user, offer):
         return rewards.get((user, offer), fallback)
 
+    def b(rank):
+        return BIAS[min(rank, len(BIAS)) - 1]
+
     out = {}
     for user in {u for _, u, *_ in logged}:
         ranked = {o: r for (u, o, r) in lists if u == user and r <= k}
-        direct = sum(BIAS[min(r, len(BIAS)) - 1] * m(user, o) for o, r in ranked.items())
-        total = sum(BIAS[min(r, len(BIAS)) - 1] for r in ranked.values())
+        misses = {o: 1 - b(r) * m(user, o) for o, r in ranked.items()}
+        direct = 1 - float(np.prod(list(misses.values())))
+        total = sum(b(r) for r in ranked.values())
         rows = []
         for _, u, offer, p, y in logged:
             if u != user:
                 continue
-            w = BIAS[min(ranked[offer], len(BIAS)) - 1] if offer in ranked else 0.0
-            rows.append((w / p * y, direct + w / p * (y - m(user, offer)), w / p, w / p / total))
+            w = b(ranked[offer]) if offer in ranked else 0.0
+            others = [miss for o, miss in misses.items() if o != offer]
+            d = w * float(np.prod(others))
+            rows.append((w / p * y, direct + d / p * (y - m(user, offer)), w / p, w / p / total))
         out[user] = (*tuple(float(np.mean(c)) for c in zip(*rows, strict=True)), len(rows))
     return out
 
@@ -72,12 +78,11 @@ def test_the_estimators_match_a_python_reference(spark):
     )
 
 
-def test_ips_and_dr_recover_a_known_policy_value(spark):
+def _known_policy(spark, q, reward):
     """A logging policy shows one of four offers at random with known propensities; users
-    take offer o with probability q[o]. The target list (o3, o1) is worth
-    1.0 q[o3] + 0.6 q[o1] per view; both estimators find it within their sampling error."""
+    take offer o with probability q[o]. The target list is (o3, o1); the direct model gives
+    ``reward(o)`` for each pair. Returns the pooled summary."""
     rng = np.random.default_rng(3)
-    q = {"o0": 0.02, "o1": 0.10, "o2": 0.05, "o3": 0.30}
     propensities = {"o0": 0.4, "o1": 0.3, "o2": 0.2, "o3": 0.1}
     offers = list(q)
     logged = []
@@ -94,15 +99,35 @@ def test_ips_and_dr_recover_a_known_policy_value(spark):
         "market string, user_id string, item_id string, rank int",
     )
     candidates_df = logged_df.select("market", "user_id")
-    # A deliberately wrong direct model: DR stays unbiased because the propensities are right.
-    rewards_df = lists_df.selectExpr("market", "user_id", "item_id as offer_id", "0.05 as reward")
+    rewards_df = spark.createDataFrame(
+        [("SE", f"u{u}", o, reward(o)) for u in range(20_000) for o in offers],
+        "market string, user_id string, offer_id string, reward double",
+    )
     per_user = policy_value.per_user(lists_df, logged_df, candidates_df, rewards_df, BIAS, 3)
     summary = policy_value.summary(per_user).first()
-    truth = 1.0 * q["o3"] + 0.6 * q["o1"]
     assert summary["users"] == 20_000
-    assert summary["ips"] == pytest.approx(truth, abs=0.03)
-    assert summary["dr"] == pytest.approx(truth, abs=0.03)
-    assert summary["snips"] == pytest.approx(truth, abs=0.03)
+    return summary
+
+
+def test_dr_recovers_the_cascade_value_ips_the_sum_of_looks(spark):
+    """Users who take an offer often: the list converts 1 - (1 - 1.0 q3)(1 - 0.6 q1) = 0.72
+    of views, while the looks' acceptances sum to 0.9. DR with the right direct model finds
+    the first; IPS and SNIPS, which need no model, estimate the second."""
+    q = {"o0": 0.02, "o1": 0.5, "o2": 0.05, "o3": 0.6}
+    summary = _known_policy(spark, q, q.get)
+    assert summary["dr"] == pytest.approx(1 - (1 - q["o3"]) * (1 - 0.6 * q["o1"]), abs=0.03)
+    assert summary["ips"] == pytest.approx(q["o3"] + 0.6 * q["o1"], abs=0.05)
+    assert summary["snips"] == pytest.approx(q["o3"] + 0.6 * q["o1"], abs=0.05)
+
+
+def test_dr_with_a_wrong_direct_model_is_close_at_low_rates(spark):
+    """At the rates of plan offers a deliberately wrong direct model leaves DR within its
+    sampling error of the cascade value: the propensities are right, and the error the model
+    leaves is of second order."""
+    q = {"o0": 0.02, "o1": 0.10, "o2": 0.05, "o3": 0.30}
+    summary = _known_policy(spark, q, lambda _: 0.05)
+    assert summary["dr"] == pytest.approx(1 - (1 - q["o3"]) * (1 - 0.6 * q["o1"]), abs=0.03)
+    assert summary["ips"] == pytest.approx(q["o3"] + 0.6 * q["o1"], abs=0.03)
 
 
 def test_post_stratified_reweights_the_logged_users_to_the_population(spark):

@@ -159,3 +159,37 @@ def test_an_offer_without_a_price_stays_a_label_and_earns_no_revenue(spark):
     )
     per_user = per_user_metrics_at(lists_df, win.labels_df, [1], value_col="price").first()
     assert (per_user["hit_rate_at_1"], per_user["revenue_at_1"]) == (1.0, 0.0)
+
+
+def test_the_served_mix_is_the_snapshots_users_not_the_windows(spark, se_catalog_df):
+    """Logged users and their candidates come from the window's start; the population the
+    served value re-weights to is every user at the snapshot, whom the lists will serve."""
+    state_df = spark.createDataFrame(
+        [("SE", "u1", "free", [], False, False), ("SE", "u2", "free", [], False, False)],
+        STATE,
+    )
+    served_df = spark.createDataFrame(
+        [
+            ("SE", "u1", "premium_individual", [], False, True),  # converted in the window
+            ("SE", "u2", "free", [], False, False),
+            ("SE", "u3", "free", [], False, False),  # no event before the window's start
+        ],
+        STATE,
+    )
+    impressions_df = spark.createDataFrame(
+        [("SE", "u1", "trial_individual_1m", 0.5, 1.0)],
+        "market string, user_id string, offer_id string, propensity double, label double",
+    )
+    interactions_df = spark.createDataFrame(
+        [("SE", 0, 0, "x", "trial_individual_1m", True, 5.0)],
+        "market string, user_idx long, item_idx long, user_id string, item_id string, "
+        "is_offer boolean, confidence double",
+    )
+    model = FAMILIES["popularity"]({}, seed=1).fit(interactions_df)
+    logged = evaluate.logged(state_df, impressions_df, se_catalog_df, model, served_df)
+    population = {
+        (r["market"], r["current_plan"]): r["users"] for r in logged.population_df.collect()
+    }
+    assert population == {("SE", "free"): 2, ("SE", "premium_individual"): 1}
+    assert {r["user_id"] for r in logged.candidates_df.collect()} == {"u1"}
+    assert {r["current_plan"] for r in logged.candidates_df.collect()} == {"free"}
