@@ -369,9 +369,10 @@ def _per_view_lines(seeds: list[dict]) -> list[str]:
         "## Train's off-policy estimate against the test (objective propensity, round 1)",
         "",
         "Per user who opened the surface: train's policy value (DR on the holdout's logged "
-        "impressions, acceptances of the top-3 lists), the same re-weighted to the plans of "
-        "every user (`served`, the figure a test serving everyone measures) and the test's "
-        "conversions through the list, with 95% intervals.",
+        "impressions: conversions of the top-3 lists, a user taking at most one offer), the "
+        "same re-weighted to the plans of every user at the snapshot (`served`, the figure a "
+        "test serving everyone measures) and the test's conversions through the list, with "
+        "95% intervals.",
         "",
         "| seed | served family: train DR | served | treatment: measured "
         "| popularity: train DR | served | control: measured |",
