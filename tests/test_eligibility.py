@@ -22,6 +22,17 @@ STATE = (
 OUT = "market string, user_id string, offer_id string, eligible boolean, reason_code string"
 
 
+def _october(day: int) -> dt.datetime:
+    return dt.datetime(2026, 10, day)
+
+
+def _se_events_df(spark, events):
+    """``events``: (user, event_type, item_id, timestamp) in SE, each with value 1."""
+    return spark.createDataFrame(
+        [(u, "SE", t, i, ts, 1.0) for u, t, i, ts in events], S.EVENTS_SCHEMA
+    )
+
+
 def test_every_offer_of_the_market_gets_a_verdict(spark, config):
     state_df = spark.createDataFrame(
         [
@@ -71,10 +82,7 @@ def test_every_offer_of_the_market_gets_a_verdict(spark, config):
 
 def test_state_at_a_moment_reads_only_events_before_it(spark, config):
     moment = dt.datetime(2026, 10, 11, tzinfo=dt.UTC)
-
-    def at(day):
-        return dt.datetime(2026, 10, day)
-
+    at = _october
     events = [
         ("a", "renewal", "premium_individual", at(1)),
         ("a", "conversion", "premium_family", at(5)),
@@ -87,9 +95,7 @@ def test_state_at_a_moment_reads_only_events_before_it(spark, config):
         ("c", "conversion", "audiobooks_addon", at(4)),
         ("d", "listen", "genre:pop", at(4)),
     ]
-    events_df = spark.createDataFrame(
-        [(u, "SE", t, i, ts, 1.0) for u, t, i, ts in events], S.EVENTS_SCHEMA
-    )
+    events_df = _se_events_df(spark, events)
     expected_df = spark.createDataFrame(
         [
             ("SE", "a", "premium_family", [], False, False),
@@ -106,19 +112,14 @@ def test_state_at_a_moment_reads_only_events_before_it(spark, config):
 def test_a_trial_older_than_the_events_comes_from_the_users_table(spark, config):
     """The users table (the state at the snapshot) marks a trial used; the events show it
     only when it started inside them, and then only from its start."""
-
-    def at(day):
-        return dt.datetime(2026, 10, day)
-
+    at = _october
     events = [
         ("earlier", "listen", "genre:pop", at(1)),  # trial before the events: none logged
         ("inside", "listen", "genre:pop", at(1)),
         ("inside", "trial_start", "trial_individual_1m", at(20)),
         ("never", "listen", "genre:pop", at(1)),
     ]
-    events_df = spark.createDataFrame(
-        [(u, "SE", t, i, ts, 1.0) for u, t, i, ts in events], S.EVENTS_SCHEMA
-    )
+    events_df = _se_events_df(spark, events)
     users_df = spark.createDataFrame(
         [("earlier", True), ("inside", True), ("never", False)],
         "user_id string, has_used_trial boolean",
@@ -154,14 +155,7 @@ def test_state_at_the_snapshot_matches_the_generated_users(spark, config):
     world.state_df.persist()  # users and events derive from it: generate the world once
     end = dt.datetime.combine(world_cfg.end_date, dt.time(), tzinfo=dt.UTC)
     derived_df = E.state_at(world.events_df, catalog_df(spark, config.markets), end, world.users_df)
-    columns = [
-        "market",
-        "user_id",
-        "current_plan",
-        "active_addons",
-        "is_student_verified",
-        "has_used_trial",
-    ]
+    columns = list(E.STATE_COLUMNS)
     users_df = world.users_df.select(
         *columns[:3], F.array_sort("active_addons").alias("active_addons"), *columns[4:]
     )
