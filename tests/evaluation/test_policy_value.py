@@ -128,6 +128,7 @@ def test_dr_with_a_wrong_direct_model_is_close_at_low_rates(spark):
     summary = _known_policy(spark, q, lambda _: 0.05)
     assert summary["dr"] == pytest.approx(1 - (1 - q["o3"]) * (1 - 0.6 * q["o1"]), abs=0.03)
     assert summary["ips"] == pytest.approx(q["o3"] + 0.6 * q["o1"], abs=0.03)
+    assert summary["snips"] == pytest.approx(q["o3"] + 0.6 * q["o1"], abs=0.03)
 
 
 def test_post_stratified_reweights_the_logged_users_to_the_population(spark):
