@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -141,64 +143,108 @@ def per_user(
     )
 
 
-def summary(per_user_df: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:
-    """IPS, SNIPS and DR per ``by`` group (or pooled), and the users and impressions behind
-    them: the means of the per-user figures, SNIPS as the IPS sum over the normalised
-    ratios' sum."""
-    grouped = per_user_df.groupBy(*by) if by else per_user_df
-    return grouped.agg(
-        F.avg("ips").alias("ips"),
-        (F.sum("ips") / F.greatest(F.sum("ratio_norm"), F.lit(1e-12))).alias("snips"),
-        F.avg("dr").alias("dr"),
-        F.count(F.lit(1)).alias("users"),
-        F.sum("impressions").alias("impressions"),
-    )
-
-
-def post_stratified(
-    per_user_df: DataFrame,
-    population_df: DataFrame,
-    strata: Sequence[str],
-    by: tuple[str, ...] = (),
-) -> DataFrame:
-    """The DR value re-weighted from the logged users' mix of strata to a population's.
+def by_stratum(per_user_df: DataFrame, strata: Sequence[str]) -> pd.DataFrame:
+    """The per-user figures summed per stratum in one pass: all :func:`summary` and
+    :func:`post_stratified` need, a few rows per market whatever the users.
 
     Parameters
     ----------
     per_user_df : DataFrame
         :func:`per_user`'s rows with the ``strata`` columns added.
-    population_df : DataFrame
-        The ``strata`` columns and ``users``: how many users of the population each stratum
-        holds (every user a list would be served to).
     strata : sequence of str
-        The columns that define a stratum, e.g. ``("market", "current_plan")``; ``by`` must
-        be among them.
-    by : tuple of str
-        Group columns (none: pooled).
+        The columns that define a stratum, e.g. ``("market", "current_plan")``.
 
     Returns
     -------
-    DataFrame
-        ``by`` and ``served``: the sum over strata of the stratum's mean DR times its share of
-        the population, over the strata with logged users; ``served_se``: its standard error
-        (strata independent); ``coverage``: the population's share in those strata (the rest
-        have no logged user to stand for them and are left out of both sums).
+    pandas.DataFrame
+        ``strata``, ``users``, ``impressions``, the sums ``ips``, ``ratio_norm`` and ``dr``,
+        and ``dr_var``, the sample variance of ``dr`` (0 for a single user).
     """
-    strata = list(strata)
-    logged_df = per_user_df.groupBy(*strata).agg(
-        F.avg("dr").alias("mean"),
-        F.coalesce(F.var_samp("dr"), F.lit(0.0)).alias("var"),
-        F.count(F.lit(1)).alias("n"),
+    return (
+        per_user_df.groupBy(*strata)
+        .agg(
+            F.count(F.lit(1)).alias("users"),
+            F.sum("impressions").alias("impressions"),
+            F.sum("ips").alias("ips"),
+            F.sum("ratio_norm").alias("ratio_norm"),
+            F.sum("dr").alias("dr"),
+            F.coalesce(F.var_samp("dr"), F.lit(0.0)).alias("dr_var"),
+        )
+        .toPandas()
     )
-    joined = population_df.select(*strata, "users").join(logged_df, on=strata, how="left")
-    covered = F.col("mean").isNotNull()
-    grouped = joined.groupBy(*by) if by else joined
-    covered_users = F.sum(F.when(covered, F.col("users")))
-    return grouped.agg(
-        (F.sum(F.when(covered, F.col("users") * F.col("mean"))) / covered_users).alias("served"),
-        (
-            F.sqrt(F.sum(F.when(covered, F.col("users") ** 2 * F.col("var") / F.col("n"))))
-            / covered_users
-        ).alias("served_se"),
-        (F.coalesce(covered_users, F.lit(0)) / F.sum("users")).alias("coverage"),
+
+
+def summary(strata: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """IPS, SNIPS and DR per ``by`` group (one row, pooled, without), and the users and
+    impressions behind them, from :func:`by_stratum`'s sums: the means of the per-user
+    figures, SNIPS as the IPS sum over the normalised ratios' sum."""
+    sums = _sums(strata, by, ["users", "impressions", "ips", "ratio_norm", "dr"])
+    return pd.DataFrame(
+        {
+            "ips": sums["ips"] / sums["users"],
+            "snips": sums["ips"] / sums["ratio_norm"].clip(lower=1e-12),
+            "dr": sums["dr"] / sums["users"],
+            "users": sums["users"],
+            "impressions": sums["impressions"],
+        }
     )
+
+
+def post_stratified(
+    strata: pd.DataFrame,
+    population: pd.DataFrame,
+    columns: Sequence[str],
+    by: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """The DR value re-weighted from the logged users' mix of strata to a population's.
+
+    Parameters
+    ----------
+    strata : pandas.DataFrame
+        :func:`by_stratum`'s sums per stratum.
+    population : pandas.DataFrame
+        The ``columns`` and ``users``: how many users of the population each stratum holds
+        (every user a list would be served to).
+    columns : sequence of str
+        The columns that define a stratum, e.g. ``("market", "current_plan")``; ``by`` must
+        be among them.
+    by : tuple of str
+        Group columns (none: one pooled row).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``by``: ``served``, the sum over strata of the stratum's mean DR times its
+        share of the population, over the strata with logged users; ``served_se``: its
+        standard error (strata independent); ``coverage``: the population's share in those
+        strata (the rest have no logged user to stand for them and are left out of both
+        sums).
+    """
+    columns = list(columns)
+    logged = strata[columns].assign(
+        mean=strata["dr"] / strata["users"], var=strata["dr_var"], n=strata["users"]
+    )
+    joined = population[[*columns, "users"]].merge(logged, on=columns, how="left")
+    covered = joined["mean"].notna()
+    cells = joined.assign(
+        covered=joined["users"].where(covered, 0),
+        weighted=(joined["users"] * joined["mean"]).where(covered, 0.0),
+        variance=(joined["users"] ** 2 * joined["var"] / joined["n"]).where(covered, 0.0),
+    )
+    sums = _sums(cells, by, ["users", "covered", "weighted", "variance"])
+    covered_users = sums["covered"].where(sums["covered"] > 0)
+    return pd.DataFrame(
+        {
+            "served": sums["weighted"] / covered_users,
+            "served_se": np.sqrt(sums["variance"]) / covered_users,
+            "coverage": sums["covered"] / sums["users"],
+        }
+    )
+
+
+def _sums(frame: pd.DataFrame, by: tuple[str, ...], columns: list[str]) -> pd.DataFrame:
+    """``columns`` of ``frame`` summed per ``by`` group, or into one row (index 0) without,
+    which an empty frame leaves at zero."""
+    keys = list(by) if by else np.zeros(len(frame), dtype=int)
+    sums = frame.groupby(keys, sort=True, dropna=False)[columns].sum()
+    return sums if by else sums.reindex([0], fill_value=0)

@@ -47,24 +47,34 @@ def reliability(scored_df: DataFrame) -> Reliability:
     decile = F.lit(1)
     for cut in cuts:
         decile = decile + (F.col("p") > F.lit(cut)).cast("int")
-    figures = [
-        F.count(F.lit(1)).alias("impressions"),
-        F.avg("p").alias("predicted"),
-        F.avg("y").alias("observed"),
-    ]
-    by_decile = scored_df.groupBy(decile.alias("decile")).agg(*figures).orderBy("decile").toPandas()
-    by_market = scored_df.groupBy("market").agg(*figures).orderBy("market").toPandas()
     p = F.least(F.greatest(F.col("p"), F.lit(1e-12)), F.lit(1 - 1e-12))
-    totals = scored_df.agg(
-        F.avg(-(F.col("y") * F.log(p) + (1 - F.col("y")) * F.log(1 - p))).alias("log_loss"),
-        F.avg(F.pow(F.col("p") - F.col("y"), 2)).alias("brier"),
-        F.count(F.lit(1)).alias("impressions"),
-    ).first()
-    scored_df.unpersist()
-    return Reliability(
-        by_decile,
-        by_market,
-        float(totals["log_loss"] or 0.0),
-        float(totals["brier"] or 0.0),
-        int(totals["impressions"]),
+    # One pass: sums per (decile, market) cell, which add up to either grouping and the totals.
+    cells = (
+        scored_df.groupBy(decile.alias("decile"), "market")
+        .agg(
+            F.count(F.lit(1)).alias("impressions"),
+            F.sum("p").alias("predicted"),
+            F.sum("y").alias("observed"),
+            F.sum(-(F.col("y") * F.log(p) + (1 - F.col("y")) * F.log(1 - p))).alias("log_loss"),
+            F.sum(F.pow(F.col("p") - F.col("y"), 2)).alias("brier"),
+        )
+        .toPandas()
     )
+    scored_df.unpersist()
+    impressions = int(cells["impressions"].sum())
+    return Reliability(
+        _means(cells, "decile"),
+        _means(cells, "market"),
+        float(cells["log_loss"].sum() / impressions) if impressions else 0.0,
+        float(cells["brier"].sum() / impressions) if impressions else 0.0,
+        impressions,
+    )
+
+
+def _means(cells: pd.DataFrame, by: str) -> pd.DataFrame:
+    """``by``, impressions, mean ``predicted`` and ``observed`` from the cells' sums."""
+    sums = cells.groupby(by, sort=True)[["impressions", "predicted", "observed"]].sum()
+    return sums.assign(
+        predicted=sums["predicted"] / sums["impressions"],
+        observed=sums["observed"] / sums["impressions"],
+    ).reset_index()

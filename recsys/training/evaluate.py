@@ -207,27 +207,30 @@ def policy_summary(policy_df: DataFrame, population_df: DataFrame) -> pd.DataFra
     ``policy_value_served`` (DR re-weighted to ``population_df``'s plans,
     :func:`recsys.evaluation.policy_value.post_stratified`) with its ``_se`` and
     ``policy_served_coverage``, and ``policy_users``, plus :data:`ALL` pooled."""
+    strata = policy_value.by_stratum(policy_df, STRATA)
+    population = population_df.toPandas()
     parts = []
     for by in (("market",), ()):
-        estimates = policy_value.summary(policy_df, by=by).toPandas()
-        served = policy_value.post_stratified(policy_df, population_df, STRATA, by=by).toPandas()
-        if by:
-            part = estimates.merge(served, on=list(by), how="left")
-        else:
-            part = pd.concat([estimates, served], axis=1).assign(market=ALL)
-        parts.append(part.set_index("market"))
+        estimates = policy_value.summary(strata, by=by)
+        served = policy_value.post_stratified(strata, population, STRATA, by=by)
+        part = estimates.join(served, how="left")
+        parts.append(part if by else part.set_axis([ALL]))
     value = policy_value.POLICY_VALUE
-    return pd.concat(parts).rename(
-        columns={
-            "dr": value,
-            "ips": f"{value}_ips",
-            "snips": f"{value}_snips",
-            "served": f"{value}_served",
-            "served_se": f"{value}_served_se",
-            "coverage": "policy_served_coverage",
-            "users": "policy_users",
-            "impressions": "policy_impressions",
-        }
+    return (
+        pd.concat(parts)
+        .rename_axis("market")
+        .rename(
+            columns={
+                "dr": value,
+                "ips": f"{value}_ips",
+                "snips": f"{value}_snips",
+                "served": f"{value}_served",
+                "served_se": f"{value}_served_se",
+                "coverage": "policy_served_coverage",
+                "users": "policy_users",
+                "impressions": "policy_impressions",
+            }
+        )
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from chispa import assert_approx_df_equality
+from pyspark.sql import functions as F
 
 from recsys.evaluation import policy_value
 
@@ -104,7 +105,7 @@ def _known_policy(spark, q, reward):
         "market string, user_id string, offer_id string, reward double",
     )
     per_user = policy_value.per_user(lists_df, logged_df, candidates_df, rewards_df, BIAS, 3)
-    summary = policy_value.summary(per_user).first()
+    summary = policy_value.summary(policy_value.by_stratum(per_user, ["market"])).iloc[0]
     assert summary["users"] == 20_000
     return summary
 
@@ -143,7 +144,7 @@ def test_post_stratified_reweights_the_logged_users_to_the_population(spark):
             ("NO", "u4", "free", 0.1),
         ],
         "market string, user_id string, current_plan string, dr double",
-    )
+    ).withColumns({"impressions": F.lit(1), "ips": F.lit(0.0), "ratio_norm": F.lit(0.0)})
     population_df = spark.createDataFrame(
         [
             ("SE", "free", 100),
@@ -154,18 +155,15 @@ def test_post_stratified_reweights_the_logged_users_to_the_population(spark):
         "market string, current_plan string, users long",
     )
     strata = ("market", "current_plan")
-    by_market = {
-        r["market"]: r
-        for r in policy_value.post_stratified(
-            per_user_df, population_df, strata, by=("market",)
-        ).collect()
-    }
-    se = by_market["SE"]
+    sums = policy_value.by_stratum(per_user_df, strata)
+    population = population_df.toPandas()
+    by_market = policy_value.post_stratified(sums, population, strata, by=("market",))
+    se = by_market.loc["SE"]
     assert se["served"] == pytest.approx((100 * 0.3 + 300 * 0.0) / 400)
     assert se["coverage"] == pytest.approx(400 / 500)
     # free: variance 0.02 over 2 users; premium_individual: one user, no spread
     assert se["served_se"] == pytest.approx((100**2 * 0.02 / 2) ** 0.5 / 400)
-    assert by_market["NO"]["served"] == pytest.approx(0.1)
-    pooled = policy_value.post_stratified(per_user_df, population_df, strata).first()
+    assert by_market.loc["NO", "served"] == pytest.approx(0.1)
+    pooled = policy_value.post_stratified(sums, population, strata).iloc[0]
     assert pooled["served"] == pytest.approx((100 * 0.3 + 50 * 0.1) / 450)
     assert pooled["coverage"] == pytest.approx(450 / 550)
