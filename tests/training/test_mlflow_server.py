@@ -35,8 +35,12 @@ from tests.conftest import write_conf
 
 pytestmark = pytest.mark.slow
 
-FAMILIES = ("popularity", "ladder", "spark_als", "implicit_als", "implicit_bpr", "conversion")
+# A family of each kind of saved model: baselines, factors (tables Spark writes) and the
+# conversion model (with the booster XGBoost writes). The implicit families save their
+# factors as Spark ALS does and go through the same upload; they are left out for time.
+FAMILIES = ("popularity", "ladder", "spark_als", "conversion")
 BASELINES = ("popularity", "ladder")
+LEFT_OUT = ("implicit_als", "implicit_bpr")
 MAX_TRIALS = 2
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -144,7 +148,8 @@ def _run(conf: Path, tracking_uri: str, cwd: Path, *command: str) -> None:
 def test_train_and_recommend_through_a_tracking_server(mlflow_server, tmp_path):
     work = tmp_path / "recsys"
     work.mkdir()
-    conf = write_conf(work)
+    off = {family: {"enabled": False} for family in LEFT_OUT}
+    conf = write_conf(work, train={"models": off})
     _run(conf, mlflow_server, work, "pipeline", "--until", "train")
 
     config = load_config(conf)
