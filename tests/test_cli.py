@@ -37,16 +37,18 @@ def test_generate_world_then_query_every_market(capsys, conf_path, config):
     assert out.splitlines()[0].split(" | ") == ["n   ", "d   "]
 
 
-@pytest.mark.slow  # every step of the demo in turn, every family trained
+@pytest.mark.slow  # every step of the demo in turn
 def test_pipeline_runs_every_step_and_serves_the_interim_model_before_any_champion(
     capsys, conf_path, config
 ):
     # With a gate margin no model can clear, train registers a challenger and names the best
     # family on the holdout interim; recommend serves it and says so, and the experiment runs
-    # on its lists. One trial per family: every family still trains, the search itself is
-    # tested in tests/training.
+    # on its lists. The baselines and the conversion model train, one trial each: every
+    # family and the search are trained end to end in tests/training/test_job.py.
     args = ["--set", "world.users=1000", "--set", "train.max_trials=1"]
     args += ["--set", "train.gate.margin=1.0"]
+    for family in ("spark_als", "implicit_als", "implicit_bpr"):
+        args += ["--set", f"train.models.{family}.enabled=false"]
     assert main(["pipeline", "--conf", str(conf_path), *args]) == 0
     err = capsys.readouterr().err
     assert "no version of recsys-plan-recommender has passed the gate yet: serving the " in err
