@@ -129,7 +129,7 @@ def _run(conf: Path, tracking_uri: str, cwd: Path, *command: str) -> None:
             "--conf",
             str(conf),
             "--set",
-            "world.users=3000",
+            "world.users=1000",
             "--set",
             f"mlflow.tracking_uri={tracking_uri}",
             "--set",
@@ -207,7 +207,7 @@ def test_train_and_recommend_through_a_tracking_server(mlflow_server, tmp_path):
     assert (Path(downloaded) / "MLmodel").is_file()
 
     if alias != "champion":
-        # 3,000 users rarely pass the gate; an approver promotes by hand.
+        # 1,000 users rarely pass the gate; an approver promotes by hand.
         client.set_registered_model_alias(name, "champion", "1")
     _run(conf, mlflow_server, work, "recommend")
     recommend_runs = [
