@@ -41,9 +41,6 @@ def test_the_walkthrough_runs_from_the_csv_to_published_lists(spark, config, tmp
         "walkthrough_tests",
         extends=EXAMPLES / "walkthrough.yaml",
         ingest={"users": str(users), "events": str(events)},
-        # One trial per family: this test follows the flow to the published lists, and the
-        # search is checked in tests/training.
-        train={"max_trials": 1},
     )
     small = load_config(path)
     spec = wide.load_spec(EXAMPLES / "walkthrough_wide.yaml")
