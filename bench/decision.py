@@ -22,6 +22,9 @@ Recorded per seed and objective, from the tables and the MLflow store the run wr
 - the share of the oracle's conversion and revenue lift over control that the treatment
   captured, from the simulator's expected values (`experiment_policy_values`, estimator
   `truth`: no sampling noise in the outcome draws);
+- the conversion share with each arm's mean adjusted for its users' oracle conversion, and a
+  95% interval (:func:`adjusted_share`): the arms hold different users, and the raw share
+  moves with how convertible each arm's users happen to be;
 - the A/B test's measured treatment and control rates with 95% intervals, and the decision;
 - from train: every family's holdout off-policy value (DR, IPS, SNIPS) and NDCG@3, the
   candidate and whether the gate promoted it.
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import subprocess
@@ -49,6 +53,7 @@ CONF = str(ROOT / "conf" / "local.yaml")
 OBJECTIVES = ("expected_value", "propensity")
 FIRST_TEST = "plan-offers-2026-11"  # conf/base.yaml's recommend.experiment.id
 SECOND_TEST = "plan-offers-round-2"
+Z = 1.959964
 
 
 def _recsys(folder: Path, *args: str, log: Path) -> float:
@@ -100,7 +105,77 @@ def _experiment(folder: Path, sets: list[str]) -> dict:
             arm: {k: values[(arm, metric, "ab_measured")][k] for k in ("value", "low", "high")}
             for arm in ("treatment", "control")
         }
+    result["conversion_share_adjusted"] = _adjusted(folder, sets, _experiment_id(sets))
     return result
+
+
+def _adjusted(folder: Path, sets: list[str], experiment: str, within: str | None = None) -> dict:
+    """:func:`adjusted_share` of ``experiment``'s treatment and control users (those of the
+    ``within`` query's ``user_id`` column only, if given)."""
+    among = f"join ({within}) w on w.user_id = o.user_id " if within else ""
+    rows = _sql(
+        folder,
+        "select a.arm, count(*) as n, avg(o.expected_conversion) as mean, "
+        "avg(o.oracle_conversion) as oracle, var_samp(o.expected_conversion) as var_mean, "
+        "var_samp(o.oracle_conversion) as var_oracle, "
+        "covar_samp(o.expected_conversion, o.oracle_conversion) as cov "
+        "from recsys.experiment_outcomes o join (select distinct user_id, arm "
+        f"from recsys.experiment_exposures where experiment_id = '{experiment}') a "
+        f"on a.user_id = o.user_id {among}"
+        f"where o.experiment_id = '{experiment}' and a.arm in ('treatment', 'control') "
+        "group by a.arm",
+        sets,
+    )
+    by_arm = {r["arm"]: r for r in rows}
+    return adjusted_share(by_arm["treatment"], by_arm["control"])
+
+
+def adjusted_share(t: dict, c: dict) -> dict:
+    """The share of the oracle's conversion lift over control that treatment captured, each
+    arm's mean adjusted for how convertible its users are, with a 95% interval.
+
+    Parameters
+    ----------
+    t, c : dict
+        Per arm: users ``n``, the mean expected conversion ``mean`` and oracle conversion
+        ``oracle``, their sample variances ``var_mean`` and ``var_oracle`` and covariance
+        ``cov``.
+
+    Returns
+    -------
+    dict
+        ``share`` with ``low`` and ``high``, ``raw`` (the unadjusted share of
+        :func:`oracle_share`), the arms' ``users`` and mean ``oracle``.
+
+    Notes
+    -----
+    A user's oracle conversion depends only on the user, not on the arm, so it is a
+    covariate fixed before assignment, and it explains most of the spread of the expected
+    conversion between users. Each arm's mean is regressed on it within the arm and read at
+    the oracle mean of both arms together (Lin, 2013, "Agnostic notes on regression
+    adjustments to experimental data"); the interval is the delta method's on
+    ``(t - c) / (oracle - c)`` with the oracle mean held fixed, the figure both arms are
+    read at.
+    """
+    oracle = (t["oracle"] * t["n"] + c["oracle"] * c["n"]) / (t["n"] + c["n"])
+
+    def read_at_oracle(arm: dict) -> tuple[float, float]:
+        slope = arm["cov"] / arm["var_oracle"] if arm["var_oracle"] > 0 else 0.0
+        residual = max(arm["var_mean"] - slope * arm["cov"], 0.0)
+        return arm["mean"] - slope * (arm["oracle"] - oracle), residual / arm["n"]
+
+    (treated, var_t), (control, var_c) = read_at_oracle(t), read_at_oracle(c)
+    gap = oracle - control
+    share = (treated - control) / gap
+    se = math.sqrt(var_t / gap**2 + var_c * (oracle - treated) ** 2 / gap**4)
+    return {
+        "share": share,
+        "low": share - Z * se,
+        "high": share + Z * se,
+        "raw": oracle_share(t, c)[0],
+        "users": {"treatment": t["n"], "control": c["n"]},
+        "oracle": {"treatment": t["oracle"], "control": c["oracle"]},
+    }
 
 
 def _per_view(folder: Path, sets: list[str], experiment: str) -> dict:
@@ -131,24 +206,15 @@ def _per_view(folder: Path, sets: list[str], experiment: str) -> dict:
 def _unseen(folder: Path, sets: list[str]) -> dict:
     """The second test's expected conversions on the users round 1 held out (shown nothing,
     so their outcomes never reached the model): the share of the oracle's lift there."""
-    rows = _sql(
-        folder,
-        "with unseen as (select distinct user_id from recsys.experiment_exposures "
-        f"where experiment_id = '{FIRST_TEST}' and arm = 'holdout'), "
-        "arms as (select distinct user_id, arm from recsys.experiment_exposures "
-        f"where experiment_id = '{SECOND_TEST}') "
-        "select a.arm, count(*) as n, avg(o.expected_conversion) as mean, "
-        "avg(o.oracle_conversion) as oracle from recsys.experiment_outcomes o "
-        "join arms a on a.user_id = o.user_id join unseen u on u.user_id = o.user_id "
-        f"where o.experiment_id = '{SECOND_TEST}' and a.arm in ('treatment', 'control') "
-        "group by a.arm",
-        sets,
+    held_out = (
+        "select distinct user_id from recsys.experiment_exposures "
+        f"where experiment_id = '{FIRST_TEST}' and arm = 'holdout'"
     )
-    by_arm = {r["arm"]: r for r in rows}
-    t, c = by_arm["treatment"], by_arm["control"]
+    adjusted = _adjusted(folder, sets, SECOND_TEST, within=held_out)
     return {
-        "users": {"treatment": t["n"], "control": c["n"]},
-        "conversion_share_of_oracle_lift": oracle_share(t, c)[0],
+        "users": adjusted["users"],
+        "conversion_share_of_oracle_lift": adjusted["raw"],
+        "conversion_share_adjusted": adjusted,
     }
 
 
@@ -243,11 +309,7 @@ def run_round_2(folder: Path, sets: list[str]) -> tuple[dict, dict]:
     """Round 2 on a folder whose round 1 has run: train again learning from round 1's test,
     then a second test for both objectives; (figures, seconds)."""
     log = folder / "decision.log"
-    second = [
-        *sets,
-        f"--set=train.models.conversion.experiments=[{FIRST_TEST}]",
-        f"--set=recommend.experiment.id={SECOND_TEST}",
-    ]
+    second = _second(sets)
     seconds = {"round_2_train": _recsys(folder, "train", "--conf", CONF, *second, log=log)}
     outcome = {"train": _train(folder), "objectives": {}}
     for objective in ("propensity", "expected_value"):
@@ -258,8 +320,63 @@ def run_round_2(folder: Path, sets: list[str]) -> tuple[dict, dict]:
     return outcome, seconds
 
 
+def _second(sets: list[str]) -> list[str]:
+    """Round 2's settings: train learns from round 1's test, served under a new test id."""
+    return [
+        *sets,
+        f"--set=train.models.conversion.experiments=[{FIRST_TEST}]",
+        f"--set=recommend.experiment.id={SECOND_TEST}",
+    ]
+
+
+def adjust_recorded(seed: dict, extra: list[str]) -> None:
+    """Add the adjusted conversion shares to a seed recorded without them.
+
+    A kept folder holds each test id's logs of its last objective: round 1's propensity test
+    and round 2's expected_value test, read as they are. Round 2's propensity test runs
+    again on the same champion; it must reproduce the recorded share. Round 1's
+    expected_value test cannot run again (round 2 replaced its champion) and stays without.
+    """
+    folder = Path(seed["folder"])
+    sets = [f"--set=world.users={seed['users']}", f"--set=world.seed={seed['seed']}", *extra]
+
+    def check(recorded: dict, adjusted: dict, what: str) -> dict:
+        share = recorded["conversion_share_of_oracle_lift"]
+        if not math.isclose(adjusted["raw"], share, rel_tol=1e-6):
+            raise SystemExit(
+                f"seed {seed['seed']}, {what}: the logs in {folder} give a share of "
+                f"{adjusted['raw']:.6f}, the record {share:.6f}"
+            )
+        return adjusted
+
+    first = seed["objectives"]["propensity"]
+    first["conversion_share_adjusted"] = check(
+        first, _adjusted(folder, sets, FIRST_TEST), "round 1, propensity"
+    )
+    if "round_2" not in seed:
+        return
+    second, objectives = _second(sets), seed["round_2"]["objectives"]
+    kept = objectives["expected_value"]
+    kept["conversion_share_adjusted"] = check(
+        kept, _adjusted(folder, second, SECOND_TEST), "round 2, expected_value"
+    )
+    again, _ = _test(folder, second, "propensity", folder / "decision.log")
+    recorded = objectives["propensity"]
+    recorded["conversion_share_adjusted"] = check(
+        recorded, again["conversion_share_adjusted"], "round 2, propensity run again"
+    )
+    recorded["unseen_users"] = _unseen(folder, second)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _adjusted_cell(o: dict) -> str:
+    a = o.get("conversion_share_adjusted")
+    if a is None:
+        return "not recorded"
+    return f"{_pct(a['share'])} [{_pct(a['low'])}, {_pct(a['high'])}]"
 
 
 def _rate(d: dict) -> str:
@@ -276,18 +393,20 @@ def write(results: dict, out: Path) -> None:
         f"Run {results['date']} on {results['machine']}. Each seed is a fresh world of "
         f"{results['users']:,} users; the control arm serves popularity ranked by acceptances "
         "before the snapshot. Shares are of the oracle's lift over control, from the "
-        "simulator's expected values.",
+        "simulator's expected values. The arms hold different users: `adjusted` reads each "
+        "arm's mean at the oracle conversion of both arms' users (a regression on each user's "
+        "oracle conversion), with a 95% interval; `raw` compares the arms' means as they fell.",
         "",
         *([results["note"], ""] if results.get("note") else []),
-        "| seed | objective | served | conversion share | revenue share | treatment rate (A/B) "
-        "| control rate (A/B) | decision |",
-        "|---:|---|---|---:|---:|---|---|---|",
+        "| seed | objective | served | conversion share: adjusted (95% CI) | raw "
+        "| revenue share (raw) | treatment rate (A/B) | control rate (A/B) | decision |",
+        "|---:|---|---|---|---:|---:|---|---|---|",
     ]
     for seed in results["seeds"]:
         served = seed["train"]["candidate"] if seed["train"]["promoted"] else "champion kept"
         for name, o in seed["objectives"].items():
             lines.append(
-                f"| {seed['seed']} | {name} | {served} | "
+                f"| {seed['seed']} | {name} | {served} | {_adjusted_cell(o)} | "
                 f"{_pct(o['conversion_share_of_oracle_lift'])} | "
                 f"{_pct(o['revenue_share_of_oracle_lift'])} | "
                 f"{_rate(o['conversion_measured']['treatment'])} | "
@@ -299,9 +418,10 @@ def write(results: dict, out: Path) -> None:
             "",
             "## Round 2: the served model also learns from round 1's test",
             "",
-            "| seed | objective | served | conversion share | revenue share | treatment rate "
-            "(A/B) | control rate (A/B) | decision | share on round 1's holdout users |",
-            "|---:|---|---|---:|---:|---|---|---|---:|",
+            "| seed | objective | served | conversion share: adjusted (95% CI) | raw "
+            "| revenue share (raw) | treatment rate (A/B) | control rate (A/B) | decision "
+            "| conversion share on round 1's holdout users: adjusted (95% CI) |",
+            "|---:|---|---|---|---:|---:|---|---|---|---|",
         ]
     for seed in rounds:
         second = seed["round_2"]
@@ -309,14 +429,15 @@ def write(results: dict, out: Path) -> None:
         for name, o in second["objectives"].items():
             unseen = o.get("unseen_users")
             lines.append(
-                f"| {seed['seed']} | {name} | {served} | "
+                f"| {seed['seed']} | {name} | {served} | {_adjusted_cell(o)} | "
                 f"{_pct(o['conversion_share_of_oracle_lift'])} | "
                 f"{_pct(o['revenue_share_of_oracle_lift'])} | "
                 f"{_rate(o['conversion_measured']['treatment'])} | "
                 f"{_rate(o['conversion_measured']['control'])} | {o['decision']} | "
                 + (
-                    f"{_pct(unseen['conversion_share_of_oracle_lift'])} "
-                    f"({unseen['users']['treatment']:,} / {unseen['users']['control']:,} users)"
+                    f"{_adjusted_cell(unseen)} (raw "
+                    f"{_pct(unseen['conversion_share_of_oracle_lift'])}; "
+                    f"{unseen['users']['treatment']:,} / {unseen['users']['control']:,} users)"
                     if unseen
                     else ""
                 )
@@ -419,6 +540,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--note", help="a line the .md shows under its header (how it ran)")
     parser.add_argument(
+        "--adjust-recorded",
+        action="store_true",
+        help="add the adjusted conversion shares to the recorded .json's --seeds from their "
+        "kept folders (runs round 2's propensity test again)",
+    )
+    parser.add_argument(
         "--round-2-on-recorded",
         action="store_true",
         help="run round 2 for --seeds on the folders the recorded .json names (their round 1 "
@@ -432,6 +559,15 @@ def main(argv: list[str] | None = None) -> None:
         write(recorded, args.out)
         return
     extra = [f"--set={s}" for s in args.sets]
+    if args.adjust_recorded:
+        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+        if args.note:
+            recorded["note"] = args.note
+        for seed in recorded["seeds"]:
+            if seed["seed"] in args.seeds:
+                adjust_recorded(seed, extra)
+                write(recorded, args.out)
+        return
     if args.round_2_on_recorded:
         recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
         for seed in recorded["seeds"]:
