@@ -56,11 +56,23 @@ SECOND_TEST = "plan-offers-round-2"
 Z = 1.959964
 
 
+def _env() -> dict[str, str]:
+    """The recsys processes' environment: this checkout's code before the one the
+    interpreter's environment installed, so that a worktree's benchmark runs its own code."""
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
 def _recsys(folder: Path, *args: str, log: Path) -> float:
     started = time.perf_counter()
     with log.open("a", encoding="utf-8") as out:
         done = subprocess.run(
-            [RECSYS, *args], cwd=folder, stdout=out, stderr=subprocess.STDOUT, check=False
+            [RECSYS, *args],
+            cwd=folder,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
     if done.returncode:
         raise SystemExit(f"recsys {args[0]} failed ({done.returncode}); see {log}")
@@ -71,6 +83,7 @@ def _sql(folder: Path, query: str, sets: list[str]) -> list[dict]:
     done = subprocess.run(
         [RECSYS, "sql", "--conf", CONF, *sets, query, "--format", "json"],
         cwd=folder,
+        env=_env(),
         capture_output=True,
         text=True,
         check=True,
