@@ -3,6 +3,10 @@
 #   make test   set up, then lint and run the default test suite
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Test processes, each with its own local[2] SparkSession (docs/development.md#tests); 0 runs
+# the tests in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: setup demo telco test test-slow bench clean
 
@@ -29,12 +33,12 @@ telco: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(PYTEST)
 
 # The slow suite (docs/development.md): end-to-end runs on a generated and trained world,
 # the whole pipeline, the notebooks, and tests that start their own processes.
 test-slow: setup
-	$(BIN)/pytest -m slow
+	$(PYTEST) -m slow
 
 bench: setup
 	$(BIN)/python bench/pipeline.py
