@@ -17,7 +17,8 @@ def _sql(capsys, conf_path, query, *extra):
 
 
 def test_generate_world_then_query_every_market(capsys, conf_path, config):
-    args = ["--conf", str(conf_path), "--set", "world.users=1000"]
+    users = 1_000
+    args = ["--conf", str(conf_path), "--set", f"world.users={users}"]
     assert main(["generate-world", *args]) == 0
     out = _sql(
         capsys,
@@ -28,12 +29,12 @@ def test_generate_world_then_query_every_market(capsys, conf_path, config):
     )
     rows = [json.loads(line) for line in out.splitlines()]
     assert {r["market"] for r in rows} == set(config.markets.markets)
-    assert sum(r["n"] for r in rows) == 1000
+    assert sum(r["n"] for r in rows) == users
 
     # Rerunning replaces the tables; it never duplicates them.
     assert main(["generate-world", *args]) == 0
     out = _sql(capsys, conf_path, "select count(*) as n, count(distinct user_id) as d from users")
-    assert out.splitlines()[2].split(" | ") == ["1000", "1000"]
+    assert out.splitlines()[2].split(" | ") == [str(users), str(users)]
     assert out.splitlines()[0].split(" | ") == ["n   ", "d   "]
 
 
