@@ -1,7 +1,7 @@
 """The decision benchmark: does the served model beat the honest baseline in the simulated test?
 
     .venv/bin/python bench/decision.py [--users 100000] [--seeds 42 7] [--rounds 1|2]
-        [--out bench/results/decision] [--set KEY=VALUE ...] [--render]
+        [--out bench/results/decision] [--set KEY=VALUE ...] [--render] [--merge OTHER.json]
 
 For each seed, a fresh synthetic world in a temporary folder runs `recsys pipeline` (generate-
 world to analyze) with the default `recommend.objective: expected_value`, then `recommend`,
@@ -29,7 +29,9 @@ Recorded per seed and objective, from the tables and the MLflow store the run wr
 - from train: every family's holdout off-policy value (DR, IPS, SNIPS) and NDCG@3, the
   candidate and whether the gate promoted it.
 
-Results go to bench/results/decision.json and .md (or --out).
+Results go to bench/results/decision.json and .md (or --out). A seed of a 100,000-user world
+takes most of an hour for two rounds, so seeds may run apart: ``--merge OTHER.json`` adds
+another run's seeds to the recorded results, each with the command and day it ran.
 """
 
 from __future__ import annotations
@@ -396,14 +398,46 @@ def _rate(d: dict) -> str:
     return f"{100 * d['value']:.2f}% [{100 * d['low']:.2f}%, {100 * d['high']:.2f}%]"
 
 
+def _commands(results: dict) -> list[str]:
+    """The command (and day) behind the results, or each seed's where runs were merged."""
+    if not any("command" in seed for seed in results["seeds"]):
+        return [f"Command: `{results['command']}`, run {results['date']}."]
+    return [
+        "Commands, one run per seed, merged by `--merge`:",
+        "",
+        *(
+            f"- seed {seed['seed']}: `{seed.get('command', results['command'])}`, run "
+            f"{seed.get('date', results['date'])}"
+            for seed in results["seeds"]
+        ),
+    ]
+
+
+def merge(recorded: dict, other: dict) -> dict:
+    """``recorded`` with the seeds of ``other`` (another run's results) added or replaced,
+    each seed keeping the command and day it ran."""
+    if other["users"] != recorded["users"]:
+        raise SystemExit(
+            f"--merge: that run has {other['users']:,} users per world, the recorded one "
+            f"{recorded['users']:,}; shares of different worlds do not go in one table"
+        )
+
+    def stamp(run: dict, seed: dict) -> dict:
+        return {"command": run["command"], "date": run["date"], **seed}
+
+    seeds = {seed["seed"]: stamp(recorded, seed) for seed in recorded["seeds"]}
+    seeds.update({seed["seed"]: stamp(other, seed) for seed in other["seeds"]})
+    return {**recorded, "seeds": [seeds[s] for s in sorted(seeds, reverse=True)]}
+
+
 def write(results: dict, out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     lines = [
         "# Decision benchmark",
         "",
-        f"Command: `{results['command']}`",
+        *_commands(results),
         "",
-        f"Run {results['date']} on {results['machine']}. Each seed is a fresh world of "
+        f"Run on {results['machine']}. Each seed is a fresh world of "
         f"{results['users']:,} users; the control arm serves popularity ranked by acceptances "
         "before the snapshot. Shares are of the oracle's lift over control, from the "
         "simulator's expected values. The arms hold different users: `adjusted` reads each "
@@ -553,6 +587,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--note", help="a line the .md shows under its header (how it ran)")
     parser.add_argument(
+        "--merge",
+        type=Path,
+        help="add the seeds of another run's .json to the recorded --out (a seed in both: "
+        "that run's), each with its own command and day",
+    )
+    parser.add_argument(
         "--adjust-recorded",
         action="store_true",
         help="add the adjusted conversion shares to the recorded .json's --seeds from their "
@@ -565,6 +605,13 @@ def main(argv: list[str] | None = None) -> None:
         "done), and record it there",
     )
     args = parser.parse_args(argv)
+    if args.merge:
+        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+        merged = merge(recorded, json.loads(args.merge.read_text(encoding="utf-8")))
+        if args.note:
+            merged["note"] = args.note
+        write(merged, args.out)
+        return
     if args.render:
         recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
         if args.note:
