@@ -1,7 +1,7 @@
 """The conversion model's engine: XGBoost against Spark MLlib's GBT and logistic regression.
 
     .venv/bin/python bench/conversion_engines.py --world FOLDER [--rounds 2]
-        [--out bench/results/conversion_engines]
+        [--experiments ID ...] [--out bench/results/conversion_engines]
 
 FOLDER holds a pipeline's state (``.recsys/``, as ``bench/decision.py --keep`` leaves it, or
 ``make demo``'s checkout). Each engine is fitted by the conversion family's own code (same
@@ -10,7 +10,9 @@ differs), timed, and its greedy top-3 lists over every user's eligible offers ar
 with the world's true acceptance probabilities under the simulator's position model: the
 expected acceptances of a user who opens the surface, as a share of the oracle's lift over
 popularity (ranked by acceptances). Engines run in turn, interleaved over ``--rounds``, in
-one Spark session.
+one Spark session. With ``--experiments``, the examples include the logged tests named, as
+``train.models.conversion.experiments`` adds them to the served fit: the decision benchmark's
+second round.
 """
 
 from __future__ import annotations
@@ -75,7 +77,14 @@ def _value(lists_df: DataFrame, truth_df: DataFrame, bias: list[float]) -> float
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="repeats, interleaved")
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        default=[],
+        help="experiment ids whose logged tests the fits also learn from (the decision "
+        "benchmark's round 2: plan-offers-2026-11)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "conversion_engines")
     args = parser.parse_args(argv)
     os.chdir(args.world)  # the config's relative paths (.recsys/...) are the world's
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     rows_df = read_table(spark, config, S.INTERACTIONS).where(
         F.col("snapshot_date") == F.lit(snapshot)
     )
-    supervised = Supervision(spark, config, rows_df).for_split(FULL)
+    supervised = Supervision(spark, config, rows_df, experiments=args.experiments).for_split(FULL)
     full_df = rows_df.where(F.col("split") == FULL).persist()
     examples = supervised.examples_df.count()
     users_df = read_table(spark, config, S.USERS)
@@ -151,14 +160,15 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
     }
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    tests = f", with experiments {', '.join(args.experiments)}" if args.experiments else ""
     lines = [
         "# Conversion model engines",
         "",
         f"Command: `{result['command']}` ({result['machine']}).",
         "",
-        f"{users:,} users; {examples:,} training examples (the `full` supervision); parameters "
-        f"{params}. Share: of the oracle's lift over popularity in expected acceptances of a "
-        "user who opens the surface, with the world's true probabilities.",
+        f"{users:,} users; {examples:,} training examples (the `full` supervision{tests}); "
+        f"parameters {params}. Share: of the oracle's lift over popularity in expected "
+        "acceptances of a user who opens the surface, with the world's true probabilities.",
         "",
         "| round | engine | fit seconds | share of oracle lift |",
         "|---:|---|---:|---:|",
