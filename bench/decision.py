@@ -574,6 +574,14 @@ def _per_view_lines(seeds: list[dict]) -> list[str]:
     return lines
 
 
+def _recorded(out: Path, note: str | None = None) -> dict:
+    """The results recorded at ``out`` (its .json), with ``note`` in place of theirs if given."""
+    recorded = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    if note:
+        recorded["note"] = note
+    return recorded
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -606,30 +614,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.merge:
-        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
-        merged = merge(recorded, json.loads(args.merge.read_text(encoding="utf-8")))
-        if args.note:
-            merged["note"] = args.note
-        write(merged, args.out)
+        other = json.loads(args.merge.read_text(encoding="utf-8"))
+        write(merge(_recorded(args.out, args.note), other), args.out)
         return
     if args.render:
-        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
-        if args.note:
-            recorded["note"] = args.note
-        write(recorded, args.out)
+        write(_recorded(args.out, args.note), args.out)
         return
     extra = [f"--set={s}" for s in args.sets]
     if args.adjust_recorded:
-        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
-        if args.note:
-            recorded["note"] = args.note
+        recorded = _recorded(args.out, args.note)
         for seed in recorded["seeds"]:
             if seed["seed"] in args.seeds:
                 adjust_recorded(seed, extra)
                 write(recorded, args.out)
         return
     if args.round_2_on_recorded:
-        recorded = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+        recorded = _recorded(args.out)
         for seed in recorded["seeds"]:
             if seed["seed"] in args.seeds:
                 sets = [f"--set=world.users={seed['users']}", f"--set=world.seed={seed['seed']}"]
