@@ -21,6 +21,7 @@ from recsys.config import Config
 log = logging.getLogger(__name__)
 
 _LOG4J = Path(__file__).with_name("log4j2.properties")
+JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 # Input bytes per shuffle partition when partitions follow the data. A step's tables are
@@ -124,7 +125,7 @@ def build_session(
         "spark.sql.ui.retainedExecutions": "100",
         "spark.ui.retainedJobs": "200",
         "spark.ui.retainedStages": "200",
-        "spark.driver.extraJavaOptions": _java_options(config),
+        JAVA_OPTIONS: _java_options(config),
     }
     if spark_cfg.driver_memory and not launched_by_submit:
         settings["spark.driver.memory"] = spark_cfg.driver_memory
@@ -138,7 +139,11 @@ def build_session(
         settings["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={catalog.metastore_dir};create=true"
         )
-    settings.update(spark_cfg.extra)
+    extra = dict(spark_cfg.extra)
+    # The user's JVM options go beside ours: replacing them would lose the quiet log4j setup.
+    if JAVA_OPTIONS in extra:
+        settings[JAVA_OPTIONS] += " " + extra.pop(JAVA_OPTIONS)
+    settings.update(extra)
     for key, value in settings.items():
         builder = builder.config(key, value)
     if spark_cfg.hive:

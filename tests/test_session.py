@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from recsys import session
 from recsys.session import size_shuffle_partitions, table_bytes
 from recsys.tables import publish_partition, publish_table
+from tests.conftest import TEST_JAVA_OPTIONS
 
 
 @pytest.fixture
@@ -59,3 +60,9 @@ def test_a_table_with_snapshots_is_sized_by_the_configured_snapshot_only(spark, 
 def test_a_missing_table_has_no_size(spark, config):
     missing = f"{config.catalog.database}.never_written"
     assert table_bytes(spark, missing, config.interactions.snapshot_date) is None
+
+
+def test_java_options_of_the_config_go_beside_the_quiet_logging(spark):
+    options = spark.sparkContext.getConf().get(session.JAVA_OPTIONS)
+    assert TEST_JAVA_OPTIONS in options.split()
+    assert "-Dlog4j2.configurationFile=" in options
