@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from pyspark.sql import DataFrame, Window
-from pyspark.sql import functions as F
+from offline import open_world  # bench/ is the script's folder, so first on sys.path
+
+from recsys.ranking import top_k
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -58,22 +59,6 @@ def _engines():
     return {"xgboost": Conversion, "mllib_gbt": MLlibGBT, "mllib_logistic": MLlibLogistic}
 
 
-def _value(lists_df: DataFrame, truth_df: DataFrame, bias: list[float]) -> float:
-    """Sum over users of P(a user who opens the surface takes an offer of the list)."""
-    b = F.element_at(F.array(*[F.lit(x) for x in bias]), F.least("rank", F.lit(len(bias))))
-    looked = lists_df.join(truth_df, "user_id").select(
-        "user_id",
-        "rank",
-        (b * F.coalesce(F.col("p_accept")[F.col("offer_id")], F.lit(0.0))).alias("bp"),
-    )
-    before = (
-        Window.partitionBy("user_id").orderBy("rank").rowsBetween(Window.unboundedPreceding, -1)
-    )
-    alive = F.exp(F.coalesce(F.sum(F.log(1 - F.col("bp"))).over(before), F.lit(0.0)))
-    taken = looked.select((alive * F.col("bp")).alias("taken"))
-    return taken.agg(F.sum("taken")).first()[0]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, required=True)
@@ -87,69 +72,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "conversion_engines")
     args = parser.parse_args(argv)
-    os.chdir(args.world)  # the config's relative paths (.recsys/...) are the world's
-
-    from recsys import schemas as S
-    from recsys.config import load_config
-    from recsys.eligibility import with_eligibility
-    from recsys.models.baselines import Popularity
-    from recsys.ranking import top_k
-    from recsys.session import build_session
-    from recsys.supervision import Supervision
-    from recsys.tables import read_table
-    from recsys.vocabulary import FULL
-
-    config = load_config(ROOT / "conf" / "local.yaml")
-    spark = build_session(config, app_name="recsys bench conversion engines")
-    snapshot = config.interactions.snapshot_date
-    rows_df = read_table(spark, config, S.INTERACTIONS).where(
-        F.col("snapshot_date") == F.lit(snapshot)
-    )
-    supervised = Supervision(spark, config, rows_df, experiments=args.experiments).for_split(FULL)
-    full_df = rows_df.where(F.col("split") == FULL).persist()
+    args.out = args.out.resolve()  # before the world's folder becomes the working one
+    world = open_world(args.world, args.experiments, "recsys bench conversion engines")
+    config, supervised = world.config, world.supervised
     examples = supervised.examples_df.count()
-    users_df = read_table(spark, config, S.USERS)
-    catalog_df = read_table(spark, config, S.CATALOG)
-    candidates_df = (
-        with_eligibility(users_df, catalog_df, config.recommend.eligibility)
-        .where("eligible")
-        .join(users_df.select("market", "user_id", "current_plan"), ["market", "user_id"])
-        .select("market", "user_id", "offer_id", "current_plan")
-        .persist()
-    )
-    truth_df = read_table(spark, config, S.WORLD_TRUTH).select("user_id", "p_accept").persist()
-    bias, k = config.simulate.position_bias, config.recommend.k
-    popular = _value(
-        top_k(Popularity().fit(full_df, supervised).score(candidates_df), k), truth_df, bias
-    )
-    open_offers = F.explode(F.map_filter("p_accept", lambda _, p: p > 0)).alias("offer_id", "p")
-    oracle_df = (
-        truth_df.select("user_id", open_offers)
-        .withColumn(
-            "rank",
-            F.row_number().over(Window.partitionBy("user_id").orderBy(F.desc("p"), "offer_id")),
-        )
-        .where(F.col("rank") <= k)
-    )
-    oracle = _value(oracle_df, truth_df, bias)
+    popular, oracle = world.anchors
     params = config.train.models.conversion.params.model_dump()
     runs = []
     for round_number in range(1, args.rounds + 1):
         for name, engine in _engines().items():
             started = time.perf_counter()
-            model = engine(params, seed=config.train.seed).fit(full_df, supervised)
+            model = engine(params, seed=config.train.seed).fit(world.full_df, supervised)
             fitted = time.perf_counter() - started
-            value = _value(top_k(model.score(candidates_df), k), truth_df, bias)
+            lists_df = top_k(model.score(world.candidates_df), world.k)
             runs.append(
                 {
                     "round": round_number,
                     "engine": name,
                     "fit_seconds": round(fitted, 2),
-                    "share_of_oracle_lift": (value - popular) / (oracle - popular),
+                    "share_of_oracle_lift": world.share(lists_df),
                 }
             )
             print(json.dumps(runs[-1]), flush=True)
-    users = users_df.count()
+    users = world.users_df.count()
     result = {
         "command": " ".join(["bench/conversion_engines.py", *(argv or sys.argv[1:])]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -179,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    spark.stop()
+    world.spark.stop()
 
 
 if __name__ == "__main__":
