@@ -25,7 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from offline import open_world  # bench/ is the script's folder, so first on sys.path
+from offline import (  # bench/ is the script's folder, so first on sys.path
+    add_world_arguments,
+    open_world,
+)
 
 from recsys.ranking import top_k
 
@@ -61,19 +64,12 @@ def _engines():
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=Path, required=True)
+    add_world_arguments(parser)
     parser.add_argument("--rounds", type=int, default=2, help="repeats, interleaved")
-    parser.add_argument(
-        "--experiments",
-        nargs="+",
-        default=[],
-        help="experiment ids whose logged tests the fits also learn from (the decision "
-        "benchmark's round 2: plan-offers-2026-11)",
-    )
     parser.add_argument("--out", type=Path, default=RESULTS / "conversion_engines")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # before the world's folder becomes the working one
-    world = open_world(args.world, args.experiments, "recsys bench conversion engines")
+    world = open_world(args, "recsys bench conversion engines")
     config, supervised = world.config, world.supervised
     examples = supervised.examples_df.count()
     popular, oracle = world.anchors

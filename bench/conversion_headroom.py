@@ -31,7 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-from offline import open_world, per_user_value, top_by  # bench/ is the script's folder
+from offline import (  # bench/ is the script's folder
+    add_world_arguments,
+    open_world,
+    per_user_value,
+    top_by,
+)
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -139,29 +144,14 @@ def _segments(world, lists: dict[str, DataFrame]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=Path, required=True)
-    parser.add_argument(
-        "--experiments",
-        nargs="+",
-        default=[],
-        help="experiment ids whose logged tests the fits also learn from (the decision "
-        "benchmark's round 2: plan-offers-2026-11)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="the settings the world was made with (e.g. world.seed=7), over conf/local.yaml",
-    )
+    add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=RESULTS / "conversion_headroom")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # before the world's folder becomes the working one
     from recsys.models.conversion import Conversion
     from recsys.ranking import top_k
 
-    world = open_world(args.world, args.experiments, "recsys bench conversion headroom", args.sets)
+    world = open_world(args, "recsys bench conversion headroom")
     config, supervised = world.config, world.supervised
     examples = supervised.examples_df.count()
     traits_df = F.broadcast(

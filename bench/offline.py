@@ -8,6 +8,7 @@ popularity, 1 the oracle that knows every user's taste.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -84,14 +85,32 @@ class OfflineWorld:
         return self.value(self.popularity_df), self.value(self.oracle_df)
 
 
-def open_world(
-    folder: Path, experiments: list[str], app_name: str, sets: list[str] = ()
-) -> OfflineWorld:
-    """The world kept in ``folder`` (``.recsys/``, as ``bench/decision.py --keep`` leaves it),
-    with the examples of its snapshot's ``full`` supervision and, with ``experiments``, the
-    logged tests named, as ``train.models.conversion.experiments`` adds them. ``sets``:
-    ``KEY=VALUE`` overrides of conf/local.yaml, as the world was made with."""
-    os.chdir(folder)  # the config's relative paths (.recsys/...) are the world's
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--world``, ``--set`` and ``--experiments``: what :func:`open_world` reads."""
+    parser.add_argument("--world", type=Path, required=True, help="a kept world's folder")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the settings the world was made with (e.g. world.seed=7), over conf/local.yaml",
+    )
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        default=[],
+        help="experiment ids whose logged tests the fits also learn from (the decision "
+        "benchmark's round 2: plan-offers-2026-11)",
+    )
+
+
+def open_world(args: argparse.Namespace, app_name: str) -> OfflineWorld:
+    """The world kept in ``args.world`` (``.recsys/``, as ``bench/decision.py --keep`` leaves
+    it), read with conf/local.yaml and ``args.sets``, with the examples of its snapshot's
+    ``full`` supervision and, with ``args.experiments``, the logged tests named, as
+    ``train.models.conversion.experiments`` adds them (:func:`add_world_arguments`)."""
+    os.chdir(args.world)  # the config's relative paths (.recsys/...) are the world's
 
     from recsys import schemas as S
     from recsys.config import load_config
@@ -103,13 +122,13 @@ def open_world(
     from recsys.tables import read_table
     from recsys.vocabulary import FULL
 
-    config = load_config(ROOT / "conf" / "local.yaml", list(sets))
+    config = load_config(ROOT / "conf" / "local.yaml", args.sets)
     spark = build_session(config, app_name=app_name)
     snapshot = config.interactions.snapshot_date
     rows_df = read_table(spark, config, S.INTERACTIONS).where(
         F.col("snapshot_date") == F.lit(snapshot)
     )
-    supervised = Supervision(spark, config, rows_df, experiments=experiments).for_split(FULL)
+    supervised = Supervision(spark, config, rows_df, experiments=args.experiments).for_split(FULL)
     full_df = rows_df.where(F.col("split") == FULL).persist()
     users_df = read_table(spark, config, S.USERS)
     catalog_df = read_table(spark, config, S.CATALOG)
