@@ -139,11 +139,7 @@ def build_session(
         settings["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={catalog.metastore_dir};create=true"
         )
-    extra = dict(spark_cfg.extra)
-    # The user's JVM options go beside ours: replacing them would lose the quiet log4j setup.
-    if JAVA_OPTIONS in extra:
-        settings[JAVA_OPTIONS] += " " + extra.pop(JAVA_OPTIONS)
-    settings.update(extra)
+    settings = with_extra(settings, spark_cfg.extra)
     for key, value in settings.items():
         builder = builder.config(key, value)
     if spark_cfg.hive:
@@ -222,6 +218,15 @@ def _jvm_output(path: Path | None) -> Iterator[None]:
             os.dup2(copy, fd)
             os.close(copy)
         os.close(target)
+
+
+def with_extra(settings: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """``settings`` with ``spark.extra`` over them; the user's driver JVM options go beside
+    ours, since replacing them would lose the quiet log4j setup."""
+    merged = {**settings, **extra}
+    if JAVA_OPTIONS in settings and JAVA_OPTIONS in extra:
+        merged[JAVA_OPTIONS] = f"{settings[JAVA_OPTIONS]} {extra[JAVA_OPTIONS]}"
+    return merged
 
 
 def _java_options(config: Config) -> str:

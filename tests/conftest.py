@@ -28,7 +28,6 @@ from recsys.world import job as world_job
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_CONF = ROOT / "conf" / "local.yaml"
-TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"  # the JIT's quick tier only
 
 
 def write_conf(folder: Path, extends: Path = LOCAL_CONF, **sections: dict) -> Path:
@@ -40,13 +39,7 @@ def write_conf(folder: Path, extends: Path = LOCAL_CONF, **sections: dict) -> Pa
             "shuffle_partitions": 2,
             "driver_memory": "4g",
             "checkpoint_dir": str(folder / "checkpoints"),
-            # The tests' tables are tiny and their queries many: compiling each plan's code
-            # and optimising the JVM's hot paths costs more than it saves there.
-            "extra": {
-                "spark.ui.enabled": "false",
-                "spark.sql.codegen.wholeStage": "false",
-                "spark.driver.extraJavaOptions": TEST_JAVA_OPTIONS,
-            },
+            "extra": {"spark.ui.enabled": "false"},
         },
         "catalog": {
             "warehouse_dir": str(folder / "warehouse"),

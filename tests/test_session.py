@@ -9,7 +9,6 @@ from pyspark.sql import functions as F
 from recsys import session
 from recsys.session import size_shuffle_partitions, table_bytes
 from recsys.tables import publish_partition, publish_table
-from tests.conftest import TEST_JAVA_OPTIONS
 
 
 @pytest.fixture
@@ -63,6 +62,11 @@ def test_a_missing_table_has_no_size(spark, config):
 
 
 def test_java_options_of_the_config_go_beside_the_quiet_logging(spark):
-    options = spark.sparkContext.getConf().get(session.JAVA_OPTIONS)
-    assert TEST_JAVA_OPTIONS in options.split()
-    assert "-Dlog4j2.configurationFile=" in options
+    ours = spark.sparkContext.getConf().get(session.JAVA_OPTIONS)
+    merged = session.with_extra(
+        {session.JAVA_OPTIONS: ours, "spark.ui.enabled": "true"},
+        {session.JAVA_OPTIONS: "-XX:TieredStopAtLevel=1", "spark.ui.enabled": "false"},
+    )
+    assert merged[session.JAVA_OPTIONS].split() == [*ours.split(), "-XX:TieredStopAtLevel=1"]
+    assert "-Dlog4j2.configurationFile=" in ours
+    assert merged["spark.ui.enabled"] == "false"
