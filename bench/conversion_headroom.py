@@ -35,7 +35,6 @@ from offline import (  # bench/ is the script's folder
     add_world_arguments,
     open_world,
     per_user_value,
-    top_by,
 )
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -105,10 +104,12 @@ def _traits_only(world) -> DataFrame:
     scores_df = (
         with_utilities(traits_df, tasteless, markets)
         .join(state_df, "user_id")
-        .select("user_id", F.explode(probability).alias("offer_id", "p"))
+        .select("user_id", F.explode(probability).alias("offer_id", "score"))
         .join(world.candidates_df.select("user_id", "offer_id"), ["user_id", "offer_id"])
     )
-    return top_by(scores_df, "p", world.k)
+    from recsys.ranking import top_k
+
+    return top_k(scores_df, world.k, keys=("user_id",))
 
 
 def _segments(world, lists: dict[str, DataFrame]) -> list[dict]:

@@ -28,7 +28,9 @@ def list_value(lists_df: DataFrame, truth_df: DataFrame, bias: list[float]) -> f
 def per_user_value(lists_df: DataFrame, truth_df: DataFrame, bias: list[float]) -> DataFrame:
     """(user_id, value): P(the user, having opened the surface, takes an offer of the list);
     ranks are looked at in order, each with its position's chance, and one offer is taken."""
-    b = F.element_at(F.array(*[F.lit(x) for x in bias]), F.least("rank", F.lit(len(bias))))
+    from recsys.world.expected import look_chance
+
+    b = look_chance(bias, F.col("rank"))
     looked = lists_df.join(truth_df, "user_id").select(
         "user_id",
         "rank",
@@ -42,16 +44,6 @@ def per_user_value(lists_df: DataFrame, truth_df: DataFrame, bias: list[float]) 
         looked.select("user_id", (alive * F.col("bp")).alias("taken"))
         .groupBy("user_id")
         .agg(F.sum("taken").alias("value"))
-    )
-
-
-def top_by(scores_df: DataFrame, column: str, k: int) -> DataFrame:
-    """(user_id, offer_id, rank) of each user's ``k`` offers highest in ``column``."""
-    order = Window.partitionBy("user_id").orderBy(F.desc(column), "offer_id")
-    return (
-        scores_df.withColumn("rank", F.row_number().over(order))
-        .where(F.col("rank") <= k)
-        .select("user_id", "offer_id", "rank")
     )
 
 
@@ -141,7 +133,7 @@ def open_world(args: argparse.Namespace, app_name: str) -> OfflineWorld:
     )
     truth_df = read_table(spark, config, S.WORLD_TRUTH).persist()
     k = config.recommend.k
-    open_offers = F.explode(F.map_filter("p_accept", lambda _, p: p > 0)).alias("offer_id", "p")
+    open_offers = F.explode(F.map_filter("p_accept", lambda _, p: p > 0)).alias("offer_id", "score")
     return OfflineWorld(
         spark=spark,
         config=config,
@@ -153,5 +145,5 @@ def open_world(args: argparse.Namespace, app_name: str) -> OfflineWorld:
         k=k,
         bias=config.simulate.position_bias,
         popularity_df=top_k(Popularity().fit(full_df, supervised).score(candidates_df), k),
-        oracle_df=top_by(truth_df.select("user_id", open_offers), "p", k),
+        oracle_df=top_k(truth_df.select("user_id", open_offers), k, keys=("user_id",)),
     )
